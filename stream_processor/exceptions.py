@@ -1,0 +1,39 @@
+"""Errors of the stream processor, under one root."""
+
+from __future__ import annotations
+
+
+class StreamProcessorError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(StreamProcessorError):
+    """The configuration is invalid; the message names the file and the key."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        self.source = source
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{source}: {key}: {reason}")
+
+
+class RecordError(StreamProcessorError):
+    """An input record cannot be processed; it goes to the dead-letter topic with ``reason``."""
+
+    reason = "invalid"
+
+
+class DecodeError(RecordError):
+    """The record's bytes are not the expected encoding (not JSON, not UTF-8)."""
+
+    reason = "undecodable"
+
+
+class InvalidRecordError(RecordError):
+    """The record decodes but is not a valid market-data message (unknown kind, missing or bad field)."""
+
+    reason = "invalid"
+
+
+class TransactionStateError(StreamProcessorError):
+    """An exactly-once checkpoint was used in a state that does not allow the call."""
