@@ -1,0 +1,5 @@
+"""``python -m stream_processor``: the command line."""
+
+from .cli import main
+
+main()

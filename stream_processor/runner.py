@@ -1,0 +1,373 @@
+"""The consume-process-produce loop of one processor: batches in, checkpoints committed every interval.
+
+One :class:`ProcessorRunner` owns one consumer in the processor's group (``read_committed``, no auto
+commit) and, for each assigned input partition, a :class:`~stream_processor.checkpoint.Checkpoint`
+(its producer) and a :class:`~stream_processor.state.ChangelogStore`. The hot path works a fetched
+batch at a time: decode, process and hand every output to the partition's producer without waiting
+for it; every ``commit_interval_ms`` all open checkpoints commit concurrently.
+
+Recovery is one move: close the partition's checkpoint (aborting its transaction), start a new
+producer with the same ``transactional.id`` (which fences any zombie and completes or aborts its
+transaction), rebuild the state from the changelog, and seek to the committed offset. Assignment of a
+new partition is the same move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from .checkpoint import Checkpoint, transactional_id
+from .exceptions import RecordError
+from .metrics import Metrics
+from .processors.base import Processor
+from .serde.decode import decode
+from .settings import ProcessorSettings, Settings
+from .state import restore
+
+log = logging.getLogger(__name__)
+
+# Output records are small JSON documents; larger producer batches cut per-request overhead.
+PRODUCER_BATCH_BYTES = 512 * 1024
+# The throughput shown on /health is averaged over this many seconds of commits.
+THROUGHPUT_WINDOW_S = 10.0
+
+
+def changelog_topic(settings: Settings, name: str) -> str:
+    """The compacted changelog topic of processor ``name``'s state."""
+    return f"{settings.app_id}-{name}-state-changelog"
+
+
+class RunnerStats:
+    """Counters shown on ``/health``: processed and failed records, latency and recent throughput."""
+
+    def __init__(self) -> None:
+        self.messages_processed = 0
+        self.messages_failed = 0
+        self.processing_latency_ms = 0.0
+        self._commits: deque[tuple[float, int]] = deque()
+
+    def on_commit(self, count: int, latency_ms: float | None) -> None:
+        now = time.monotonic()
+        self.messages_processed += count
+        self._commits.append((now, count))
+        while self._commits and now - self._commits[0][0] > THROUGHPUT_WINDOW_S:
+            self._commits.popleft()
+        if latency_ms is not None:
+            self.processing_latency_ms = latency_ms
+
+    def throughput_per_second(self) -> float:
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._commits if now - t <= THROUGHPUT_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0][0], 1e-3)
+        return sum(n for _, n in recent[1:]) / span
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages_processed": self.messages_processed,
+            "messages_failed": self.messages_failed,
+            "processing_latency_ms": round(self.processing_latency_ms, 3),
+            "throughput_per_second": round(self.throughput_per_second(), 1),
+        }
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: ProcessorRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.runner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runner.on_assigned(assigned)
+
+
+class ProcessorRunner:
+    """Runs one processor exactly once (or at least once) over its input topics.
+
+    ``state`` is one of ``starting``, ``rebalancing``, ``running``, ``stopping``, ``stopped``, ``failed``;
+    ``ready`` is True once partitions are assigned and their state is restored.
+    """
+
+    def __init__(self, processor: Processor, settings: Settings, metrics: Metrics) -> None:
+        self.processor = processor
+        self.name = processor.name
+        self.settings = settings
+        self.psettings: ProcessorSettings = processor.settings
+        self.metrics = metrics
+        self.transactional = self.psettings.processing_mode == "exactly_once"
+        self.changelog = changelog_topic(settings, self.name)
+        self.stats = RunnerStats()
+        self.state = "starting"
+        self.ready = False
+        self.checkpoints: dict[TopicPartition, Checkpoint] = {}
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._restore_consumer: AIOKafkaConsumer | None = None
+        self._batch_started: dict[TopicPartition, int] = {}  # Kafka timestamp of first record in the txn
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and join the group; partitions arrive through the rebalance listener."""
+        kafka = self.settings.kafka
+        common = {"bootstrap_servers": kafka.bootstrap_servers, "client_id": self.settings.processor_id}
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.psettings.consumer_group,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=kafka.max_poll_records,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=min(3000, kafka.session_timeout_ms // 3),
+            **common,
+        )
+        self._restore_consumer = AIOKafkaConsumer(
+            isolation_level="read_committed", enable_auto_commit=False, **common
+        )
+        await self._restore_consumer.start()
+        await self._consumer.start()
+        self._consumer.subscribe(self.psettings.input_topics, listener=_Listener(self))
+        self.state = "rebalancing"
+
+    async def run(self) -> None:
+        """Consume, process and commit until :meth:`stop`."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        interval = self.settings.kafka.commit_interval_ms / 1000
+        max_records = self.settings.kafka.max_poll_records
+        next_commit = time.monotonic() + interval
+        try:
+            while not self._stopping.is_set():
+                timeout_ms = max(1, int((next_commit - time.monotonic()) * 1000))
+                batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+                async with self._lock:
+                    if batches:
+                        await self._process(batches)
+                    if time.monotonic() >= next_commit:
+                        await self._commit_all()
+                        next_commit = time.monotonic() + interval
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.state = "failed"
+            log.exception("processor %s failed", self.name)
+            raise
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return after its current batch (within one commit interval)."""
+        self._stopping.set()
+        self.state = "stopping"
+
+    async def stop(self) -> None:
+        """Commit what is processed, close every producer and leave the group (after :meth:`run` ended)."""
+        self.request_stop()
+        async with self._lock:
+            await self._commit_all()
+            for cp in list(self.checkpoints.values()):
+                await cp.close()
+            self.checkpoints.clear()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._restore_consumer is not None:
+            await self._restore_consumer.stop()
+        self.ready = False
+        self.state = "stopped"
+
+    # ---- rebalance ---------------------------------------------------------------------------------
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Commit everything processed so far before the group moves partitions."""
+        self.ready = False
+        self.state = "rebalancing"
+        async with self._lock:
+            await self._commit_all()
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Close partitions no longer ours; open new ones (fence, restore, seek); keep untouched ones."""
+        assert self._consumer is not None
+        async with self._lock:
+            for tp in [tp for tp in self.checkpoints if tp not in assigned]:
+                await self.checkpoints.pop(tp).close()
+            for tp in sorted(assigned):
+                cp = self.checkpoints.get(tp)
+                if cp is not None:
+                    committed = await self._consumer.committed(tp)
+                    if committed == cp.committed_offset and committed is not None:
+                        self._consumer.seek(tp, committed)
+                        cp.position = committed
+                        continue
+                    # Someone else committed q since we last did: our state is stale.
+                    await self.checkpoints.pop(tp).close()
+                self.checkpoints[tp] = await self._open_partition(tp)
+            self.metrics.assigned_partitions.labels(self.name).set(len(self.checkpoints))
+            self.state = "running"
+            self.ready = True
+            log.info("processor %s assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
+
+    async def _open_partition(self, tp: TopicPartition) -> Checkpoint:
+        assert self._consumer is not None and self._restore_consumer is not None
+        kafka = self.settings.kafka
+        group = self.psettings.consumer_group
+        options: dict[str, Any] = {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "client_id": f"{self.settings.processor_id}-{tp.topic}-{tp.partition}",
+            "max_batch_size": PRODUCER_BATCH_BYTES,
+            "acks": "all",
+            "enable_idempotence": True,
+        }
+        if self.transactional:
+            options["transactional_id"] = transactional_id(self.settings.app_id, group, tp)
+            options["transaction_timeout_ms"] = kafka.transaction_timeout_ms
+        producer = AIOKafkaProducer(**options)
+        # InitProducerId: fences the previous owner of this transactional.id and completes or aborts its
+        # open transaction, so the committed offset and the changelog read below are final.
+        await producer.start()
+        store = self.processor.new_store()
+        restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, tp.partition))
+        self.metrics.restored_records.labels(self.name).inc(restored)
+        committed = await self._consumer.committed(tp)
+        start = committed
+        if start is None:
+            start = (await self._consumer.beginning_offsets([tp]))[tp]
+        self._consumer.seek(tp, start)
+        cp = Checkpoint(
+            tp,
+            group_id=group,
+            producer=producer,
+            consumer=self._consumer,
+            store=store,
+            changelog_topic=self.changelog,
+            transactional=self.transactional,
+        )
+        cp.committed_offset = committed
+        cp.position = start
+        log.debug("opened %s at offset %s with %d keys restored", tp, committed, len(store.data))
+        return cp
+
+    # ---- hot path ----------------------------------------------------------------------------------
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        for tp, messages in batches.items():
+            cp = self.checkpoints.get(tp)
+            if cp is None or not messages:
+                continue  # fetched before a rebalance took the partition away
+            try:
+                if not cp.is_open:
+                    await cp.begin()
+                    self._batch_started[tp] = messages[0].timestamp
+                await self._process_partition(cp, messages)
+            except Exception as exc:  # noqa: BLE001 - any Kafka error aborts this partition's transaction
+                await self._recover(tp, exc)
+        self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _process_partition(self, cp: Checkpoint, messages: list[Any]) -> None:
+        tp = cp.tp
+        topic, partition = tp.topic, tp.partition
+        process = self.processor.process
+        store = cp.store
+        send = cp.producer.send
+        futures = cp._futures  # noqa: SLF001 - the checkpoint's own list, acknowledged at commit
+        outputs = cp.pending_outputs
+        failed = 0
+        position = cp.position
+        if messages[0].offset < position:
+            # Records fetched before a seek (rebalance, recovery) may still arrive: never process twice.
+            messages = [m for m in messages if m.offset >= position]
+            if not messages:
+                return
+        for msg in messages:
+            try:
+                record = decode(msg.value, msg.key)
+                results = process(record, store, topic, partition, msg.offset)
+            except RecordError as exc:
+                await self._dead_letter(cp, msg, exc.reason, str(exc))
+                failed += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - a processor bug must not stop the partition
+                log.exception("processor %s failed on %s@%d", self.name, tp, msg.offset)
+                await self._dead_letter(cp, msg, "processing_error", repr(exc))
+                failed += 1
+                continue
+            for out_topic, key, value in results:
+                futures.append(await send(out_topic, value, key=key))
+                outputs[out_topic] += 1
+        cp.position = messages[-1].offset + 1
+        cp.store_offset(cp.position, len(messages))
+        cp.pending_failed += failed
+
+    async def _dead_letter(self, cp: Checkpoint, msg: Any, reason: str, error: str) -> None:
+        headers = [
+            ("reason", reason.encode()),
+            ("error", error.encode()[:1000]),
+            ("processor", self.name.encode()),
+            ("source_topic", msg.topic.encode()),
+            ("source_partition", str(msg.partition).encode()),
+            ("source_offset", str(msg.offset).encode()),
+        ]
+        await cp.send(self.psettings.dead_letter_topic, msg.value or b"", key=msg.key, headers=headers)
+        cp.pending_outputs[self.psettings.dead_letter_topic] += 1
+
+    async def _commit_all(self) -> None:
+        open_cps = [cp for cp in self.checkpoints.values() if cp.is_open]
+        if not open_cps:
+            return
+        started = time.perf_counter()
+        results = await asyncio.gather(*(self._commit_one(cp) for cp in open_cps), return_exceptions=True)
+        self.metrics.commit_seconds.labels(self.name).observe(time.perf_counter() - started)
+        for cp, result in zip(open_cps, results):
+            if isinstance(result, BaseException):
+                self.metrics.commits.labels(self.name, "aborted").inc()
+                await self._recover(cp.tp, result)
+
+    async def _commit_one(self, cp: Checkpoint) -> None:
+        outputs, failed = Counter(cp.pending_outputs), cp.pending_failed
+        count = await cp.commit()
+        now_ms = time.time() * 1000
+        first_ts = self._batch_started.pop(cp.tp, None)
+        latency_ms = now_ms - first_ts if first_ts is not None and first_ts > 0 else None
+        self.metrics.commits.labels(self.name, "committed").inc()
+        self.metrics.messages_in.labels(self.name).inc(count)
+        for topic, n in outputs.items():
+            self.metrics.messages_out.labels(self.name, topic).inc(n)
+        if failed:
+            self.metrics.messages_failed.labels(self.name, "dead_letter").inc(failed)
+            self.stats.messages_failed += failed
+        if latency_ms is not None:
+            self.metrics.processing_latency.labels(self.name).observe(latency_ms / 1000)
+        self.stats.on_commit(count, latency_ms)
+        assert self._consumer is not None
+        lso = self._consumer.last_stable_offset(cp.tp)
+        if lso is not None and cp.committed_offset is not None:
+            self.metrics.consumer_lag.labels(self.name, cp.tp.topic, str(cp.tp.partition)).set(
+                max(0, lso - cp.committed_offset)
+            )
+
+    async def _recover(self, tp: TopicPartition, exc: BaseException) -> None:
+        """Abort ``tp``'s transaction and start it over from its last commit, with state to match."""
+        cp = self.checkpoints.pop(tp, None)
+        self._batch_started.pop(tp, None)
+        if cp is None:
+            return
+        if isinstance(exc, ProducerFenced):
+            log.warning("processor %s: %s was fenced by a newer owner; dropping it", self.name, tp)
+            await _close_quietly(cp)
+            return
+        log.warning("processor %s: aborting %s after %r; rewinding to offset %s", self.name, tp, exc,
+                    cp.committed_offset)
+        await _close_quietly(cp)
+        self.checkpoints[tp] = await self._open_partition(tp)
+
+
+async def _close_quietly(cp: Checkpoint) -> None:
+    try:
+        await cp.close()
+    except Exception:  # noqa: BLE001 - the producer is gone either way; its successor fences it
+        log.debug("closing %s failed", cp.tp, exc_info=True)

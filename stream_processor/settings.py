@@ -1,0 +1,187 @@
+"""Configuration: ``config/streams-config.yaml`` plus environment overrides, validated once at start.
+
+``load_settings(path, environ)`` returns a frozen :class:`Settings`; any invalid value raises
+:class:`~stream_processor.exceptions.ConfigError` naming the file (or ``environment``) and the key,
+for example ``config/streams-config.yaml: stream_processors.trades.batch_size: Input should be a
+valid integer``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .exceptions import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "streams-config.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Strict):
+    """Broker connection and the exactly-once commit cadence (times in ms)."""
+
+    bootstrap_servers: list[str] = Field(min_length=1)
+    commit_interval_ms: int = Field(default=100, gt=0)
+    max_poll_records: int = Field(default=2000, gt=0)
+    transaction_timeout_ms: int = Field(default=10_000, gt=0)
+    session_timeout_ms: int = Field(default=30_000, gt=0)
+    replication_factor: int = Field(default=1, gt=0)
+
+
+class TopicSettings(_Strict):
+    """One topic this project creates when it is missing."""
+
+    partitions: int = Field(gt=0)
+    compacted: bool = False
+    retention_ms: int | None = None
+
+
+class TradesParams(_Strict):
+    """Window lengths of the trades processor, in trades."""
+
+    sma_length: int = Field(default=20, gt=0)
+    ema_length: int = Field(default=20, gt=0)
+    momentum_length: int = Field(default=20, gt=0)
+    volume_window: int = Field(default=100, gt=0)
+
+
+class ProcessorSettings(_Strict):
+    """One stream processor: its consumer group, topics, mode and parameters."""
+
+    type: Literal["trades"]
+    consumer_group: str = Field(min_length=1)
+    processing_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    batch_size: int = Field(default=500, gt=0)
+    input_topics: list[str] = Field(min_length=1)
+    output_topics: list[str] = Field(min_length=1)
+    dead_letter_topic: str = "dead_letter"
+    enabled: bool = True
+    params: TradesParams = TradesParams()
+
+
+class ReplaySettings(_Strict):
+    """Where the replay producer publishes each message family."""
+
+    topics: dict[Literal["trades", "orderbook", "klines"], str]
+
+
+class MonitoringSettings(_Strict):
+    """HTTP ports and log level."""
+
+    host: str = "0.0.0.0"  # address the HTTP ports listen on
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    health_check_port: int = Field(default=8081, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(_Strict):
+    """The whole validated configuration."""
+
+    app_id: str = Field(default="stream-processor", min_length=1)
+    processor_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    kafka: KafkaSettings
+    topics: dict[str, TopicSettings] = {}
+    stream_processors: dict[str, ProcessorSettings] = Field(min_length=1)
+    replay: ReplaySettings
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    def topic(self, name: str) -> TopicSettings:
+        """The settings of topic ``name``; a topic not listed gets 1 partition."""
+        return self.topics.get(name, TopicSettings(partitions=1))
+
+
+# Environment variable -> (path in the YAML document, parser). None in the path means "every processor".
+def _int(raw: str) -> int:
+    return int(raw.strip())
+
+
+def _servers(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+ENV_OVERRIDES: dict[str, tuple[tuple[str | None, ...], Any]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": (("kafka", "bootstrap_servers"), _servers),
+    "PROCESSOR_ID": (("processor_id",), str),
+    "BATCH_SIZE": (("stream_processors", None, "batch_size"), _int),
+    "COMMIT_INTERVAL_MS": (("kafka", "commit_interval_ms"), _int),
+    "MAX_POLL_RECORDS": (("kafka", "max_poll_records"), _int),
+    "METRICS_PORT": (("monitoring", "metrics_port"), _int),
+    "HEALTH_CHECK_PORT": (("monitoring", "health_check_port"), _int),
+    "LOG_LEVEL": (("monitoring", "log_level"), str),
+}
+
+
+def _apply_env(doc: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, (path, parse) in ENV_OVERRIDES.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise ConfigError("environment", name, f"cannot parse {raw!r}") from None
+        if path[1:2] == (None,):
+            for proc in (doc.get(path[0]) or {}).values():
+                if isinstance(proc, dict):
+                    proc[path[2]] = value
+            continue
+        node = doc
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from ``environ`` (default ``os.environ``) and validate the configuration.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is unknown, missing or of a wrong type.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    environ = os.environ if environ is None else environ
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "(file)", f"not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(source, "(top level)", "must be a mapping")
+    _apply_env(doc, environ)
+    try:
+        return Settings.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = _key_of(first["loc"])
+        origin = next(
+            (f"environment {name}" for name, (p, _) in ENV_OVERRIDES.items()
+             if name in environ and _matches(p, first["loc"])),
+            source,
+        )
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(origin, key, first["msg"] + more) from None
+
+
+def _matches(path: tuple[str | None, ...], loc: tuple[Any, ...]) -> bool:
+    return len(path) == len(loc) and all(p is None or p == str(part) for p, part in zip(path, loc))
