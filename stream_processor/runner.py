@@ -322,7 +322,7 @@ class ProcessorRunner:
         started = time.perf_counter()
         results = await asyncio.gather(*(self._commit_one(cp) for cp in open_cps), return_exceptions=True)
         self.metrics.commit_seconds.labels(self.name).observe(time.perf_counter() - started)
-        for cp, result in zip(open_cps, results):
+        for cp, result in zip(open_cps, results, strict=True):
             if isinstance(result, BaseException):
                 self.metrics.commits.labels(self.name, "aborted").inc()
                 await self._recover(cp.tp, result)

@@ -184,4 +184,4 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 
 def _matches(path: tuple[str | None, ...], loc: tuple[Any, ...]) -> bool:
-    return len(path) == len(loc) and all(p is None or p == str(part) for p, part in zip(path, loc))
+    return len(path) == len(loc) and all(p is None or p == str(part) for p, part in zip(path, loc, strict=True))

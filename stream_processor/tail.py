@@ -37,7 +37,7 @@ async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[st
         remaining = {tp for tp in tps if ends[tp] > begins[tp]}
         while remaining:
             batch = await consumer.getmany(timeout_ms=1000)
-            for tp, msgs in batch.items():
+            for msgs in batch.values():
                 records.extend(msgs)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:

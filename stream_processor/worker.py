@@ -36,6 +36,8 @@ class Worker:
             for n in names
         ]
         self.started = time.monotonic()
+        self.health_port: int | None = None  # bound ports, known once run() serves them
+        self.metrics_port: int | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -56,7 +58,8 @@ class Worker:
             await serve(health_app(lambda: self.runners, self.started), mon.health_check_port, mon.host),
             await serve(metrics_app(self.metrics), mon.metrics_port, mon.host),
         ]
-        log.info("health on :%d/health, metrics on :%d/metrics", mon.health_check_port, mon.metrics_port)
+        self.health_port, self.metrics_port = (site.addresses[0][1] for site in http)
+        log.info("health on :%d/health, metrics on :%d/metrics", self.health_port, self.metrics_port)
         tasks: list[asyncio.Task[None]] = []
         try:
             for runner in self.runners:

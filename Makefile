@@ -1,0 +1,46 @@
+# Two commands for a new user: `make demo` (the main job on the shipped sample) and `make test`.
+PYTHON ?= python3.12
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo stop test lint venv jars kafka-up kafka-down bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+jars:
+	scripts/kafka.sh jars
+
+kafka-up: jars
+	scripts/kafka.sh up
+
+kafka-down:
+	scripts/kafka.sh down
+
+## demo: venv, a fresh local Kafka, topics, the worker, a replay of the shipped real sample; leaves both running
+demo: venv jars
+	scripts/demo.sh
+
+## stop: stop the demo's worker and broker
+stop:
+	scripts/demo.sh stop
+
+lint: venv
+	$(BIN)/ruff check stream_processor tests bench
+
+## test: lint, then every test; the integration tests start their own broker on free loopback ports
+test: venv jars lint
+	$(BIN)/pytest -q
+
+bench: venv jars
+	$(BIN)/python bench/trades_throughput.py
+
+clean:
+	scripts/kafka.sh clean
+	rm -rf .demo

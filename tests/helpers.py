@@ -1,0 +1,75 @@
+"""Test helpers: settings for an isolated run on the test broker, and reading whole topics."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream_processor.settings import DEFAULT_CONFIG, Settings, load_settings
+
+
+def isolated_settings(bootstrap: str, mode: str = "exactly_once", **kafka: Any) -> Settings:
+    """The default config with every topic, group and app id made unique, on ``bootstrap``."""
+    base = load_settings(DEFAULT_CONFIG, environ={})
+    run = uuid.uuid4().hex[:8]
+    doc = base.model_dump()
+    doc["app_id"] = f"test-{run}"
+    doc["kafka"].update(bootstrap_servers=[bootstrap], **kafka)
+    rename = {name: f"{name}-{run}" for name in doc["topics"]}
+    doc["topics"] = {rename[n]: spec for n, spec in doc["topics"].items()}
+    doc["replay"]["topics"] = {k: rename.get(v, v) for k, v in doc["replay"]["topics"].items()}
+    for proc in doc["stream_processors"].values():
+        proc["consumer_group"] = f"{proc['consumer_group']}-{run}"
+        proc["processing_mode"] = mode
+        proc["input_topics"] = [rename.get(t, t) for t in proc["input_topics"]]
+        proc["output_topics"] = [rename.get(t, t) for t in proc["output_topics"]]
+        proc["dead_letter_topic"] = rename.get(proc["dead_letter_topic"], proc["dead_letter_topic"])
+    doc["monitoring"].update(host="127.0.0.1", metrics_port=0, health_check_port=0)
+    return Settings.model_validate(doc)
+
+
+async def read_topic(bootstrap: str, topic: str, isolation_level: str = "read_committed") -> list[Any]:
+    """Every record of ``topic`` up to its current end (the last stable offset under read_committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                return records
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, isolation_level: str = "read_committed") -> int:
+    """Sum of the end offsets of ``topic``'s partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> None:
+    """Await the async ``predicate()`` until true; raise TimeoutError after ``timeout`` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,140 @@
+"""End to end on the real broker: real Binance trades replayed, enriched exactly once, checked in batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import aiohttp
+import numpy as np
+import orjson
+import pandas as pd
+import pandas_ta as ta
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream_processor.models import Trade
+from stream_processor.replay import replay
+from stream_processor.serde.decode import decode
+from stream_processor.worker import Worker
+from tests.conftest import FEEDS
+from tests.helpers import end_offsets, isolated_settings, read_topic, wait_for
+
+FILES = [FEEDS / "spot" / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
+
+BAD_RECORDS = [
+    (b"BTCUSDT", b"\xff\xfe not json", "undecodable"),
+    (b"BTCUSDT", b'{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}', "invalid"),
+    (b"BTCUSDT", b'{"u":1,"s":"BTCUSDT","b":"1.0","B":"1.0","a":"1.1","A":"1.0"}', "invalid"),
+]
+
+
+def reference(trades: list[Trade], params) -> pd.DataFrame:
+    """The trades processor's indicators computed in batch by pandas-ta / pandas over one symbol."""
+    index = pd.to_datetime([t.time_ms for t in trades], unit="ms", utc=True)
+    price = pd.Series([t.price for t in trades], index=index, dtype=float)
+    size = pd.Series([t.size for t in trades], index=index, dtype=float)
+    buy = pd.Series([t.size if t.side == "buy" else 0.0 for t in trades], index=index, dtype=float)
+    return pd.DataFrame(
+        {
+            "sma": ta.sma(price, params.sma_length, talib=False),
+            "ema": ta.ema(price, params.ema_length, talib=False),
+            "vwap": ta.vwap(high=price, low=price, close=price, volume=size, anchor="D", talib=False),
+            "momentum": ta.percent_return(price, length=params.momentum_length),
+            "volume": size.rolling(params.volume_window).sum(),
+            "buy_volume": buy.rolling(params.volume_window).sum(),
+            "sell_volume": (size - buy).rolling(params.volume_window).sum(),
+        }
+    ).reset_index(drop=True)
+
+
+async def test_real_trades_enriched_exactly_once(kafka_bootstrap, shared_data):
+    settings = isolated_settings(kafka_bootstrap)
+    proc = settings.stream_processors["trades"]
+    raw, enriched, dead = proc.input_topics[0], proc.output_topics[0], proc.dead_letter_topic
+
+    counts = await replay(settings, FILES, kinds={"trades"}, progress=False)
+    n_trades = counts[raw]
+    assert n_trades == 9_757 + 10_147 + 6_106 + 8_409  # the trade messages of the four files
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    for key, value, _ in BAD_RECORDS:
+        await producer.send_and_wait(raw, value, key=key)
+    await producer.stop()
+
+    worker = Worker(settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        async def drained() -> bool:
+            assert not task.done(), task.exception()
+            return await end_offsets(kafka_bootstrap, enriched) >= n_trades and (
+                await end_offsets(kafka_bootstrap, dead) >= len(BAD_RECORDS)
+            )
+
+        await wait_for(drained, timeout=180)
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{worker.health_port}"
+            async with http.get(f"{base}/ready") as resp:
+                assert resp.status == 200
+            async with http.get(f"{base}/health") as resp:
+                assert resp.status == 200
+                health = await resp.json()
+            async with http.get(f"http://127.0.0.1:{worker.metrics_port}/metrics") as resp:
+                metrics_text = await resp.text()
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, timeout=60)
+
+    assert health["healthy"] is True
+    check = health["checks"]["trades"]
+    assert check["state"] == "running"
+    assert check["metrics"]["messages_processed"] == n_trades + len(BAD_RECORDS)
+    assert check["metrics"]["messages_failed"] == len(BAD_RECORDS)
+    assert f'stream_processor_messages_out_total{{processor="trades",topic="{enriched}"}} {float(n_trades)}' in (
+        metrics_text
+    )
+    assert "stream_processor_processing_latency_seconds_bucket" in metrics_text
+
+    # Every input trade appears exactly once, nothing else does.
+    inputs = await read_topic(kafka_bootstrap, raw)
+    outputs = await read_topic(kafka_bootstrap, enriched)
+    values = [orjson.loads(m.value) for m in outputs]
+    sources = [(v["source_topic"], v["source_partition"], v["source_offset"]) for v in values]
+    assert len(sources) == len(set(sources)) == n_trades
+    bad_values = {value for _, value, _ in BAD_RECORDS}
+    trade_inputs = [m for m in inputs if m.value not in bad_values]
+    assert set(sources) == {(m.topic, m.partition, m.offset) for m in trade_inputs}
+
+    # Dead letters carry the reason and the source; the group has committed every input offset.
+    dead_letters = await read_topic(kafka_bootstrap, dead)
+    reasons = sorted(dict(m.headers)["reason"].decode() for m in dead_letters)
+    assert reasons == sorted(reason for _, _, reason in BAD_RECORDS)
+    assert all(dict(m.headers)["source_topic"].decode() == raw for m in dead_letters)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=proc.consumer_group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(raw, p) for p in consumer.partitions_for_topic(raw) or ()]
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            if ends[tp]:
+                assert await consumer.committed(tp) == ends[tp]
+    finally:
+        await consumer.stop()
+
+    # Every value equals a batch computation of the same indicators over the same trades.
+    by_offset = {(m.partition, m.offset): m for m in trade_inputs}
+    per_symbol: dict[str, list[tuple[dict, Trade]]] = defaultdict(list)
+    for value in sorted(values, key=lambda v: (v["source_partition"], v["source_offset"])):
+        trade = decode(by_offset[(value["source_partition"], value["source_offset"])].value)
+        assert isinstance(trade, Trade) and trade.trade_id == value["trade_id"]
+        per_symbol[value["symbol"]].append((value, trade))
+    assert set(per_symbol) == {"BTCUSDT", "ETHUSDT"}
+    for symbol, rows in per_symbol.items():
+        ref = reference([t for _, t in rows], proc.params)
+        for column in ref.columns:
+            got = np.array([np.nan if v[column] is None else v[column] for v, _ in rows], dtype=float)
+            want = ref[column].to_numpy(dtype=float)
+            assert np.array_equal(np.isnan(got), np.isnan(want)), f"{symbol} {column}: warm-up differs"
+            ok = ~np.isnan(want)
+            np.testing.assert_allclose(got[ok], want[ok], rtol=1e-9, atol=1e-12, err_msg=f"{symbol} {column}")
+        assert [v["trade_count"] for v, _ in rows] == list(range(1, len(rows) + 1))
