@@ -47,13 +47,39 @@ def reference(trades: list[Trade], params) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-async def test_real_trades_enriched_exactly_once(kafka_bootstrap, shared_data):
+async def run_worker_until(settings, predicate, timeout: float = 180):
+    """Run a worker until ``predicate(worker)`` holds; returns what it returned, then stops the worker."""
+    worker = Worker(settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        async def ready() -> bool:
+            assert not task.done(), task.exception()
+            return await predicate(worker)
+
+        await wait_for(ready, timeout=timeout)
+        return await predicate(worker)
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, timeout=60)
+
+
+async def test_real_trades_enriched_exactly_once_across_a_restart(kafka_bootstrap, shared_data):
+    """Phase 1 processes the 2024-08-08 files and stops; a new worker takes the 08-09 files from the changelog."""
     settings = isolated_settings(kafka_bootstrap)
     proc = settings.stream_processors["trades"]
     raw, enriched, dead = proc.input_topics[0], proc.output_topics[0], proc.dead_letter_topic
+    day1 = [f for f in FILES if "20240808" in f.name]
+    day2 = [f for f in FILES if "20240809" in f.name]
 
-    counts = await replay(settings, FILES, kinds={"trades"}, progress=False)
-    n_trades = counts[raw]
+    counts1 = await replay(settings, day1, kinds={"trades"}, progress=False)
+
+    async def drained1(_: Worker) -> bool:
+        return await end_offsets(kafka_bootstrap, enriched) >= counts1[raw]
+
+    await run_worker_until(settings, drained1)
+
+    counts2 = await replay(settings, day2, kinds={"trades"}, progress=False)
+    n_trades = counts1[raw] + counts2[raw]
     assert n_trades == 9_757 + 10_147 + 6_106 + 8_409  # the trade messages of the four files
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -61,16 +87,11 @@ async def test_real_trades_enriched_exactly_once(kafka_bootstrap, shared_data):
         await producer.send_and_wait(raw, value, key=key)
     await producer.stop()
 
-    worker = Worker(settings)
-    task = asyncio.create_task(worker.run())
-    try:
-        async def drained() -> bool:
-            assert not task.done(), task.exception()
-            return await end_offsets(kafka_bootstrap, enriched) >= n_trades and (
-                await end_offsets(kafka_bootstrap, dead) >= len(BAD_RECORDS)
-            )
-
-        await wait_for(drained, timeout=180)
+    async def drained2(worker: Worker):
+        if await end_offsets(kafka_bootstrap, enriched) < n_trades or (
+            await end_offsets(kafka_bootstrap, dead) < len(BAD_RECORDS)
+        ):
+            return None
         async with aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{worker.health_port}"
             async with http.get(f"{base}/ready") as resp:
@@ -80,18 +101,19 @@ async def test_real_trades_enriched_exactly_once(kafka_bootstrap, shared_data):
                 health = await resp.json()
             async with http.get(f"http://127.0.0.1:{worker.metrics_port}/metrics") as resp:
                 metrics_text = await resp.text()
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(task, timeout=60)
+        return health, metrics_text
+
+    health, metrics_text = await run_worker_until(settings, drained2)
+    restored = "stream_processor_restored_records_total{processor=\"trades\"}"
+    assert restored in metrics_text and f"{restored} 0.0" not in metrics_text  # phase 2 began from the changelog
 
     assert health["healthy"] is True
     check = health["checks"]["trades"]
     assert check["state"] == "running"
-    assert check["metrics"]["messages_processed"] == n_trades + len(BAD_RECORDS)
+    assert check["metrics"]["messages_processed"] == counts2[raw] + len(BAD_RECORDS)  # this worker's share
     assert check["metrics"]["messages_failed"] == len(BAD_RECORDS)
-    assert f'stream_processor_messages_out_total{{processor="trades",topic="{enriched}"}} {float(n_trades)}' in (
-        metrics_text
-    )
+    out_metric = f'stream_processor_messages_out_total{{processor="trades",topic="{enriched}"}}'
+    assert f"{out_metric} {float(counts2[raw])}" in metrics_text
     assert "stream_processor_processing_latency_seconds_bucket" in metrics_text
 
     # Every input trade appears exactly once, nothing else does.
