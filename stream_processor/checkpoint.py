@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 
 from .exceptions import TransactionStateError
@@ -54,6 +56,10 @@ _TRANSITIONS: dict[CheckpointState, frozenset[CheckpointState]] = {
 }
 
 
+# Kafka's default partitioner (murmur2 of the key), so keyed outputs land where any Kafka client puts them.
+_PARTITIONER = DefaultPartitioner()
+
+
 def transactional_id(app_id: str, group: str, tp: TopicPartition) -> str:
     """The stable ``transactional.id`` of input partition ``tp``: the same on every worker and restart."""
     return f"{app_id}-{group}-{tp.topic}-{tp.partition}"
@@ -62,8 +68,10 @@ def transactional_id(app_id: str, group: str, tp: TopicPartition) -> str:
 class Checkpoint:
     """Outputs, changelog writes and the offset of one input partition, committed together.
 
-    Use: :meth:`start`; then per batch :meth:`begin` (if not open), :meth:`send` for each output,
-    :meth:`store_offset`; when due :meth:`commit`; on error :meth:`abort`; finally :meth:`close`.
+    Use: :meth:`prepare` the output topics; then per batch :meth:`begin` (if not open), :meth:`append`
+    each output, :meth:`flush`, :meth:`store_offset`; when due :meth:`commit`; on error :meth:`abort`;
+    finally :meth:`close`. Outputs are built into aiokafka record batches per output partition (one future
+    per batch, not per record).
 
     Raises:
         TransactionStateError: a call that the current :class:`CheckpointState` does not allow.
@@ -94,7 +102,11 @@ class Checkpoint:
         self.pending_count = 0  # input records in the open transaction
         self.pending_failed = 0  # of which went to the dead-letter topic
         self.pending_outputs: Counter[str] = Counter()  # output records per topic in the open transaction
-        self._futures: list[asyncio.Future[Any]] = []
+        self._futures: list[asyncio.Future[Any]] = []  # one per batch handed to the producer
+        self._builders: dict[tuple[str, int], BatchBuilder] = {}  # open batch per output topic and partition
+        self._full: list[tuple[str, int, BatchBuilder]] = []  # filled batches not yet handed over
+        self._topic_partitions: dict[str, list[int]] = {}
+        self._key_partitions: dict[tuple[str, bytes], int] = {}
 
     def _move(self, to: CheckpointState) -> None:
         if to not in _TRANSITIONS[self.state]:
@@ -112,6 +124,57 @@ class Checkpoint:
         if self.transactional:
             await self.producer.begin_transaction()
 
+    async def prepare(self, topics: Iterable[str]) -> None:
+        """Learn the partitions of every topic this checkpoint may write to; call before the first append."""
+        for topic in topics:
+            self._topic_partitions[topic] = sorted(await self.producer.partitions_for(topic))
+
+    def append(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Add one output record to the open transaction's batch for its topic and partition.
+
+        The partition is ``partition`` or, as Kafka's default partitioner does, murmur2 of ``key`` (random
+        for no key). Nothing goes to the network until :meth:`flush`; :meth:`commit` waits for the acks.
+        """
+        if self.state is not CheckpointState.OPEN:
+            raise TransactionStateError(f"checkpoint {self.tp}: append while {self.state.value}")
+        if partition is None:
+            partition = self._partition_of(topic, key)
+        builders = self._builders
+        builder = builders.get((topic, partition))
+        if builder is None:
+            builder = builders[(topic, partition)] = self.producer.create_batch()
+        if builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+            self._full.append((topic, partition, builder))
+            builder = builders[(topic, partition)] = self.producer.create_batch()
+            builder.append(timestamp=None, key=key, value=value, headers=headers or [])
+
+    def _partition_of(self, topic: str, key: bytes | None) -> int:
+        cached = self._key_partitions.get((topic, key)) if key is not None else None
+        if cached is not None:
+            return cached
+        partitions = self._topic_partitions.get(topic)
+        if not partitions:
+            raise TransactionStateError(f"checkpoint {self.tp}: topic {topic!r} was not prepared")
+        partition = _PARTITIONER(key, partitions, partitions)
+        if key is not None:
+            self._key_partitions[(topic, key)] = partition
+        return partition
+
+    async def flush(self) -> None:
+        """Hand every batch built so far to the producer; their acknowledgements are awaited by :meth:`commit`."""
+        batches = self._full + [(topic, part, builder) for (topic, part), builder in self._builders.items()]
+        self._full, self._builders = [], {}
+        send_batch = self.producer.send_batch
+        for topic, partition, builder in batches:
+            self._futures.append(await send_batch(builder, topic, partition=partition))
+
     async def send(
         self,
         topic: str,
@@ -120,19 +183,9 @@ class Checkpoint:
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
     ) -> None:
-        """Send one output record inside the open transaction (it is acknowledged by :meth:`commit`)."""
-        if self.state is not CheckpointState.OPEN:
-            raise TransactionStateError(f"checkpoint {self.tp}: send while {self.state.value}")
-        self._futures.append(
-            await self.producer.send(topic, value, key=key, headers=headers, partition=partition)
-        )
-
-    async def send_many(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
-        """Send ``(key, value)`` records to ``topic`` inside the open transaction."""
-        send = self.producer.send
-        futures = self._futures
-        for key, value in records:
-            futures.append(await send(topic, value, key=key))
+        """:meth:`append` one record and :meth:`flush` at once."""
+        self.append(topic, value, key=key, headers=headers, partition=partition)
+        await self.flush()
 
     def store_offset(self, next_offset: int, count: int) -> None:
         """Record that input up to ``next_offset`` (exclusive) is processed in this transaction."""
@@ -153,9 +206,10 @@ class Checkpoint:
         Raises whatever the producer or broker raised; the checkpoint is then still open and the caller
         must :meth:`abort` it.
         """
+        if self.state is CheckpointState.OPEN and self.store is not None and self.store.dirty:
+            self._append_changelog()
         self._move(CheckpointState.COMMITTING)
-        if self.store is not None and self.store.dirty:
-            await self.send_many_changelog()
+        await self.flush()
         futures, self._futures = self._futures, []
         if futures:
             await asyncio.gather(*futures)
@@ -175,14 +229,12 @@ class Checkpoint:
         self._move(CheckpointState.IDLE)
         return count
 
-    async def send_many_changelog(self) -> None:
-        """Write the store's dirty keys to this partition's changelog partition."""
+    def _append_changelog(self) -> None:
+        """Add the store's dirty keys to this partition's changelog partition."""
         assert self.store is not None and self.changelog_topic is not None
-        send = self.producer.send
-        futures = self._futures
         partition = self.tp.partition
         for key, value in self.store.changelog_records():
-            futures.append(await send(self.changelog_topic, value, key=key, partition=partition))
+            self.append(self.changelog_topic, value, key=key, partition=partition)
 
     async def abort(self) -> None:
         """Abort the open transaction (if the producer still can); pending outputs and offset are dropped.
@@ -190,6 +242,7 @@ class Checkpoint:
         The caller rewinds the consumer to :attr:`committed_offset` and rebuilds the store.
         """
         self._move(CheckpointState.ABORTING)
+        self._builders, self._full = {}, []
         futures, self._futures = self._futures, []
         for fut in futures:
             fut.cancel()
@@ -202,7 +255,7 @@ class Checkpoint:
 
     async def close(self) -> None:
         """Stop the producer; an open transaction is aborted first."""
-        if self.state is CheckpointState.OPEN:
+        if self.state in (CheckpointState.OPEN, CheckpointState.COMMITTING):
             try:
                 await self.abort()
             except Exception:  # noqa: BLE001 - closing anyway; the next owner's fencing aborts it

@@ -247,6 +247,7 @@ class ProcessorRunner:
             changelog_topic=self.changelog,
             transactional=self.transactional,
         )
+        await cp.prepare([*self.psettings.output_topics, self.psettings.dead_letter_topic, self.changelog])
         cp.committed_offset = committed
         cp.position = start
         log.debug("opened %s at offset %s with %d keys restored", tp, committed, len(store.data))
@@ -269,41 +270,41 @@ class ProcessorRunner:
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
 
     async def _process_partition(self, cp: Checkpoint, messages: list[Any]) -> None:
+        """Process one partition's fetched records in offset order, ``batch_size`` at a time."""
+        if messages[0].offset < cp.position:
+            # Records fetched before a seek (rebalance, recovery) may still arrive: never process twice.
+            messages = [m for m in messages if m.offset >= cp.position]
+        step = self.psettings.batch_size
+        for start in range(0, len(messages), step):
+            chunk = messages[start : start + step]
+            self._process_chunk(cp, chunk)
+            await cp.flush()  # hand the chunk's batches to the producer while the next chunk is processed
+            cp.position = chunk[-1].offset + 1
+            cp.store_offset(cp.position, len(chunk))
+
+    def _process_chunk(self, cp: Checkpoint, messages: list[Any]) -> None:
         tp = cp.tp
         topic, partition = tp.topic, tp.partition
         process = self.processor.process
         store = cp.store
-        send = cp.producer.send
-        futures = cp._futures  # noqa: SLF001 - the checkpoint's own list, acknowledged at commit
+        append = cp.append
         outputs = cp.pending_outputs
-        failed = 0
-        position = cp.position
-        if messages[0].offset < position:
-            # Records fetched before a seek (rebalance, recovery) may still arrive: never process twice.
-            messages = [m for m in messages if m.offset >= position]
-            if not messages:
-                return
         for msg in messages:
             try:
                 record = decode(msg.value, msg.key)
                 results = process(record, store, topic, partition, msg.offset)
             except RecordError as exc:
-                await self._dead_letter(cp, msg, exc.reason, str(exc))
-                failed += 1
+                self._dead_letter(cp, msg, exc.reason, str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a processor bug must not stop the partition
                 log.exception("processor %s failed on %s@%d", self.name, tp, msg.offset)
-                await self._dead_letter(cp, msg, "processing_error", repr(exc))
-                failed += 1
+                self._dead_letter(cp, msg, "processing_error", repr(exc))
                 continue
             for out_topic, key, value in results:
-                futures.append(await send(out_topic, value, key=key))
+                append(out_topic, value, key)
                 outputs[out_topic] += 1
-        cp.position = messages[-1].offset + 1
-        cp.store_offset(cp.position, len(messages))
-        cp.pending_failed += failed
 
-    async def _dead_letter(self, cp: Checkpoint, msg: Any, reason: str, error: str) -> None:
+    def _dead_letter(self, cp: Checkpoint, msg: Any, reason: str, error: str) -> None:
         headers = [
             ("reason", reason.encode()),
             ("error", error.encode()[:1000]),
@@ -312,8 +313,9 @@ class ProcessorRunner:
             ("source_partition", str(msg.partition).encode()),
             ("source_offset", str(msg.offset).encode()),
         ]
-        await cp.send(self.psettings.dead_letter_topic, msg.value or b"", key=msg.key, headers=headers)
+        cp.append(self.psettings.dead_letter_topic, msg.value or b"", key=msg.key, headers=headers)
         cp.pending_outputs[self.psettings.dead_letter_topic] += 1
+        cp.pending_failed += 1
 
     async def _commit_all(self) -> None:
         open_cps = [cp for cp in self.checkpoints.values() if cp.is_open]

@@ -176,7 +176,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         key = _key_of(first["loc"])
         origin = next(
             (f"environment {name}" for name, (p, _) in ENV_OVERRIDES.items()
-             if name in environ and _matches(p, first["loc"])),
+             if environ.get(name) and _matches(p, first["loc"])),
             source,
         )
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

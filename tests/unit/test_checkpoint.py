@@ -34,6 +34,17 @@ class FakeTxnManager:
         return self._producer.in_txn
 
 
+class FakeBatch:
+    """Stands in for aiokafka's BatchBuilder: unlimited size, keeps the records."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes, Any]] = []
+
+    def append(self, *, timestamp: Any, key: bytes | None, value: bytes, headers: Any) -> object:
+        self.records.append((key, value, headers))
+        return object()
+
+
 class FakeProducer:
     """Records calls in order; ``send`` returns a future that is already done unless ``auto_ack`` is False."""
 
@@ -58,10 +69,15 @@ class FakeProducer:
         self._maybe_fail("begin_transaction")
         self.in_txn = True
 
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None, partition: int | None = None
-    ) -> asyncio.Future[Any]:
-        self.calls.append(("send", topic, key, value, partition, headers))
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        for key, value, headers in batch.records:
+            self.calls.append(("send", topic, key, value, partition, headers))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if topic in self.fail_topics:
             fut.set_exception(BrokerError(f"send to {topic}"))
@@ -118,7 +134,9 @@ def _symbol_state(n: int) -> SymbolTrades:
     return obj
 
 
-def _checkpoint(*, transactional: bool = True, with_store: bool = True) -> tuple[Checkpoint, FakeProducer, list]:
+async def _checkpoint(
+    *, transactional: bool = True, with_store: bool = True
+) -> tuple[Checkpoint, FakeProducer, list]:
     calls: list[tuple[Any, ...]] = []
     producer = FakeProducer(calls, transactional=transactional)
     store = ChangelogStore(SymbolTrades.from_state) if with_store else None
@@ -131,6 +149,7 @@ def _checkpoint(*, transactional: bool = True, with_store: bool = True) -> tuple
         changelog_topic=CHANGELOG if with_store else None,
         transactional=transactional,
     )
+    await cp.prepare(["enriched_trades", "dead_letter", CHANGELOG])
     return cp, producer, calls
 
 
@@ -148,14 +167,14 @@ async def _fill(cp: Checkpoint, next_offset: int = 42, count: int = 2) -> None:
 
 
 async def test_new_checkpoint_is_idle() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     assert cp.state is CheckpointState.IDLE and not cp.is_open
     assert cp.committed_offset is None and cp.pending_offset is None and cp.pending_count == 0
     assert calls == []
 
 
 async def test_commit_recipe_order_exactly_once() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp)
     assert cp.is_open and producer.in_txn
     state = cp.store.get("BTCUSDT").to_state()  # type: ignore[union-attr]
@@ -182,7 +201,7 @@ async def test_commit_recipe_order_exactly_once() -> None:
 
 
 async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     producer.auto_ack = False
     await _fill(cp)
     task = asyncio.create_task(cp.commit())
@@ -199,7 +218,7 @@ async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
 
 
 async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     await _fill(cp, next_offset=10, count=10)
     cp.store_offset(25, 15)
     cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
@@ -212,7 +231,7 @@ async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None
 
 
 async def test_second_cycle_writes_only_what_changed() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     await _fill(cp)
     await cp.commit()
     calls.clear()
@@ -230,7 +249,7 @@ async def test_second_cycle_writes_only_what_changed() -> None:
 
 
 async def test_commit_without_offsets_or_store_still_commits_the_transaction() -> None:
-    cp, _, calls = _checkpoint(with_store=False)
+    cp, _, calls = await _checkpoint(with_store=False)
     await cp.begin()
     await cp.send("dead_letter", b"x", headers=[("reason", b"invalid")], partition=0)
     assert await cp.commit() == 0
@@ -243,7 +262,7 @@ async def test_commit_without_offsets_or_store_still_commits_the_transaction() -
 
 
 async def test_at_least_once_commits_offsets_on_the_consumer() -> None:
-    cp, producer, calls = _checkpoint(transactional=False)
+    cp, producer, calls = await _checkpoint(transactional=False)
     await _fill(cp, next_offset=7, count=7)
     assert cp.is_open and not producer.in_txn
     assert await cp.commit() == 7
@@ -259,7 +278,7 @@ async def test_at_least_once_commits_offsets_on_the_consumer() -> None:
 
 
 async def test_at_least_once_flushes_before_committing_offsets() -> None:
-    cp, producer, calls = _checkpoint(transactional=False)
+    cp, producer, calls = await _checkpoint(transactional=False)
     producer.auto_ack = False
     await _fill(cp)
     task = asyncio.create_task(cp.commit())
@@ -272,7 +291,7 @@ async def test_at_least_once_flushes_before_committing_offsets() -> None:
 
 
 async def test_at_least_once_abort_and_close_never_touch_transactions() -> None:
-    cp, producer, calls = _checkpoint(transactional=False)
+    cp, producer, calls = await _checkpoint(transactional=False)
     await _fill(cp)
     await cp.abort()
     await cp.begin()
@@ -285,7 +304,7 @@ async def test_at_least_once_abort_and_close_never_touch_transactions() -> None:
 
 
 async def test_at_least_once_without_offsets_commits_nothing() -> None:
-    cp, _, calls = _checkpoint(transactional=False, with_store=False)
+    cp, _, calls = await _checkpoint(transactional=False, with_store=False)
     await cp.begin()
     assert await cp.commit() == 0
     assert calls == []
@@ -295,21 +314,21 @@ async def test_at_least_once_without_offsets_commits_nothing() -> None:
 
 
 async def test_send_when_not_open_is_refused() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     with pytest.raises(TransactionStateError):
         await cp.send("enriched_trades", b"{}")
     assert calls == []
 
 
 async def test_store_offset_when_not_open_is_refused() -> None:
-    cp, _, _ = _checkpoint()
+    cp, _, _ = await _checkpoint()
     with pytest.raises(TransactionStateError):
         cp.store_offset(10, 10)
     assert cp.pending_offset is None and cp.pending_count == 0
 
 
 async def test_begin_twice_is_refused() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     await cp.begin()
     with pytest.raises(TransactionStateError):
         await cp.begin()
@@ -318,21 +337,21 @@ async def test_begin_twice_is_refused() -> None:
 
 
 async def test_commit_when_idle_is_refused() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     with pytest.raises(TransactionStateError):
         await cp.commit()
     assert calls == [] and cp.state is CheckpointState.IDLE
 
 
 async def test_abort_when_idle_is_refused() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     with pytest.raises(TransactionStateError):
         await cp.abort()
     assert calls == []
 
 
 async def test_nothing_is_allowed_after_close() -> None:
-    cp, _, calls = _checkpoint()
+    cp, _, calls = await _checkpoint()
     await cp.close()
     assert cp.state is CheckpointState.CLOSED
     with pytest.raises(TransactionStateError):
@@ -343,7 +362,7 @@ async def test_nothing_is_allowed_after_close() -> None:
 
 
 async def test_send_and_store_offset_refused_after_commit() -> None:
-    cp, _, _ = _checkpoint()
+    cp, _, _ = await _checkpoint()
     await _fill(cp)
     await cp.commit()
     with pytest.raises(TransactionStateError):
@@ -352,14 +371,10 @@ async def test_send_and_store_offset_refused_after_commit() -> None:
         cp.store_offset(50, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkpoint.py Checkpoint.send_many has no state check (unlike send): it sends outside a transaction",
-)
-async def test_send_many_when_not_open_is_refused() -> None:
-    cp, _, calls = _checkpoint()
+async def test_append_when_not_open_is_refused() -> None:
+    cp, _, calls = await _checkpoint()
     with pytest.raises(TransactionStateError):
-        await cp.send_many("enriched_trades", [(b"BTCUSDT", b"{}")])
+        cp.append("enriched_trades", b"{}", key=b"BTCUSDT")
     assert calls == []
 
 
@@ -367,7 +382,7 @@ async def test_send_many_when_not_open_is_refused() -> None:
 
 
 async def test_failed_send_fails_the_commit_and_abort_resets() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp, next_offset=10, count=10)
     await cp.commit()
     assert cp.committed_offset == 10
@@ -403,7 +418,7 @@ async def test_failed_send_fails_the_commit_and_abort_resets() -> None:
 
 @pytest.mark.parametrize("method", ["send_offsets_to_transaction", "commit_transaction"])
 async def test_broker_error_during_commit_then_abort(method: str) -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp, next_offset=30, count=30)
     producer.fail_method = method
     with pytest.raises(BrokerError):
@@ -418,7 +433,7 @@ async def test_broker_error_during_commit_then_abort(method: str) -> None:
 
 
 async def test_abort_cancels_unacknowledged_sends() -> None:
-    cp, producer, _ = _checkpoint()
+    cp, producer, _ = await _checkpoint()
     producer.auto_ack = False
     await _fill(cp)
     pending = list(producer.unacked)
@@ -428,7 +443,7 @@ async def test_abort_cancels_unacknowledged_sends() -> None:
 
 
 async def test_abort_skips_the_producer_when_no_transaction_is_open() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     producer.fail_method = "begin_transaction"
     with pytest.raises(BrokerError):
         await cp.begin()
@@ -439,7 +454,7 @@ async def test_abort_skips_the_producer_when_no_transaction_is_open() -> None:
 
 
 async def test_failing_abort_still_leaves_it_idle() -> None:
-    cp, producer, _ = _checkpoint()
+    cp, producer, _ = await _checkpoint()
     await _fill(cp)
     producer.fail_method = "abort_transaction"
     with pytest.raises(BrokerError):
@@ -452,7 +467,7 @@ async def test_failing_abort_still_leaves_it_idle() -> None:
 
 
 async def test_close_on_an_open_checkpoint_aborts_then_stops() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp)
     await cp.close()
     assert _names(calls)[-2:] == ["abort_transaction", "stop"]
@@ -461,7 +476,7 @@ async def test_close_on_an_open_checkpoint_aborts_then_stops() -> None:
 
 
 async def test_close_when_idle_only_stops_and_only_once() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp)
     await cp.commit()
     calls.clear()
@@ -472,7 +487,7 @@ async def test_close_when_idle_only_stops_and_only_once() -> None:
 
 
 async def test_close_stops_the_producer_even_if_abort_fails() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp)
     producer.fail_method = "abort_transaction"
     await cp.close()
@@ -480,13 +495,8 @@ async def test_close_stops_the_producer_even_if_abort_fails() -> None:
     assert cp.state is CheckpointState.CLOSED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkpoint.py Checkpoint.close only aborts in state OPEN; after a failed commit the state is "
-    "COMMITTING (is_open False), so close() stops the producer with its transaction still open",
-)
 async def test_close_after_a_failed_commit_aborts_the_transaction() -> None:
-    cp, producer, calls = _checkpoint()
+    cp, producer, calls = await _checkpoint()
     await _fill(cp)
     producer.fail_method = "commit_transaction"
     with pytest.raises(BrokerError):

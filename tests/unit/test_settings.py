@@ -300,11 +300,6 @@ def test_file_error_is_not_blamed_on_an_unrelated_override(write_config) -> None
     assert (err.source, err.key) == (str(path), "kafka.max_poll_records")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py load_settings: origin uses `name in environ`, so a variable set to '' (which "
-    "_apply_env ignores) still takes the blame for the file's invalid value at the same key",
-)
 def test_file_error_is_not_blamed_on_an_empty_override(write_config) -> None:
     path = write_config(lambda doc: doc["stream_processors"]["trades"].update(batch_size="many"))
     err = _config_error(path, {"BATCH_SIZE": ""})
