@@ -1,12 +1,12 @@
 # Two commands for a new user: `make demo` (the main job on the shipped sample) and `make test`.
-PYTHON ?= python3.12
+PYTHON ?= $(shell scripts/find-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo stop test lint venv jars kafka-up kafka-down bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { test -n "$(PYTHON)" && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
