@@ -1,7 +1,7 @@
 """Trades through one worker per second, exactly_once vs at_least_once, on the same real broker and input.
 
 Usage: ``python bench/trades_throughput.py [--rounds 3]`` (or ``make bench``). Starts a throwaway broker
-(or uses ``BENCH_KAFKA_BOOTSTRAP``), replays the real Binance spot trades of ../shared (BTCUSDT and ETHUSDT,
+(or uses ``TEST_KAFKA_BOOTSTRAP``), replays the real Binance spot trades of ../shared (BTCUSDT and ETHUSDT,
 2024-08-08/09, 34,419 trades) once per run into fresh topics, then starts an in-process worker on that
 backlog and times it from its first commit to its last: the rate excludes group join and startup. Prints
 one line per run and the median per mode, and the ratio at_least_once / exactly_once.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.broker import broker  # noqa: E402
 from stream_processor.replay import replay  # noqa: E402
 from stream_processor.worker import Worker  # noqa: E402
+from tests.broker import broker  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
 
 FEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.broker import broker
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -25,45 +24,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address of a real broker.
+    """Bootstrap address of a real broker (see :func:`tests.broker.broker`).
 
-    ``TEST_KAFKA_BOOTSTRAP`` names a running one; otherwise a fresh single-node KRaft broker is started
-    with ``scripts/kafka.sh`` on free loopback ports and a temporary data folder, and stopped at the end.
     A broker that cannot be reached or started fails the tests that need it; they never skip.
     """
-    given = os.environ.get("TEST_KAFKA_BOOTSTRAP")
-    if given:
-        host, _, port = given.rpartition(":")
-        if not _answers(host, int(port)):
-            pytest.fail(f"TEST_KAFKA_BOOTSTRAP={given} does not answer")
-        yield given
-        return
-    data = Path(tempfile.mkdtemp(prefix="kafka-test-"))
-    port = _free_port()
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(_free_port()),
-           "KAFKA_DATA_DIR": str(data)}
-    script = str(ROOT / "scripts" / "kafka.sh")
-    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True)
-    if started.returncode != 0:
-        pytest.fail(f"could not start the test broker:\n{started.stdout}\n{started.stderr}")
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([script, "down"], env=env, capture_output=True, text=True)
-        shutil.rmtree(data, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            address = stack.enter_context(broker())
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield address
