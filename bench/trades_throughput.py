@@ -1,10 +1,18 @@
-"""Trades through one worker per second, exactly_once vs at_least_once, on the same real broker and input.
+"""Trades per second through one worker: exactly_once, at_least_once, and a pass-through transactional pipe.
 
-Usage: ``python bench/trades_throughput.py [--rounds 3]`` (or ``make bench``). Starts a throwaway broker
-(or uses ``TEST_KAFKA_BOOTSTRAP``), replays the real Binance spot trades of ../shared (BTCUSDT and ETHUSDT,
-2024-08-08/09, 34,419 trades) once per run into fresh topics, then starts an in-process worker on that
-backlog and times it from its first commit to its last: the rate excludes group join and startup. Prints
-one line per run and the median per mode, and the ratio at_least_once / exactly_once.
+Usage: ``python bench/trades_throughput.py [--copies 8] [--rounds 3]`` (or ``make bench``).
+
+Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``) and publishes one input topic (8
+partitions): the real Binance spot trades of ../shared (BTCUSDT and ETHUSDT, 2024-08-08/09, 34,419
+trades) ``--copies`` times, copy i under the symbol aliases ``BTCUSDT.i`` and ``ETHUSDT.i`` so that the
+keys spread over the partitions like a many-symbol feed. Then, per round, each contender reads that same
+input with its own consumer group and output topic:
+
+- ``exactly_once`` and ``at_least_once``: the worker with the full trades enrichment (in this process);
+- ``passthrough``: consume, copy bytes, produce, commit every 100 ms, transactional (bench/passthrough.py).
+
+Each is timed from its first commit to its last (group join and startup excluded). Prints one line per run,
+the median per contender, and the ratios.
 """
 
 from __future__ import annotations
@@ -15,60 +23,111 @@ import logging
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_processor.replay import replay  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+
+from bench.passthrough import passthrough  # noqa: E402
+from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
+from stream_processor.settings import Settings, TopicSettings  # noqa: E402
+from stream_processor.topics import ensure_topics  # noqa: E402
 from stream_processor.worker import Worker  # noqa: E402
 from tests.broker import broker  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
 
 FEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
 FILES = [FEEDS / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
+PARTITIONS = 8
 
 
-async def one_run(bootstrap: str, mode: str) -> tuple[int, float]:
-    """Replay the trades, then time a worker over the backlog; returns (trades, seconds)."""
-    settings = isolated_settings(bootstrap, mode)
-    counts = await replay(settings, FILES, kinds={"trades"}, progress=False)
-    total = sum(counts.values())
-    worker = Worker(settings)
+def real_trades() -> list[tuple[str, bytes]]:
+    """(symbol, raw Binance trade message) of the four spot files, in file order."""
+    out = []
+    for path in FILES:
+        for _, raw in iter_feed(path):
+            if stream_kind(raw) == "trades":
+                out.append((record_symbol(raw), raw))
+    return out
+
+
+async def publish_input(bootstrap: str, topic: str, copies: int) -> int:
+    """Publish the trades ``copies`` times under symbol aliases; returns the number of records."""
+    settings = isolated_settings(bootstrap)
+    await ensure_topics(settings, {topic: TopicSettings(partitions=PARTITIONS)})
+    trades = real_trades()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(copies):
+            for symbol, raw in trades:
+                alias = f"{symbol}.{i}"
+                value = raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
+                futures.append(await producer.send(topic, value, key=alias.encode()))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return copies * len(trades)
+
+
+def worker_settings(bootstrap: str, mode: str, source: str) -> Settings:
+    doc = isolated_settings(bootstrap, mode).model_dump()
+    doc["topics"][source] = {"partitions": PARTITIONS}
+    doc["stream_processors"]["trades"]["input_topics"] = [source]
+    return Settings.model_validate(doc)
+
+
+async def run_worker(bootstrap: str, mode: str, source: str, total: int) -> tuple[float, int]:
+    worker = Worker(worker_settings(bootstrap, mode, source))
     task = asyncio.create_task(worker.run())
     stats = worker.runners[0].stats
     first_at = first_count = None
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while stats.messages_processed < total:
         if task.done():
             task.result()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{mode}: {stats.messages_processed}/{total} after 300 s")
+            raise TimeoutError(f"{mode}: {stats.messages_processed}/{total} after 600 s")
         if first_at is None and stats.messages_processed > 0:
             first_at, first_count = time.perf_counter(), stats.messages_processed
         await asyncio.sleep(0.005)
-    done_at = time.perf_counter()
+    seconds = time.perf_counter() - first_at
     worker.request_stop()
     await task
-    assert first_at is not None and first_count is not None
-    return total - first_count, done_at - first_at
+    return seconds, total - first_count
 
 
-async def main(rounds: int) -> None:
+async def main(copies: int, rounds: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     with broker() as bootstrap:
-        rates: dict[str, list[float]] = {"exactly_once": [], "at_least_once": []}
+        source = f"bench-trades-{uuid.uuid4().hex[:6]}"
+        total = await publish_input(bootstrap, source, copies)
+        print(f"input: {total} real trades ({copies} copies x 34,419) on {PARTITIONS} partitions")
+        rates: dict[str, list[float]] = {"exactly_once": [], "at_least_once": [], "passthrough": []}
         for i in range(rounds):
-            for mode in rates:
-                n, seconds = await one_run(bootstrap, mode)
-                rates[mode].append(n / seconds)
-                print(f"round {i + 1} {mode:>13}: {n} trades in {seconds:.2f} s = {n / seconds:,.0f} trades/s")
-        med = {mode: statistics.median(r) for mode, r in rates.items()}
-        for mode, rate in med.items():
-            print(f"median {mode:>13}: {rate:,.0f} trades/s")
-        print(f"exactly_once / at_least_once = {med['exactly_once'] / med['at_least_once']:.2f}")
+            for name in rates:
+                if name == "passthrough":
+                    run = uuid.uuid4().hex[:6]
+                    sink = f"bench-copy-{run}"
+                    await ensure_topics(isolated_settings(bootstrap), {sink: TopicSettings(partitions=PARTITIONS)})
+                    seconds, n = await passthrough(bootstrap, source, sink, f"bench-pipe-{run}", total)
+                else:
+                    seconds, n = await run_worker(bootstrap, name, source, total)
+                rates[name].append(n / seconds)
+                print(f"round {i + 1} {name:>13}: {n} records in {seconds:.2f} s = {n / seconds:,.0f}/s", flush=True)
+        med = {name: statistics.median(r) for name, r in rates.items()}
+        for name, rate in med.items():
+            print(f"median {name:>13}: {rate:,.0f} records/s")
+        print(f"exactly_once / passthrough = {med['exactly_once'] / med['passthrough']:.2f}; "
+              f"exactly_once / at_least_once = {med['exactly_once'] / med['at_least_once']:.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    asyncio.run(main(parser.parse_args().rounds))
+    args = parser.parse_args()
+    asyncio.run(main(args.copies, args.rounds))

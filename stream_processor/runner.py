@@ -222,6 +222,9 @@ class ProcessorRunner:
             "max_batch_size": PRODUCER_BATCH_BYTES,
             "acks": "all",
             "enable_idempotence": True,
+            # A transaction's first AddPartitionsToTxn often meets CONCURRENT_TRANSACTIONS while the previous
+            # commit's markers are written; the Java client retries that after 20 ms, not 100 ms.
+            "retry_backoff_ms": 20,
         }
         if self.transactional:
             options["transactional_id"] = transactional_id(self.settings.app_id, group, tp)

@@ -1,0 +1,80 @@
+"""The baseline: a pass-through transactional aiokafka pipe (consume, copy bytes, produce, commit every 100 ms).
+
+One transactional producer per input partition (stable transactional.id), ``read_committed``, offsets in the
+transaction; no decoding, no state. It is what the worker is measured against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+
+async def passthrough(
+    bootstrap: str, source: str, sink: str, group: str, total: int, interval_ms: int = 100
+) -> tuple[float, int]:
+    """Copy ``total`` records from ``source`` to ``sink`` exactly once.
+
+    Returns (seconds, records) from the first commit to the last (the first commit's records excluded).
+    """
+    producers: dict[TopicPartition, AIOKafkaProducer] = {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, isolation_level="read_committed",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=2000,
+    )
+
+    class Listener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+            pass
+
+        async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+            for tp in assigned:
+                if tp not in producers:
+                    producer = AIOKafkaProducer(
+                        bootstrap_servers=bootstrap, transactional_id=f"{group}-{tp.partition}",
+                        retry_backoff_ms=20, max_batch_size=512 * 1024,
+                    )
+                    await producer.start()
+                    producers[tp] = producer
+
+    await consumer.start()
+    consumer.subscribe([source], listener=Listener())
+    done = 0
+    first = None
+    open_txn: dict[TopicPartition, int] = {}
+    futures: list[asyncio.Future[object]] = []
+    next_commit = time.monotonic() + interval_ms / 1000
+    try:
+        while done < total:
+            batches = await consumer.getmany(timeout_ms=max(1, int((next_commit - time.monotonic()) * 1000)))
+            for tp, messages in batches.items():
+                producer = producers[tp]
+                if tp not in open_txn:
+                    await producer.begin_transaction()
+                    open_txn[tp] = 0
+                for m in messages:
+                    futures.append(await producer.send(sink, m.value, key=m.key))
+                open_txn[tp] = messages[-1].offset + 1
+                done += len(messages)
+            if time.monotonic() >= next_commit or done >= total:
+                await asyncio.gather(*futures)
+                futures.clear()
+
+                async def commit(tp: TopicPartition, offset: int) -> None:
+                    await producers[tp].send_offsets_to_transaction({tp: OffsetAndMetadata(offset, "")}, group)
+                    await producers[tp].commit_transaction()
+
+                await asyncio.gather(*(commit(tp, off) for tp, off in open_txn.items()))
+                open_txn.clear()
+                if first is None and done:
+                    first = (time.perf_counter(), done)
+                next_commit = time.monotonic() + interval_ms / 1000
+        assert first is not None
+        return time.perf_counter() - first[0], total - first[1]
+    finally:
+        await consumer.stop()
+        for producer in producers.values():
+            await producer.stop()
