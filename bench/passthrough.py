@@ -51,7 +51,10 @@ async def passthrough(
         while done < total:
             batches = await consumer.getmany(timeout_ms=max(1, int((next_commit - time.monotonic()) * 1000)))
             for tp, messages in batches.items():
-                producer = producers[tp]
+                producer = producers.get(tp)
+                if producer is None:  # fetched while the listener is still starting its producer: fetch again
+                    consumer.seek(tp, messages[0].offset)
+                    continue
                 if tp not in open_txn:
                     await producer.begin_transaction()
                     open_txn[tp] = 0

@@ -8,16 +8,18 @@ same id, which fences this one and aborts its open transaction. Everything cause
 ``q`` (output records to any topic and partition, dead letters, ``q``'s changelog writes) is sent
 by this producer, and :meth:`Checkpoint.commit` runs this recipe:
 
-1. send the dirty state of ``q`` to its changelog partition;
+1. send the dirty state of ``q`` to its changelog partition, then the offset marker (the next offset of
+   ``q``, see :mod:`stream_processor.state`), so that state and offset can be read back together;
 2. flush: wait until every record sent in this transaction is acknowledged (fail if any is not);
 3. add ``q``'s next offset to the transaction (``send_offsets_to_transaction``);
 4. commit the transaction.
 
 Any error aborts the transaction; the owner then rewinds ``q`` to its last committed offset and
-rebuilds ``q``'s state from the changelog (see :mod:`stream_processor.worker`).
+rebuilds ``q``'s state from the changelog (see :mod:`stream_processor.runner`).
 
 Under ``at_least_once`` the same recipe runs without a transaction: the producer is idempotent,
-step 3 is a plain consumer offset commit after the flush, and a crash may repeat records.
+step 3 is a plain consumer offset commit after the flush, no offset marker is written, and a crash may
+repeat records.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 
 from .exceptions import TransactionStateError
-from .state import ChangelogStore
+from .state import ChangelogStore, offset_marker
 
 
 class CheckpointState(enum.Enum):
@@ -102,7 +104,8 @@ class Checkpoint:
         self.pending_count = 0  # input records in the open transaction
         self.pending_failed = 0  # of which went to the dead-letter topic
         self.pending_outputs: Counter[str] = Counter()  # output records per topic in the open transaction
-        self._futures: list[asyncio.Future[Any]] = []  # one per batch handed to the producer
+        self.changelog_position: int | None = None  # changelog offset where our last commit's writes begin
+        self._futures: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, future) per batch handed over
         self._builders: dict[tuple[str, int], BatchBuilder] = {}  # open batch per output topic and partition
         self._full: list[tuple[str, int, BatchBuilder]] = []  # filled batches not yet handed over
         self._topic_partitions: dict[str, list[int]] = {}
@@ -173,7 +176,7 @@ class Checkpoint:
         self._full, self._builders = [], {}
         send_batch = self.producer.send_batch
         for topic, partition, builder in batches:
-            self._futures.append(await send_batch(builder, topic, partition=partition))
+            self._futures.append((topic, await send_batch(builder, topic, partition=partition)))
 
     async def send(
         self,
@@ -206,13 +209,19 @@ class Checkpoint:
         Raises whatever the producer or broker raised; the checkpoint is then still open and the caller
         must :meth:`abort` it.
         """
-        if self.state is CheckpointState.OPEN and self.store is not None and self.store.dirty:
+        if self.state is CheckpointState.OPEN:
             self._append_changelog()
         self._move(CheckpointState.COMMITTING)
         await self.flush()
         futures, self._futures = self._futures, []
+        changelog_start = None
         if futures:
-            await asyncio.gather(*futures)
+            results = await asyncio.gather(*(fut for _, fut in futures))
+            changelog_start = min(
+                (meta.offset for (topic, _), meta in zip(futures, results, strict=True)
+                 if topic == self.changelog_topic),
+                default=None,
+            )
         offsets = {}
         if self.pending_offset is not None:
             offsets = {self.tp: OffsetAndMetadata(self.pending_offset, "")}
@@ -225,15 +234,21 @@ class Checkpoint:
         count = self.pending_count
         if self.pending_offset is not None:
             self.committed_offset = self.pending_offset
+        if changelog_start is not None:
+            self.changelog_position = changelog_start
         self._reset_pending()
         self._move(CheckpointState.IDLE)
         return count
 
     def _append_changelog(self) -> None:
-        """Add the store's dirty keys to this partition's changelog partition."""
-        assert self.store is not None and self.changelog_topic is not None
+        """Add the store's dirty keys and (under exactly_once) the offset marker to the changelog partition."""
+        if self.store is None or self.changelog_topic is None:
+            return
         partition = self.tp.partition
         for key, value in self.store.changelog_records():
+            self.append(self.changelog_topic, value, key=key, partition=partition)
+        if self.transactional and self.pending_offset is not None:
+            key, value = offset_marker(self.pending_offset)
             self.append(self.changelog_topic, value, key=key, partition=partition)
 
     async def abort(self) -> None:
@@ -244,7 +259,7 @@ class Checkpoint:
         self._move(CheckpointState.ABORTING)
         self._builders, self._full = {}, []
         futures, self._futures = self._futures, []
-        for fut in futures:
+        for _, fut in futures:
             fut.cancel()
         self._reset_pending()
         try:

@@ -6,10 +6,14 @@ commit) and, for each assigned input partition, a :class:`~stream_processor.chec
 batch at a time: decode, process and hand every output to the partition's producer without waiting
 for it; every ``commit_interval_ms`` all open checkpoints commit concurrently.
 
-Recovery is one move: close the partition's checkpoint (aborting its transaction), start a new
-producer with the same ``transactional.id`` (which fences any zombie and completes or aborts its
-transaction), rebuild the state from the changelog, and seek to the committed offset. Assignment of a
-new partition is the same move.
+Opening a partition is one move, used on every assignment and after every error: start a producer with
+the partition's ``transactional.id`` (which fences any zombie and waits until its last transaction is
+committed or aborted), bring the state up to date from the changelog under ``read_committed``, and seek
+to the offset that state reflects (the changelog's offset marker under exactly_once, else the group's
+committed offset). A partition kept across a rebalance is reopened the same way, except that its clean
+store is kept and only the changelog written after its own last commit is read: another member may have
+owned it in between, and the group's committed offset alone may not show that member's last commit yet.
+A transient broker error while opening is retried for :data:`OPEN_RETRY_S` seconds.
 """
 
 from __future__ import annotations
@@ -23,11 +27,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from .checkpoint import Checkpoint, transactional_id
+from .checkpoint import Checkpoint, CheckpointState, transactional_id
 from .exceptions import RecordError
 from .metrics import Metrics
 from .processors.base import Processor
-from .serde.decode import decode
 from .settings import ProcessorSettings, Settings
 from .state import restore
 
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 PRODUCER_BATCH_BYTES = 512 * 1024
 # The throughput shown on /health is averaged over this many seconds of commits.
 THROUGHPUT_WINDOW_S = 10.0
+# How long opening a partition is retried while the broker is unreachable (a broker restart takes ~10 s).
+OPEN_RETRY_S = 90.0
 
 
 def changelog_topic(settings: Settings, name: str) -> str:
@@ -114,6 +119,8 @@ class ProcessorRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._restore_consumer: AIOKafkaConsumer | None = None
         self._batch_started: dict[TopicPartition, int] = {}  # Kafka timestamp of first record in the txn
+        self._fenced: set[TopicPartition] = set()  # paused until the group gives them to us again
+        self._fatal: BaseException | None = None  # an error raised where it cannot stop the loop itself
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,7 +138,7 @@ class ProcessorRunner:
             **common,
         )
         self._restore_consumer = AIOKafkaConsumer(
-            isolation_level="read_committed", enable_auto_commit=False, **common
+            isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest", **common
         )
         await self._restore_consumer.start()
         await self._consumer.start()
@@ -147,6 +154,8 @@ class ProcessorRunner:
         next_commit = time.monotonic() + interval
         try:
             while not self._stopping.is_set():
+                if self._fatal is not None:
+                    raise self._fatal
                 timeout_ms = max(1, int((next_commit - time.monotonic()) * 1000))
                 batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
                 async with self._lock:
@@ -188,31 +197,47 @@ class ProcessorRunner:
         self.ready = False
         self.state = "rebalancing"
         async with self._lock:
-            await self._commit_all()
+            await self._commit_all(reopen=False)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Close partitions no longer ours; open new ones (fence, restore, seek); keep untouched ones."""
+        """Close partitions no longer ours; (re)open every assigned one: fence, catch up the state, seek."""
         assert self._consumer is not None
-        async with self._lock:
-            for tp in [tp for tp in self.checkpoints if tp not in assigned]:
-                await self.checkpoints.pop(tp).close()
-            for tp in sorted(assigned):
-                cp = self.checkpoints.get(tp)
-                if cp is not None:
-                    committed = await self._consumer.committed(tp)
-                    if committed == cp.committed_offset and committed is not None:
-                        self._consumer.seek(tp, committed)
-                        cp.position = committed
-                        continue
-                    # Someone else committed q since we last did: our state is stale.
-                    await self.checkpoints.pop(tp).close()
-                self.checkpoints[tp] = await self._open_partition(tp)
-            self.metrics.assigned_partitions.labels(self.name).set(len(self.checkpoints))
-            self.state = "running"
-            self.ready = True
-            log.info("processor %s assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
+        try:
+            async with self._lock:
+                for tp in [tp for tp in self.checkpoints if tp not in assigned]:
+                    await _close_quietly(self.checkpoints.pop(tp))
+                self._fenced.clear()
+                self._consumer.resume(*assigned)
+                for tp in sorted(assigned):
+                    previous = self.checkpoints.pop(tp, None)
+                    if previous is not None:
+                        await _close_quietly(previous)
+                    self.checkpoints[tp] = await self._open_with_retry(tp, previous)
+                self.metrics.assigned_partitions.labels(self.name).set(len(self.checkpoints))
+                self.state = "running"
+                self.ready = True
+        except Exception as exc:  # noqa: BLE001 - aiokafka only logs listener errors; make the loop raise it
+            self._fatal = exc
+            raise
+        log.info("processor %s assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
 
-    async def _open_partition(self, tp: TopicPartition) -> Checkpoint:
+    async def _open_with_retry(self, tp: TopicPartition, previous: Checkpoint | None = None) -> Checkpoint:
+        """:meth:`_open_partition`, retried with backoff for :data:`OPEN_RETRY_S` while the broker fails."""
+        deadline = time.monotonic() + OPEN_RETRY_S
+        delay = 0.1
+        while True:
+            try:
+                return await self._open_partition(tp, previous)
+            except Exception as exc:  # noqa: BLE001 - broker down, coordinator moving, timeouts
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("processor %s: opening %s failed (%r); retrying in %.1f s", self.name, tp, exc, delay)
+                previous = None  # rebuild from scratch: the kept store may be half-updated
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _open_partition(self, tp: TopicPartition, previous: Checkpoint | None = None) -> Checkpoint:
+        """Fence, bring the state up to date, seek; ``previous`` is our own clean checkpoint of ``tp``, if any."""
         assert self._consumer is not None and self._restore_consumer is not None
         kafka = self.settings.kafka
         group = self.psettings.consumer_group
@@ -230,16 +255,36 @@ class ProcessorRunner:
             options["transactional_id"] = transactional_id(self.settings.app_id, group, tp)
             options["transaction_timeout_ms"] = kafka.transaction_timeout_ms
         producer = AIOKafkaProducer(**options)
-        # InitProducerId: fences the previous owner of this transactional.id and completes or aborts its
-        # open transaction, so the committed offset and the changelog read below are final.
-        await producer.start()
-        store = self.processor.new_store()
-        restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, tp.partition))
-        self.metrics.restored_records.labels(self.name).inc(restored)
-        committed = await self._consumer.committed(tp)
-        start = committed
-        if start is None:
-            start = (await self._consumer.beginning_offsets([tp]))[tp]
+        try:
+            # InitProducerId: fences the previous owner of this transactional.id and completes or aborts its
+            # open transaction, so the changelog and offsets read below are final.
+            await producer.start()
+            keep = (
+                previous is not None and self.transactional and previous.store is not None
+                and not previous.store.dirty and previous.changelog_position is not None
+                and previous.state is not CheckpointState.OPEN
+            )
+            if keep:
+                assert previous is not None
+                store, changelog_from = previous.store, previous.changelog_position
+            else:
+                store, changelog_from = self.processor.new_store(), None
+            assert store is not None
+            restored = await restore(
+                store, self._restore_consumer, TopicPartition(self.changelog, tp.partition), changelog_from
+            )
+            self.metrics.restored_records.labels(self.name).inc(restored.applied)
+            # Under exactly_once the offset marker is committed with the state it describes; the group's
+            # committed offset is the fallback (at_least_once, or a changelog written before markers).
+            committed = restored.offset if self.transactional else None
+            if committed is None:
+                committed = await self._consumer.committed(tp)
+            start = committed
+            if start is None:
+                start = (await self._consumer.beginning_offsets([tp]))[tp]
+        except BaseException:
+            await producer.stop()
+            raise
         self._consumer.seek(tp, start)
         cp = Checkpoint(
             tp,
@@ -250,10 +295,16 @@ class ProcessorRunner:
             changelog_topic=self.changelog,
             transactional=self.transactional,
         )
-        await cp.prepare([*self.psettings.output_topics, self.psettings.dead_letter_topic, self.changelog])
+        try:
+            await cp.prepare([*self.psettings.output_topics, self.psettings.dead_letter_topic, self.changelog])
+        except BaseException:
+            await producer.stop()
+            raise
         cp.committed_offset = committed
         cp.position = start
-        log.debug("opened %s at offset %s with %d keys restored", tp, committed, len(store.data))
+        cp.changelog_position = restored.end if changelog_from is None else changelog_from
+        log.debug("opened %s at offset %s: %d keys, %d changelog records read from %s", tp, committed,
+                  len(store.data), restored.applied, changelog_from)
         return cp
 
     # ---- hot path ----------------------------------------------------------------------------------
@@ -262,7 +313,7 @@ class ProcessorRunner:
         for tp, messages in batches.items():
             cp = self.checkpoints.get(tp)
             if cp is None or not messages:
-                continue  # fetched before a rebalance took the partition away
+                continue  # fetched before a rebalance took the partition away, or fenced
             try:
                 if not cp.is_open:
                     await cp.begin()
@@ -289,6 +340,7 @@ class ProcessorRunner:
         tp = cp.tp
         topic, partition = tp.topic, tp.partition
         process = self.processor.process
+        decode = self.processor.decode
         store = cp.store
         append = cp.append
         outputs = cp.pending_outputs
@@ -320,7 +372,8 @@ class ProcessorRunner:
         cp.pending_outputs[self.psettings.dead_letter_topic] += 1
         cp.pending_failed += 1
 
-    async def _commit_all(self) -> None:
+    async def _commit_all(self, reopen: bool = True) -> None:
+        """Commit every open checkpoint concurrently; a failed one is aborted and (if ``reopen``) reopened."""
         open_cps = [cp for cp in self.checkpoints.values() if cp.is_open]
         if not open_cps:
             return
@@ -330,7 +383,11 @@ class ProcessorRunner:
         for cp, result in zip(open_cps, results, strict=True):
             if isinstance(result, BaseException):
                 self.metrics.commits.labels(self.name, "aborted").inc()
-                await self._recover(cp.tp, result)
+                if reopen:
+                    await self._recover(cp.tp, result)
+                else:
+                    self.checkpoints.pop(cp.tp, None)
+                    await _close_quietly(cp)
 
     async def _commit_one(self, cp: Checkpoint) -> None:
         outputs, failed = Counter(cp.pending_outputs), cp.pending_failed
@@ -362,13 +419,18 @@ class ProcessorRunner:
         if cp is None:
             return
         if isinstance(exc, ProducerFenced):
-            log.warning("processor %s: %s was fenced by a newer owner; dropping it", self.name, tp)
+            # A newer owner holds q; the group is moving it away from us. Stop fetching it until assigned.
+            log.warning("processor %s: %s was fenced by a newer owner; pausing it", self.name, tp)
             await _close_quietly(cp)
+            self._fenced.add(tp)
+            assert self._consumer is not None
+            if tp in self._consumer.assignment():
+                self._consumer.pause(tp)
             return
         log.warning("processor %s: aborting %s after %r; rewinding to offset %s", self.name, tp, exc,
                     cp.committed_offset)
         await _close_quietly(cp)
-        self.checkpoints[tp] = await self._open_partition(tp)
+        self.checkpoints[tp] = await self._open_with_retry(tp)
 
 
 async def _close_quietly(cp: Checkpoint) -> None:

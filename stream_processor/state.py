@@ -3,17 +3,29 @@
 A store holds live state objects (anything with ``to_state() -> dict``) keyed by string. The
 processor marks a key dirty when it changes the object; at each checkpoint the dirty objects are
 written to partition ``q`` of the store's compacted changelog topic inside the transaction of input
-partition ``q``, so the changelog and the input offsets always agree. On assignment (and after an
-abort) the store is rebuilt by reading its changelog partition to the end with ``read_committed``.
+partition ``q``, so the changelog and the input offsets always agree. Under exactly_once each such
+transaction also writes an offset marker (key :data:`OFFSET_KEY`): the next input offset of ``q`` that
+the state reflects, committed atomically with it. On assignment (and after an abort) the store is
+rebuilt by reading its changelog partition to the end with ``read_committed``; a store kept across a
+rebalance is brought up to date by reading only what was written after its own last commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+OFFSET_KEY = b"\x00offset"
+"""Changelog key of the offset marker: ``{"offset": n}``, the next input offset the state reflects."""
+
+
+def offset_marker(next_offset: int) -> tuple[bytes, bytes]:
+    """The changelog record ``(key, value)`` saying the state reflects input up to ``next_offset`` (exclusive)."""
+    return OFFSET_KEY, orjson.dumps({"offset": next_offset})
 
 
 class Snapshottable(Protocol):
@@ -61,24 +73,46 @@ class ChangelogStore:
             self.data[name] = self._from_state(orjson.loads(value))
 
 
-async def restore(store: ChangelogStore, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """Rebuild ``store`` from changelog partition ``tp``, read to its last stable offset.
+@dataclass(frozen=True)
+class Restored:
+    """What :func:`restore` read: records applied, the last offset marker seen (or None), the end reached."""
 
-    ``consumer`` must be a group-less consumer with ``isolation_level="read_committed"``; it is left
-    unassigned. Returns the number of changelog records applied.
+    applied: int
+    offset: int | None
+    end: int
+
+
+async def restore(
+    store: ChangelogStore, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None = None
+) -> Restored:
+    """Bring ``store`` up to date from changelog partition ``tp``, read to its last stable offset.
+
+    With ``start`` None the store is cleared and rebuilt from the beginning; otherwise the records from
+    changelog offset ``start`` on are applied on top of it (each record is a whole snapshot of its key, so
+    re-applying one the store already reflects changes nothing). ``consumer`` must be a group-less consumer
+    with ``isolation_level="read_committed"``; it is left unassigned.
     """
-    store.data.clear()
+    if start is None:
+        store.data.clear()
     store.dirty = set()
     consumer.assign([tp])
     try:
-        await consumer.seek_to_beginning(tp)
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
         end = (await consumer.end_offsets([tp]))[tp]
         applied = 0
+        offset = None
+        load = store.load
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for record in batch.get(tp, ()):
-                store.load(record.key, record.value)
+                if record.key == OFFSET_KEY:
+                    offset = orjson.loads(record.value)["offset"]
+                    continue
+                load(record.key, record.value)
                 applied += 1
-        return applied
+        return Restored(applied, offset, end)
     finally:
         consumer.assign([])

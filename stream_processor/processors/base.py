@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from ..models import MarketRecord
+from ..serde.decode import decode as decode_market
 from ..settings import ProcessorSettings
 from ..state import ChangelogStore, Snapshottable
 
@@ -25,6 +26,14 @@ class Processor(ABC):
     def __init__(self, name: str, settings: ProcessorSettings) -> None:
         self.name = name
         self.settings = settings
+
+    def decode(self, value: bytes | None, key: bytes | None) -> Any:
+        """The record :meth:`process` takes, from one input message's bytes; by default a market record.
+
+        Raises:
+            RecordError: the bytes cannot be decoded or are not a valid record (see :mod:`stream_processor.serde`).
+        """
+        return decode_market(value, key)
 
     @abstractmethod
     def state_from(self, state: dict[str, Any]) -> Snapshottable:

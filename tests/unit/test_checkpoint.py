@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from stream_processor.checkpoint import Checkpoint, CheckpointState, transactional_id
 from stream_processor.exceptions import TransactionStateError
 from stream_processor.models import Trade
 from stream_processor.processors.trades import SymbolTrades
 from stream_processor.settings import TradesParams
-from stream_processor.state import ChangelogStore
+from stream_processor.state import OFFSET_KEY, ChangelogStore
 
 TP = TopicPartition("raw_trades", 5)
 GROUP = "trades-enricher"
@@ -58,6 +58,7 @@ class FakeProducer:
         self.fail_method: str | None = None
         self.unacked: list[asyncio.Future[Any]] = []
         self.stopped = 0
+        self.log_end: dict[tuple[str, int], int] = {}  # next offset per topic and partition
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail_method == method:
@@ -79,10 +80,12 @@ class FakeProducer:
         for key, value, headers in batch.records:
             self.calls.append(("send", topic, key, value, partition, headers))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        base = self.log_end.get((topic, partition), 0)
+        self.log_end[(topic, partition)] = base + len(batch.records)
         if topic in self.fail_topics:
             fut.set_exception(BrokerError(f"send to {topic}"))
         elif self.auto_ack:
-            fut.set_result(("metadata", topic))
+            fut.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), base, -1, -1, -1))
         else:
             self.unacked.append(fut)
         return fut
@@ -90,7 +93,7 @@ class FakeProducer:
     def ack_all(self) -> None:
         self.calls.append(("acked", len(self.unacked)))
         for fut in self.unacked:
-            fut.set_result("metadata")
+            fut.set_result(RecordMetadata("t", 0, TopicPartition("t", 0), 0, -1, -1, -1))
         self.unacked = []
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, OffsetAndMetadata], group: str) -> None:
@@ -186,13 +189,16 @@ async def test_commit_recipe_order_exactly_once() -> None:
         "send:enriched_trades",
         "send:enriched_trades",
         f"send:{CHANGELOG}",
+        f"send:{CHANGELOG}",
         "send_offsets_to_transaction",
         "commit_transaction",
     ]
     _, topic, key, value, partition, _ = calls[3]
     assert (topic, key, partition) == (CHANGELOG, b"BTCUSDT", TP.partition)  # q's changelog partition
     assert orjson.loads(value) == state
-    assert calls[4] == ("send_offsets_to_transaction", {TP: OffsetAndMetadata(42, "")}, GROUP)
+    _, topic, key, value, partition, _ = calls[4]  # then the offset marker, in the same partition
+    assert (topic, key, partition, orjson.loads(value)) == (CHANGELOG, OFFSET_KEY, TP.partition, {"offset": 42})
+    assert calls[5] == ("send_offsets_to_transaction", {TP: OffsetAndMetadata(42, "")}, GROUP)
     assert count == 2
     assert cp.state is CheckpointState.IDLE and not producer.in_txn
     assert cp.committed_offset == 42
@@ -214,7 +220,7 @@ async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
     producer.ack_all()
     assert await task == 2
     assert _names(calls)[-3:] == ["acked", "send_offsets_to_transaction", "commit_transaction"]
-    assert calls[-3] == ("acked", 3)  # two outputs and one changelog record
+    assert calls[-3] == ("acked", 3)  # two sends, and one changelog batch (state and offset marker)
 
 
 async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None:
@@ -227,7 +233,7 @@ async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None
     assert [c for c in calls if c[0] == "send_offsets_to_transaction"] == [
         ("send_offsets_to_transaction", {TP: OffsetAndMetadata(25, "")}, GROUP)
     ]
-    assert _names(calls).count(f"send:{CHANGELOG}") == 1  # one record per dirty key
+    assert _names(calls).count(f"send:{CHANGELOG}") == 2  # one record per dirty key, and the offset marker
 
 
 async def test_second_cycle_writes_only_what_changed() -> None:
@@ -242,10 +248,33 @@ async def test_second_cycle_writes_only_what_changed() -> None:
     assert _names(calls) == [
         "begin_transaction",
         "send:enriched_trades",
+        f"send:{CHANGELOG}",  # only the offset marker: no key changed
         "send_offsets_to_transaction",
         "commit_transaction",
     ]
+    assert calls[2][2] == OFFSET_KEY
     assert cp.committed_offset == 43
+
+
+async def test_changelog_position_is_where_the_last_commit_began_writing_the_changelog() -> None:
+    cp, producer, _ = await _checkpoint()
+    assert cp.changelog_position is None
+    await _fill(cp)
+    await cp.commit()
+    assert cp.changelog_position == 0
+    assert producer.log_end[(CHANGELOG, TP.partition)] == 2  # state of BTCUSDT, offset marker
+    await cp.begin()
+    cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
+    cp.store_offset(50, 8)
+    await cp.commit()
+    assert cp.changelog_position == 2  # a restore from here sees this commit's state and marker
+
+
+async def test_at_least_once_writes_no_offset_marker() -> None:
+    cp, _, calls = await _checkpoint(transactional=False)
+    await _fill(cp)
+    await cp.commit()
+    assert [c[2] for c in calls if c[0] == "send" and c[1] == CHANGELOG] == [b"BTCUSDT"]
 
 
 async def test_commit_without_offsets_or_store_still_commits_the_transaction() -> None:
