@@ -219,7 +219,9 @@ class ProcessorRunner:
         except Exception as exc:  # noqa: BLE001 - aiokafka only logs listener errors; make the loop raise it
             self._fatal = exc
             raise
-        log.info("processor %s assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
+        generation = self._consumer._coordinator.generation  # noqa: SLF001 - for the log (the chaos harness counts it)
+        log.info("processor %s assigned %s (generation %s)", self.name,
+                 sorted((tp.topic, tp.partition) for tp in assigned), generation)
 
     async def _open_with_retry(self, tp: TopicPartition, previous: Checkpoint | None = None) -> Checkpoint:
         """:meth:`_open_partition`, retried with backoff for :data:`OPEN_RETRY_S` while the broker fails."""

@@ -57,7 +57,7 @@ class TradesParams(_Strict):
 class ProcessorSettings(_Strict):
     """One stream processor: its consumer group, topics, mode and parameters."""
 
-    type: Literal["trades"]
+    type: Literal["trades", "eos_check"]  # eos_check: the exactly-once check topology (tests/eos)
     consumer_group: str = Field(min_length=1)
     processing_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
     batch_size: int = Field(default=500, gt=0)

@@ -8,10 +8,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = str(ROOT / "scripts" / "kafka.sh")
+_ENVIRONMENTS: dict[str, dict[str, str]] = {}  # bootstrap address -> kafka.sh environment of brokers we started
 
 
 def free_port() -> int:
@@ -48,13 +51,34 @@ def broker() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(free_port()),
            "KAFKA_DATA_DIR": str(data)}
-    script = str(ROOT / "scripts" / "kafka.sh")
+    script = SCRIPT
     started = subprocess.run([script, "up"], env=env, capture_output=True, text=True)
     if started.returncode != 0:
         shutil.rmtree(data, ignore_errors=True)
         raise RuntimeError(f"could not start a broker:\n{started.stdout}\n{started.stderr}")
+    address = f"127.0.0.1:{port}"
+    _ENVIRONMENTS[address] = env
     try:
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
+        _ENVIRONMENTS.pop(address, None)
         subprocess.run([script, "down"], env=env, capture_output=True, text=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def restart(address: str) -> float:
+    """Stop the broker at ``address`` (one this module started) and start it again on the same data.
+
+    Returns the seconds it was down. Raises RuntimeError for a broker given by ``TEST_KAFKA_BOOTSTRAP`` or
+    when ``kafka.sh`` fails.
+    """
+    env = _ENVIRONMENTS.get(address)
+    if env is None:
+        raise RuntimeError(f"{address} was not started by tests.broker.broker(); cannot restart it")
+    for action in ("down", "up"):
+        done = subprocess.run([SCRIPT, action], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"kafka.sh {action} failed:\n{done.stdout}\n{done.stderr}")
+        if action == "down":
+            stopped = time.monotonic()
+    return time.monotonic() - stopped

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..settings import ProcessorSettings
 from .base import Output, Processor
+from .eos_check import EosCheckProcessor
 from .trades import TradesProcessor
 
-PROCESSOR_TYPES: dict[str, type[Processor]] = {"trades": TradesProcessor}
+PROCESSOR_TYPES: dict[str, type[Processor]] = {"trades": TradesProcessor, "eos_check": EosCheckProcessor}
 
 
 def build_processor(name: str, settings: ProcessorSettings) -> Processor:
@@ -14,4 +15,4 @@ def build_processor(name: str, settings: ProcessorSettings) -> Processor:
     return PROCESSOR_TYPES[settings.type](name, settings)
 
 
-__all__ = ["Output", "PROCESSOR_TYPES", "Processor", "TradesProcessor", "build_processor"]
+__all__ = ["EosCheckProcessor", "Output", "PROCESSOR_TYPES", "Processor", "TradesProcessor", "build_processor"]

@@ -1,0 +1,55 @@
+"""The long form of the exactly-once chaos harness: 500,000 records, 20 kill -9, a graceful stop, a broker restart.
+
+Usage: ``python bench/eos_long.py [--records 500000] [--kills 20] [--graceful-stops 1] [--broker-restarts 1]
+[--rate 4000] [--workers 3] [--mode exactly_once] [--seed 1]`` (or ``make eos-long``).
+
+Starts its own throwaway real broker (it restarts it mid-run), runs :func:`tests.eos.harness.run_chaos` and
+prints the report: records, kills, rebalances, broker restarts, and the counts of duplicates, losses and wrong
+aggregates. Exits 1 if any count that must be zero is not (under exactly_once), 0 otherwise. Worker logs are
+kept in a temporary folder whose path is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.broker import broker  # noqa: E402
+from tests.eos.harness import ChaosPlan, run_chaos  # noqa: E402
+
+
+async def main(plan: ChaosPlan) -> int:
+    logging.basicConfig(level=logging.CRITICAL)  # aiokafka logs every connection the broker restart breaks
+    workdir = Path(tempfile.mkdtemp(prefix="eos-long-"))
+    print(f"plan: {plan}\nworker logs: {workdir}", flush=True)
+    with broker() as bootstrap:
+        report = await run_chaos(bootstrap, plan, workdir)
+    print(report.text())
+    if plan.mode == "exactly_once":
+        print("PASS" if report.failures() == 0 else f"FAIL: {report.failures()} failures")
+        return 0 if report.failures() == 0 else 1
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=500_000)
+    parser.add_argument("--trades", type=int, default=34_419)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--graceful-stops", type=int, default=1)
+    parser.add_argument("--broker-restarts", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=4_000.0)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--mode", choices=["exactly_once", "at_least_once"], default="exactly_once")
+    parser.add_argument("--seed", type=int, default=1)
+    a = parser.parse_args()
+    plan = ChaosPlan(records=a.records, trades=a.trades, kills=a.kills, graceful_stops=a.graceful_stops,
+                     broker_restarts=a.broker_restarts, rate=a.rate, workers=a.workers, mode=a.mode, seed=a.seed,
+                     drain_timeout_s=900.0)
+    sys.exit(asyncio.run(main(plan)))

@@ -1,0 +1,619 @@
+"""The exactly-once chaos harness (after Kafka Streams' EosTestDriver): drive, kill, verify.
+
+One :func:`run_chaos` call, on a real broker:
+
+1. creates the topics: the check input (8 partitions) with its echo and aggregates outputs (5 partitions
+   each), and the real-trades input (8 partitions) with its enriched output (5 partitions);
+2. starts ``plan.workers`` worker processes (``python -m stream_processor worker``) in one group per
+   processor, running the ``eos_check`` topology and the real trades processor;
+3. produces the input at ``plan.rate`` records/s: ``plan.records`` check records with unique ids over
+   ``plan.keys`` keys and random integer values, and ``plan.trades`` real Binance trades under 16 symbol
+   aliases (``BTCUSDT.0`` ... ``ETHUSDT.7``, each alias a time-ordered slice of its symbol's tape);
+4. meanwhile ``kill -9`` a random worker ``plan.kills`` times, SIGTERM one ``plan.graceful_stops`` times
+   and restart the broker ``plan.broker_restarts`` times, at random moments of the production window,
+   starting a replacement worker each time;
+5. waits until both groups' committed offsets reach the input end offsets, stops every worker gracefully,
+   and verifies (:func:`verify`): no open transaction on any output or changelog partition (the
+   read_committed end equals the read_uncommitted end), committed offsets equal to the input end offsets,
+   every input id exactly once in every output, and every running aggregate and every enriched trade equal
+   to its recomputation from the input, record by record and in input order per key.
+
+The :class:`Report` counts duplicates, losses and wrong values per output; :meth:`Report.failures` is
+their sum plus open transactions and uncommitted input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stream_processor.models import Trade
+from stream_processor.processors.trades import SymbolTrades
+from stream_processor.serde.decode import decode
+from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
+from stream_processor.settings import Settings, TradesParams
+from stream_processor.topics import ensure_topics, required_topics
+from tests import broker as brokers
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SPOT = ROOT.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
+SPOT_FILES = [SPOT / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
+INPUT_PARTITIONS = 8
+OUTPUT_PARTITIONS = 5  # differs from the input's on purpose (see the eos_check processor)
+ALIASES = 8  # per symbol: 16 trade keys
+GENERATION = re.compile(r"processor (\w+) assigned .* \(generation (\d+)\)")
+
+
+@dataclass
+class ChaosPlan:
+    """What one chaos run does; the defaults are the CI form."""
+
+    records: int = 20_000
+    trades: int = 34_419  # real trades (at most the 34,419 of the four spot files)
+    keys: int = 200
+    workers: int = 3
+    kills: int = 3
+    graceful_stops: int = 0
+    broker_restarts: int = 0
+    rate: float = 2_500.0  # input records per second, both inputs together
+    mode: str = "exactly_once"
+    seed: int = 1
+    session_timeout_ms: int = 6_000  # the broker's minimum: a killed member is noticed after 6 s
+    transaction_timeout_ms: int = 5_000  # below the session timeout
+    drain_timeout_s: float = 300.0
+
+
+@dataclass
+class OutputCheck:
+    """Duplicates, losses and wrong values found on one output topic."""
+
+    topic: str
+    records: int = 0
+    duplicates: int = 0
+    losses: int = 0
+    wrong: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.topic}: {self.records} records, {self.duplicates} duplicates, {self.losses} losses, "
+                f"{self.wrong} wrong")
+
+
+@dataclass
+class Report:
+    """What a chaos run did and what verification found."""
+
+    mode: str
+    records: int = 0
+    trades: int = 0
+    kills: int = 0
+    graceful_stops: int = 0
+    broker_restarts: int = 0
+    rebalances: dict[str, int] = field(default_factory=dict)
+    worker_exits: list[str] = field(default_factory=list)  # unexpected exits (a replacement was started)
+    seconds: float = 0.0
+    open_transactions: int = 0  # output/changelog partitions whose read_committed end < read_uncommitted end
+    uncommitted_input: int = 0  # input records beyond the groups' committed offsets
+    checks: list[OutputCheck] = field(default_factory=list)
+    dead_letters: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return sum(c.duplicates for c in self.checks)
+
+    @property
+    def losses(self) -> int:
+        return sum(c.losses for c in self.checks)
+
+    @property
+    def wrong(self) -> int:
+        return sum(c.wrong for c in self.checks)
+
+    def failures(self) -> int:
+        """Every count that must be zero under exactly_once."""
+        return (self.duplicates + self.losses + self.wrong + self.open_transactions + self.uncommitted_input
+                + self.dead_letters)
+
+    def text(self) -> str:
+        lines = [
+            f"mode {self.mode}: {self.records} check records + {self.trades} real trades in {self.seconds:.0f} s; "
+            f"{self.kills} kill -9, {self.graceful_stops} graceful stops, {self.broker_restarts} broker restarts, "
+            f"rebalances {self.rebalances}",
+            f"unexpected worker exits: {len(self.worker_exits)} {self.worker_exits[:3]}",
+            f"open transactions: {self.open_transactions}; uncommitted input: {self.uncommitted_input}; "
+            f"dead letters: {self.dead_letters}",
+            *(c.line() for c in self.checks),
+            f"total: {self.duplicates} duplicates, {self.losses} losses, {self.wrong} wrong aggregates",
+        ]
+        for c in self.checks:
+            lines.extend(f"  e.g. {c.topic}: {ex}" for ex in c.examples[:3])
+        return "\n".join(lines)
+
+
+@dataclass
+class Topology:
+    """Topic and group names of one run."""
+
+    run: str
+    check_input: str
+    echo: str
+    aggregates: str
+    trades_input: str
+    enriched: str
+    dead_letter: str
+
+    @classmethod
+    def new(cls) -> Topology:
+        run = uuid.uuid4().hex[:8]
+        return cls(run, f"eos-in-{run}", f"eos-echo-{run}", f"eos-agg-{run}", f"eos-trades-{run}",
+                   f"eos-enriched-{run}", f"eos-dlq-{run}")
+
+    def config(self, bootstrap: str, plan: ChaosPlan) -> dict[str, Any]:
+        """The workers' YAML document."""
+        return {
+            "app_id": f"eos-{self.run}",
+            "kafka": {
+                "bootstrap_servers": [bootstrap],
+                "commit_interval_ms": 100,
+                "max_poll_records": 2000,
+                "session_timeout_ms": plan.session_timeout_ms,
+                "transaction_timeout_ms": plan.transaction_timeout_ms,
+            },
+            "topics": {
+                self.check_input: {"partitions": INPUT_PARTITIONS},
+                self.trades_input: {"partitions": INPUT_PARTITIONS},
+                self.echo: {"partitions": OUTPUT_PARTITIONS},
+                self.aggregates: {"partitions": OUTPUT_PARTITIONS},
+                self.enriched: {"partitions": OUTPUT_PARTITIONS},
+                self.dead_letter: {"partitions": 1},
+            },
+            "stream_processors": {
+                "check": {
+                    "type": "eos_check", "consumer_group": f"eos-check-{self.run}", "processing_mode": plan.mode,
+                    "input_topics": [self.check_input], "output_topics": [self.echo, self.aggregates],
+                    "dead_letter_topic": self.dead_letter,
+                },
+                "trades": {
+                    "type": "trades", "consumer_group": f"eos-trades-{self.run}", "processing_mode": plan.mode,
+                    "input_topics": [self.trades_input], "output_topics": [self.enriched],
+                    "dead_letter_topic": self.dead_letter,
+                },
+            },
+            "replay": {"topics": {"trades": self.trades_input}},
+            "monitoring": {"host": "127.0.0.1", "metrics_port": 0, "health_check_port": 0, "log_level": "INFO"},
+        }
+
+    def groups(self) -> dict[str, str]:
+        return {"check": f"eos-check-{self.run}", "trades": f"eos-trades-{self.run}"}
+
+
+# ---- input ------------------------------------------------------------------------------------------
+def real_trades(limit: int) -> list[tuple[str, bytes]]:
+    """Up to ``limit`` real trades as (alias, raw Binance JSON), half from each symbol, each alias in time order.
+
+    Trade n of a symbol goes to alias ``SYMBOL.(n % 8)``, so every alias is a time-ordered slice of the tape.
+    """
+    per_symbol: dict[str, list[bytes]] = defaultdict(list)
+    for path in SPOT_FILES:
+        for _, raw in iter_feed(path):
+            if stream_kind(raw) == "trades":
+                per_symbol[record_symbol(raw)].append(raw)
+    out: list[tuple[str, bytes]] = []
+    symbols = sorted(per_symbol)
+    take = {s: min(len(per_symbol[s]), limit // len(symbols)) for s in symbols}
+    take[symbols[0]] = min(len(per_symbol[symbols[0]]), limit - sum(take[s] for s in symbols[1:]))
+    for symbol in symbols:
+        for n, raw in enumerate(per_symbol[symbol][: take[symbol]]):
+            alias = f"{symbol}.{n % ALIASES}"
+            out.append((alias, raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)))
+    return out
+
+
+def interleave(
+    check: list[tuple[str, bytes]], trades: list[tuple[str, bytes]], seed: int
+) -> list[tuple[int, str, bytes]]:
+    """One send order over both inputs (0 = check, 1 = trades), random but keeping each input's own order."""
+    rng = random.Random(seed)
+    kinds = [0] * len(check) + [1] * len(trades)
+    rng.shuffle(kinds)
+    its = [iter(check), iter(trades)]
+    return [(k, *next(its[k])) for k in kinds]
+
+
+def check_records(plan: ChaosPlan) -> list[tuple[str, bytes]]:
+    """The check input: (key, JSON) with ids 0..records-1, keys k0..k{keys-1}, values in [-1000, 1000]."""
+    rng = random.Random(plan.seed)
+    out = []
+    for i in range(plan.records):
+        key = f"k{rng.randrange(plan.keys)}"
+        out.append((key, orjson.dumps({"id": i, "key": key, "value": rng.randint(-1000, 1000)})))
+    return out
+
+
+async def drive(bootstrap: str, topo: Topology, sends: list[tuple[int, str, bytes]], rate: float) -> None:
+    """Produce ``sends`` at ``rate`` records/s (idempotent, acks=all); survives a broker restart."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                                request_timeout_ms=120_000, retry_backoff_ms=200)
+    await producer.start()
+    topics = (topo.check_input, topo.trades_input)
+    tick = 0.05
+    per_tick = max(1, int(rate * tick))
+    started = time.monotonic()
+    try:
+        futures = []
+        for start in range(0, len(sends), per_tick):
+            for kind, key, value in sends[start : start + per_tick]:
+                futures.append(await producer.send(topics[kind], value, key=key.encode()))
+            due = started + (start + per_tick) / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# ---- workers and chaos -------------------------------------------------------------------------------
+class Workers:
+    """The worker processes of one run; logs under ``logdir``."""
+
+    def __init__(self, config: Path, logdir: Path) -> None:
+        self.config = config
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.exits: list[str] = []
+        self._n = 0
+
+    def start(self) -> str:
+        self._n += 1
+        name = f"w{self._n}"
+        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, "PROCESSOR_ID": name, "PYTHONUNBUFFERED": "1"}
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "stream_processor", "worker", "--config", str(self.config)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return name
+
+    def alive(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() is None]
+
+    def replace_dead(self) -> None:
+        """Start a replacement for every worker that exited on its own (as Kubernetes would)."""
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                self.exits.append(f"{name} exit {proc.returncode}")
+                del self.procs[name]
+                self.start()
+
+    def kill(self, rng: random.Random) -> str:
+        name = rng.choice(self.alive())
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs.pop(name).wait()
+        self.start()
+        return name
+
+    def stop_one(self, rng: random.Random) -> str:
+        name = rng.choice(self.alive())
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            self.exits.append(f"{name} did not stop within 60 s")
+        self.start()
+        return name
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.exits.append(f"{name} did not stop within 60 s")
+            if proc.returncode not in (0, -signal.SIGTERM):
+                self.exits.append(f"{name} exit {proc.returncode} on stop")
+        self.procs.clear()
+
+    def rebalances(self) -> dict[str, int]:
+        """Per processor, the highest group generation any worker logged, minus the first join."""
+        top: dict[str, int] = {}
+        for path in self.logdir.glob("w*.log"):
+            for match in GENERATION.finditer(path.read_text(errors="replace")):
+                top[match[1]] = max(top.get(match[1], 0), int(match[2]))
+        return {name: gen - 1 for name, gen in sorted(top.items())}
+
+
+async def chaos(plan: ChaosPlan, workers: Workers, bootstrap: str, window_s: float, report: Report,
+                producing: asyncio.Task[None]) -> None:
+    """Kill, stop and restart at random moments of the first ``window_s`` seconds; replace dead workers."""
+    rng = random.Random(plan.seed + 1)
+    events = ["kill"] * plan.kills + ["stop"] * plan.graceful_stops + ["broker"] * plan.broker_restarts
+    # Random moments, at least 1 s apart, after the workers had 3 s to join.
+    span = max(window_s - 3.0, 1.0 * len(events))
+    moments = sorted(3.0 + rng.uniform(0, span) for _ in events)
+    for i in range(1, len(moments)):
+        moments[i] = max(moments[i], moments[i - 1] + 1.0)
+    rng.shuffle(events)
+    started = time.monotonic()
+    for moment, event in zip(moments, events, strict=True):
+        while time.monotonic() - started < moment:
+            workers.replace_dead()
+            await asyncio.sleep(0.05)
+        if event == "kill":
+            workers.kill(rng)
+            report.kills += 1
+        elif event == "stop":
+            await asyncio.to_thread(workers.stop_one, rng)
+            report.graceful_stops += 1
+        else:
+            await asyncio.to_thread(brokers.restart, bootstrap)
+            report.broker_restarts += 1
+    while not producing.done():
+        workers.replace_dead()
+        await asyncio.sleep(0.1)
+
+
+# ---- reading back ------------------------------------------------------------------------------------
+async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    return admin
+
+
+async def partition_ends(bootstrap: str, topics: list[str], isolation: str) -> dict[TopicPartition, int]:
+    """End offset of every partition of ``topics`` (the last stable offset under read_committed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = await _admin(bootstrap)
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
+async def uncommitted(bootstrap: str, groups: dict[str, str], inputs: dict[str, str]) -> int:
+    """Input records beyond each group's committed offsets."""
+    missing = 0
+    for name, group in groups.items():
+        ends = await partition_ends(bootstrap, [inputs[name]], "read_uncommitted")
+        committed = await committed_offsets(bootstrap, group)
+        missing += sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())
+    return missing
+
+
+async def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[Any]:
+    """Every record of ``topic`` up to its end, partition by partition in offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        per_tp: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).items():
+                per_tp[tp].extend(batch)
+        return [r for tp in tps for r in per_tp[tp]]
+    finally:
+        await consumer.stop()
+
+
+# ---- verification ------------------------------------------------------------------------------------
+def _count_ids(check: OutputCheck, seen: Counter[Any], expected: set[Any]) -> None:
+    check.duplicates = sum(n - 1 for n in seen.values() if n > 1)
+    check.losses = len(expected - seen.keys())
+    foreign = seen.keys() - expected
+    check.wrong += len(foreign)
+    check.examples.extend(f"unknown id {x!r}" for x in list(foreign)[:2])
+    check.examples.extend(f"duplicate {x!r} x{n}" for x, n in seen.most_common(2) if n > 1)
+    check.examples.extend(f"lost {x!r}" for x in list(expected - seen.keys())[:2])
+
+
+def _order_violations(
+    check: OutputCheck, outputs_by_key: dict[Any, list[Any]], inputs_by_key: dict[Any, list[Any]]
+) -> None:
+    """Per key, the output ids (first occurrence of each) must follow the input order."""
+    for key, out_ids in outputs_by_key.items():
+        firsts = list(dict.fromkeys(out_ids))
+        want = [i for i in inputs_by_key.get(key, []) if i in set(firsts)]
+        if firsts != want:
+            check.wrong += 1
+            check.examples.append(f"key {key!r}: outputs out of input order")
+
+
+def verify_check(inputs: list[Any], echo: list[Any], aggregates: list[Any], topo: Topology) -> list[OutputCheck]:
+    """Echo: every id once. Aggregates: every id once, with the running count/sum/min/max of its key."""
+    expected: dict[int, tuple[int, int, int, int]] = {}
+    inputs_by_key: dict[str, list[int]] = defaultdict(list)
+    running: dict[str, list[int]] = {}
+    for rec in inputs:
+        doc = orjson.loads(rec.value)
+        key, value = doc["key"], doc["value"]
+        agg = running.get(key)
+        if agg is None:
+            agg = running[key] = [0, 0, value, value]
+        agg[0] += 1
+        agg[1] += value
+        agg[2] = min(agg[2], value)
+        agg[3] = max(agg[3], value)
+        expected[doc["id"]] = tuple(agg)  # type: ignore[assignment]
+        inputs_by_key[key].append(doc["id"])
+    ids = set(expected)
+
+    echo_check = OutputCheck(topo.echo, records=len(echo))
+    echo_seen: Counter[int] = Counter()
+    echo_by_key: dict[str, list[int]] = defaultdict(list)
+    for rec in echo:
+        doc = orjson.loads(rec.value)
+        echo_seen[doc["id"]] += 1
+        echo_by_key[doc["key"]].append(doc["id"])
+    _count_ids(echo_check, echo_seen, ids)
+    _order_violations(echo_check, echo_by_key, inputs_by_key)
+
+    agg_check = OutputCheck(topo.aggregates, records=len(aggregates))
+    agg_seen: Counter[int] = Counter()
+    agg_by_key: dict[str, list[int]] = defaultdict(list)
+    for rec in aggregates:
+        doc = orjson.loads(rec.value)
+        rid = doc["id"]
+        agg_seen[rid] += 1
+        agg_by_key[doc["key"]].append(rid)
+        want = expected.get(rid)
+        got = (doc["count"], doc["sum"], doc["min"], doc["max"])
+        if want is not None and got != want:
+            agg_check.wrong += 1
+            if len(agg_check.examples) < 5:
+                agg_check.examples.append(f"id {rid}: (count, sum, min, max) {got} != {want}")
+    _count_ids(agg_check, agg_seen, ids)
+    _order_violations(agg_check, agg_by_key, inputs_by_key)
+    return [echo_check, agg_check]
+
+
+def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> OutputCheck:
+    """Every trade once in enriched, equal (every field, exactly) to a recomputation per alias in input order."""
+    params = TradesParams()
+    states: dict[str, SymbolTrades] = {}
+    expected: dict[tuple[str, int], dict[str, Any]] = {}
+    inputs_by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for rec in inputs:
+        trade = decode(rec.value, rec.key)
+        assert isinstance(trade, Trade)
+        state = states.setdefault(trade.symbol, SymbolTrades(params))
+        doc = state.update(trade)
+        doc.update(venue=trade.venue, symbol=trade.symbol, trade_id=trade.trade_id, price=trade.price,
+                   size=trade.size, side=trade.side, time_ms=trade.time_ms, event_time_ms=trade.event_time_ms,
+                   source_topic=rec.topic, source_partition=rec.partition, source_offset=rec.offset)
+        ident = (trade.symbol, trade.trade_id)
+        expected[ident] = orjson.loads(orjson.dumps(doc))
+        inputs_by_key[trade.symbol].append(ident)
+    check = OutputCheck(topo.enriched, records=len(enriched))
+    seen: Counter[tuple[str, int]] = Counter()
+    by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for rec in enriched:
+        doc = orjson.loads(rec.value)
+        ident = (doc["symbol"], doc["trade_id"])
+        seen[ident] += 1
+        by_key[doc["symbol"]].append(ident)
+        want = expected.get(ident)
+        if want is not None and doc != want:
+            check.wrong += 1
+            if len(check.examples) < 5:
+                diff = {k: (doc.get(k), want.get(k)) for k in want if doc.get(k) != want.get(k)}
+                check.examples.append(f"trade {ident}: {diff}")
+    _count_ids(check, seen, set(expected))
+    _order_violations(check, by_key, inputs_by_key)
+    return check
+
+
+async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Report) -> None:
+    """Fill ``report`` with everything :func:`run_chaos` promises to check (after the workers stopped)."""
+    groups = topo.groups()
+    report.uncommitted_input = await uncommitted(
+        bootstrap, groups, {"check": topo.check_input, "trades": topo.trades_input})
+    outputs = [topo.echo, topo.aggregates, topo.enriched, topo.dead_letter,
+               *(name for name, spec in required_topics(settings).items() if spec.compacted)]
+    # A transaction a killed worker left open is aborted by fencing or by its timeout (plus the broker's
+    # 2 s abort sweep): give that time before calling it open.
+    deadline = time.monotonic() + settings.kafka.transaction_timeout_ms / 1000 + 15
+    while True:
+        committed_ends = await partition_ends(bootstrap, outputs, "read_committed")
+        raw_ends = await partition_ends(bootstrap, outputs, "read_uncommitted")
+        report.open_transactions = sum(1 for tp, end in raw_ends.items() if committed_ends.get(tp) != end)
+        if report.open_transactions == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    check_in = await read_all(bootstrap, topo.check_input, "read_uncommitted")
+    trades_in = await read_all(bootstrap, topo.trades_input, "read_uncommitted")
+    report.records, report.trades = len(check_in), len(trades_in)
+    echo = await read_all(bootstrap, topo.echo)
+    aggregates = await read_all(bootstrap, topo.aggregates)
+    enriched = await read_all(bootstrap, topo.enriched)
+    report.dead_letters = len(await read_all(bootstrap, topo.dead_letter))
+    report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo)]
+
+
+# ---- the run -----------------------------------------------------------------------------------------
+async def wait_drained(bootstrap: str, topo: Topology, timeout_s: float) -> None:
+    """Until both groups have committed the inputs to their ends (raises TimeoutError)."""
+    deadline = time.monotonic() + timeout_s
+    inputs = {"check": topo.check_input, "trades": topo.trades_input}
+    while True:
+        try:
+            if await uncommitted(bootstrap, topo.groups(), inputs) == 0:
+                return
+        except Exception:  # noqa: BLE001, S110 - the broker may be coming back from a restart
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"input not fully committed within {timeout_s:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def run_chaos(bootstrap: str, plan: ChaosPlan, workdir: Path) -> Report:
+    """Run ``plan`` on the broker at ``bootstrap``; worker logs and config go to ``workdir``."""
+    topo = Topology.new()
+    config = workdir / "eos-config.yaml"
+    config.write_text(yaml.safe_dump(topo.config(bootstrap, plan), sort_keys=False))
+    settings = Settings.model_validate(topo.config(bootstrap, plan))
+    await ensure_topics(settings, required_topics(settings))
+    sends = interleave(check_records(plan), real_trades(plan.trades), plan.seed)
+    window_s = len(sends) / plan.rate
+    report = Report(mode=plan.mode)
+    workers = Workers(config, workdir)
+    started = time.monotonic()
+    try:
+        for _ in range(plan.workers):
+            workers.start()
+        producing = asyncio.create_task(drive(bootstrap, topo, sends, plan.rate))
+        await chaos(plan, workers, bootstrap, window_s, report, producing)
+        await producing
+        drain = asyncio.create_task(wait_drained(bootstrap, topo, plan.drain_timeout_s))
+        while not drain.done():
+            workers.replace_dead()
+            await asyncio.sleep(0.2)
+        await drain
+    finally:
+        workers.stop_all()
+        report.seconds = time.monotonic() - started
+        report.worker_exits = workers.exits
+        report.rebalances = workers.rebalances()
+    await verify(bootstrap, topo, settings, report)
+    return report
