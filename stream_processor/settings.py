@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .exceptions import ConfigError
 
@@ -35,6 +35,17 @@ class KafkaSettings(_Strict):
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
     session_timeout_ms: int = Field(default=30_000, gt=0)
     replication_factor: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _transactions_end_before_sessions(self) -> KafkaSettings:
+        # A dead worker's open transaction must abort (timeout) before its partitions could be handed over by
+        # the session timeout alone, so read_committed readers are never held up by it longer than that.
+        if self.transaction_timeout_ms >= self.session_timeout_ms:
+            raise ValueError(
+                f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be below session_timeout_ms "
+                f"({self.session_timeout_ms})"
+            )
+        return self
 
 
 class TopicSettings(_Strict):

@@ -191,6 +191,13 @@ def test_missing_value_names_file_and_key(write_config) -> None:
     assert "required" in err.reason.lower()
 
 
+def test_transaction_timeout_must_stay_below_the_session_timeout(write_config) -> None:
+    path = write_config(lambda doc: doc["kafka"].update(transaction_timeout_ms=30_000, session_timeout_ms=30_000))
+    err = _config_error(path)
+    assert (err.source, err.key) == (str(path), "kafka")
+    assert "transaction_timeout_ms (30000) must be below session_timeout_ms (30000)" in err.reason
+
+
 def test_missing_section_names_it(write_config) -> None:
     err = _config_error(write_config(lambda doc: doc.pop("kafka")))
     assert err.key == "kafka"
