@@ -3,7 +3,7 @@ PYTHON ?= $(shell scripts/find-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo stop test lint venv jars kafka-up kafka-down bench clean
+.PHONY: demo stop test lint venv jars kafka-up kafka-down bench eos-long clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || { test -n "$(PYTHON)" && $(PYTHON) -m venv $(VENV); }
@@ -38,8 +38,13 @@ lint: venv
 test: venv jars lint
 	$(BIN)/pytest -q
 
+## bench: trades/s through one worker (exactly_once, at_least_once) and a pass-through transactional pipe
 bench: venv jars
 	$(BIN)/python bench/trades_throughput.py
+
+## eos-long: the long form of the exactly-once chaos harness (500k records, 20 kill -9, broker restart)
+eos-long: venv jars
+	$(BIN)/python bench/eos_long.py
 
 clean:
 	scripts/kafka.sh clean
