@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import OffsetAndMetadata
@@ -216,7 +217,10 @@ class Checkpoint:
         futures, self._futures = self._futures, []
         changelog_start = None
         if futures:
-            results = await asyncio.gather(*(fut for _, fut in futures))
+            results = await asyncio.gather(*(fut for _, fut in futures), return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:  # every exception is retrieved; the first one fails the commit
+                raise failed
             changelog_start = min(
                 (meta.offset for (topic, _), meta in zip(futures, results, strict=True)
                  if topic == self.changelog_topic),
@@ -260,6 +264,8 @@ class Checkpoint:
         self._builders, self._full = {}, []
         futures, self._futures = self._futures, []
         for _, fut in futures:
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: a failed batch is expected here, not an unhandled error
             fut.cancel()
         self._reset_pending()
         try:
@@ -267,6 +273,20 @@ class Checkpoint:
                 await self.producer.abort_transaction()
         finally:
             self._move(CheckpointState.IDLE)
+
+    @property
+    def fenced(self) -> bool:
+        """True once the producer learned that its ``transactional.id`` has a newer epoch.
+
+        That is a newer owner of the input partition, or the broker aborting a transaction that outlived
+        ``transaction_timeout_ms``; aiokafka then stops the producer's sender and later calls fail with
+        other errors, so this looks at the sender itself.
+        """
+        sender = getattr(self.producer, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        if task is None or not task.done() or task.cancelled():
+            return False
+        return isinstance(task.exception(), ProducerFenced)
 
     async def close(self) -> None:
         """Stop the producer; an open transaction is aborted first."""

@@ -420,14 +420,17 @@ class ProcessorRunner:
         self._batch_started.pop(tp, None)
         if cp is None:
             return
-        if isinstance(exc, ProducerFenced):
-            # A newer owner holds q; the group is moving it away from us. Stop fetching it until assigned.
-            log.warning("processor %s: %s was fenced by a newer owner; pausing it", self.name, tp)
+        if isinstance(exc, ProducerFenced) or cp.fenced:
+            # A newer owner took q (the group is moving it away from us), or the broker aborted a transaction
+            # that outlived transaction_timeout_ms. Reopening here could fence the rightful owner, so stop
+            # fetching q and rejoin the group, as Kafka Streams does: the assignment decides who opens q.
+            log.warning("processor %s: %s was fenced (%r); pausing it and rejoining the group", self.name, tp, exc)
             await _close_quietly(cp)
             self._fenced.add(tp)
             assert self._consumer is not None
             if tp in self._consumer.assignment():
                 self._consumer.pause(tp)
+            self._consumer._coordinator.request_rejoin()  # noqa: SLF001 - aiokafka has no public enforce_rebalance
             return
         log.warning("processor %s: aborting %s after %r; rewinding to offset %s", self.name, tp, exc,
                     cp.committed_offset)

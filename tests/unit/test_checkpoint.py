@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from stream_processor.checkpoint import Checkpoint, CheckpointState, transactional_id
@@ -550,3 +551,34 @@ def test_transactional_id_is_stable_and_distinct_per_partition() -> None:
         transactional_id("stream-processor", GROUP, TopicPartition("raw_klines", 5)),
     }
     assert len(others) == 3 and ids[5] not in others
+
+
+async def test_fenced_reads_the_producers_sender() -> None:
+    cp, producer, _ = await _checkpoint()
+    assert not cp.fenced  # no sender at all
+    loop = asyncio.get_running_loop()
+
+    class Sender:
+        sender_task: asyncio.Future[Any]
+
+    producer._sender = Sender()  # type: ignore[attr-defined]
+    producer._sender.sender_task = loop.create_future()  # type: ignore[attr-defined]
+    assert not cp.fenced  # running
+    producer._sender.sender_task.set_exception(ProducerFenced())  # type: ignore[attr-defined]
+    assert cp.fenced
+    other = loop.create_future()
+    other.set_exception(BrokerError("down"))
+    producer._sender.sender_task = other  # type: ignore[attr-defined]
+    assert not cp.fenced  # failed, but not fenced
+    other.exception()
+
+
+async def test_a_failed_batch_fails_the_commit_after_every_ack_is_collected() -> None:
+    cp, producer, calls = await _checkpoint()
+    producer.fail_topics = {"enriched_trades"}
+    await _fill(cp)
+    with pytest.raises(BrokerError, match="enriched_trades"):
+        await cp.commit()
+    assert "send_offsets_to_transaction" not in _names(calls)
+    await cp.abort()
+    assert cp.state is CheckpointState.IDLE
