@@ -16,7 +16,12 @@ and its own 8-partition sink topic ``enriched-<variant>-<run>``, reading the inp
 
 - ``eos_per_event``: ``async for value in stream`` under ``processing_guarantee="exactly_once"``;
 - ``alo_per_event``: the same under ``"at_least_once"``;
-- ``eos_take500``: exactly_once, ``stream.take(500, within=0.1)`` batches, each record sent.
+- ``eos_take500``: exactly_once, ``stream.take(500, within=0.1)`` batches, each record sent. A Faust Table
+  cannot be written from a take() batch (no current event: TypeError "Cannot modify table key from outside of
+  stream iteration"), so this variant's Table has ``use_partitioner=True`` (changelog partition by key hash:
+  the input's partition, as the input is keyed by the same alias with the same default partitioner);
+- ``eos_take500_plain`` (only when named in ``--variants``): the same with a plain Table, which shows what Faust
+  does when the agent raises on every batch.
 
 Per record the agent decodes the JSON trade (orjson), updates the symbol's state in a Faust Table (count, EMA(20)
 of price, session sums for VWAP) and ``await sink.send(key=..., value=...)`` an enriched JSON record. Each
@@ -54,12 +59,13 @@ import orjson  # noqa: E402
 PARTITIONS = 8
 FEEDS = ROOT.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
 FILES = [FEEDS / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
-# name: (processing_guarantee, take batch size or 0 for per-event)
+# name: (processing_guarantee, take batch size or 0 for per-event, Table use_partitioner)
 VARIANTS = {
-    "eos_per_event": ("exactly_once", 0),
-    "alo_per_event": ("at_least_once", 0),
-    "eos_take500": ("exactly_once", 500),
+    "eos_per_event": ("exactly_once", 0, False),
+    "alo_per_event": ("at_least_once", 0, False),
+    "eos_take500": ("exactly_once", 500, True),
 }
+EXTRA_VARIANTS = {"eos_take500_plain": ("exactly_once", 500, False)}
 EMA_ALPHA = 2 / (20 + 1)
 
 
@@ -92,7 +98,8 @@ def run_worker(args: argparse.Namespace) -> None:
     source = app.topic(args.source, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=PARTITIONS)
     sink = app.topic(args.sink, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
-    table = app.Table("symbols", partitions=PARTITIONS)  # keys raw (str alias), values json: the app defaults
+    # keys raw (the str alias), values json: the app's defaults
+    table = app.Table("symbols", partitions=PARTITIONS, use_partitioner=args.use_partitioner)
     total = args.total
     seen = 0
 
@@ -203,7 +210,7 @@ async def run_variant(bootstrap: str, name: str, source: str, total: int, args: 
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    guarantee, take = VARIANTS[name]
+    guarantee, take, use_partitioner = {**VARIANTS, **EXTRA_VARIANTS}[name]
     run = uuid.uuid4().hex[:6]
     app_id, sink = f"faust-{name}-{run}", f"enriched-{name}-{run}"
     await create_topics(bootstrap, sink)
@@ -211,7 +218,8 @@ async def run_variant(bootstrap: str, name: str, source: str, total: int, args: 
     log_path = logdir / f"{name}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--bootstrap", bootstrap, "--app-id", app_id,
            "--guarantee", guarantee, "--take", str(take), "--source", source, "--sink", sink, "--total", str(total),
-           "--commit-interval", str(args.commit_interval), "--datadir", str(datadir), "--loglevel", args.loglevel]
+           "--commit-interval", str(args.commit_interval), "--datadir", str(datadir), "--loglevel", args.loglevel,
+           *(["--use-partitioner"] if use_partitioner else [])]
     log = open(log_path, "wb")
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=ROOT)
     marks: dict[str, float] = {}
@@ -241,6 +249,7 @@ async def run_variant(bootstrap: str, name: str, source: str, total: int, args: 
         visible = committed = 0
         first_at = first_count = None
         last_poll = 0.0
+        progress = (0, 0, launched)  # (visible, committed, when either last changed)
         while True:
             batches = await consumer.getmany(timeout_ms=20, max_records=20_000)
             visible += sum(len(b) for b in batches.values())
@@ -255,6 +264,13 @@ async def run_variant(bootstrap: str, name: str, source: str, total: int, args: 
             elif now - last_poll > 1.0:
                 last_poll = now
                 committed = await committed_total(admin, app_id)
+            if (visible, committed) != progress[:2]:
+                progress = (visible, committed, now)
+            elif committed >= total and now - progress[2] > 20:
+                result["error"] = (f"stall: every input offset committed ({committed}) but only {visible}/{total} "
+                                   f"sink records visible (read_committed), no progress for 20 s; agent marks "
+                                   f"{sorted(marks)}")
+                break
             if proc.returncode is not None:
                 result["error"] = f"worker exited with {proc.returncode} (visible {visible}, committed {committed})"
                 break
@@ -436,7 +452,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="per variant, from worker launch")
     parser.add_argument("--commit-interval", type=float, default=0.1,
                         help="Faust broker_commit_interval in s (ours commits every 100 ms; Faust's default 2.8)")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of {', '.join([*VARIANTS, *EXTRA_VARIANTS])}")
     parser.add_argument("--check-all", action="store_true", help="transaction check for at_least_once too")
     parser.add_argument("--loglevel", default="warning")
     worker = parser.add_argument_group("worker subprocess (internal)")
@@ -444,6 +461,7 @@ def parse() -> argparse.Namespace:
     for opt in ("--bootstrap", "--app-id", "--guarantee", "--source", "--sink", "--datadir"):
         worker.add_argument(opt)
     worker.add_argument("--take", type=int, default=0)
+    worker.add_argument("--use-partitioner", action="store_true")
     worker.add_argument("--total", type=int, default=0)
     return parser.parse_args()
 

@@ -454,7 +454,8 @@ def _order_violations(
     """Per key, the output ids (first occurrence of each) must follow the input order."""
     for key, out_ids in outputs_by_key.items():
         firsts = list(dict.fromkeys(out_ids))
-        want = [i for i in inputs_by_key.get(key, []) if i in set(firsts)]
+        present = set(firsts)
+        want = [i for i in inputs_by_key.get(key, []) if i in present]
         if firsts != want:
             check.wrong += 1
             check.examples.append(f"key {key!r}: outputs out of input order")
