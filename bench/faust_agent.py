@@ -382,6 +382,7 @@ async def transaction_check(bootstrap: str, result: dict) -> None:
     changelog = f"{result['app_id']}-symbols-changelog"
     if "at_done" in result:
         offsets, table_committed = result["at_done"]
+        print(f"  input offsets committed per partition: {dict(sorted(offsets.items()))}")
         behind = {p: offsets.get(p, 0) - n for p, n in enumerate(table_committed) if offsets.get(p, 0) != n}
         print(f"  when all {sum(offsets.values())} input offsets were committed (worker running): "
               f"{sum(table_committed)} table changelog records committed; partitions where input committed - "
@@ -396,6 +397,10 @@ async def transaction_check(bootstrap: str, result: dict) -> None:
         ends, unc, com = sum(c["end_offset"]), sum(c["read_uncommitted"]), sum(c["read_committed"])
         print(f"  {label} {topic}: end offsets {ends}, data records read_uncommitted {unc}, read_committed {com}, "
               f"offsets taken by markers {ends - unc}")
+        used = [p for p in range(PARTITIONS) if c["end_offset"][p]]
+        print("    per partition (p: end/uncommitted/committed): "
+              + ", ".join(f"{p}: {c['end_offset'][p]}/{c['read_uncommitted'][p]}/{c['read_committed'][p]}"
+                          for p in used))
         if logdirs is not None:
             b = dump_batches(logdirs, topic)
             if b:

@@ -50,6 +50,7 @@ from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
 from stream_processor.settings import Settings, TradesParams
 from stream_processor.topics import ensure_topics, required_topics
 from tests import broker as brokers
+from tests.helpers import read_topic
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SPOT = ROOT.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
@@ -414,29 +415,6 @@ async def uncommitted(bootstrap: str, groups: dict[str, str], inputs: dict[str, 
     return missing
 
 
-async def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[Any]:
-    """Every record of ``topic`` up to its end, partition by partition in offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        per_tp: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=20_000)).items():
-                per_tp[tp].extend(batch)
-        return [r for tp in tps for r in per_tp[tp]]
-    finally:
-        await consumer.stop()
-
-
 # ---- verification ------------------------------------------------------------------------------------
 def _count_ids(check: OutputCheck, seen: Counter[Any], expected: set[Any]) -> None:
     check.duplicates = sum(n - 1 for n in seen.values() if n > 1)
@@ -562,13 +540,13 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
         if report.open_transactions == 0 or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
-    check_in = await read_all(bootstrap, topo.check_input, "read_uncommitted")
-    trades_in = await read_all(bootstrap, topo.trades_input, "read_uncommitted")
+    check_in = await read_topic(bootstrap, topo.check_input, "read_uncommitted")
+    trades_in = await read_topic(bootstrap, topo.trades_input, "read_uncommitted")
     report.records, report.trades = len(check_in), len(trades_in)
-    echo = await read_all(bootstrap, topo.echo)
-    aggregates = await read_all(bootstrap, topo.aggregates)
-    enriched = await read_all(bootstrap, topo.enriched)
-    report.dead_letters = len(await read_all(bootstrap, topo.dead_letter))
+    echo = await read_topic(bootstrap, topo.echo)
+    aggregates = await read_topic(bootstrap, topo.aggregates)
+    enriched = await read_topic(bootstrap, topo.enriched)
+    report.dead_letters = len(await read_topic(bootstrap, topo.dead_letter))
     report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo)]
 
 
