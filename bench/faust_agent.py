@@ -18,8 +18,9 @@ and its own 8-partition sink topic ``enriched-<variant>-<run>``, reading the inp
 - ``alo_per_event``: the same under ``"at_least_once"``;
 - ``eos_take500``: exactly_once, ``stream.take(500, within=0.1)`` batches, each record sent. A Faust Table
   cannot be written from a take() batch (no current event: TypeError "Cannot modify table key from outside of
-  stream iteration"), so this variant's Table has ``use_partitioner=True`` (changelog partition by key hash:
-  the input's partition, as the input is keyed by the same alias with the same default partitioner);
+  stream iteration"), so this variant's Table has ``use_partitioner=True``: the changelog partition is then the
+  hash of the Table's serialized key, which Faust JSON-encodes (``"BTCUSDT.0"`` with quotes), so it is not the
+  input record's partition;
 - ``eos_take500_plain`` (only when named in ``--variants``): the same with a plain Table, which shows what Faust
   does when the agent raises on every batch.
 
