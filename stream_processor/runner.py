@@ -13,7 +13,7 @@ to the offset that state reflects (the changelog's offset marker under exactly_o
 committed offset). A partition kept across a rebalance is reopened the same way, except that its clean
 store is kept and only the changelog written after its own last commit is read: another member may have
 owned it in between, and the group's committed offset alone may not show that member's last commit yet.
-A transient broker error while opening is retried for :data:`OPEN_RETRY_S` seconds.
+A broker error while opening is retried for :data:`~stream_processor.retry.RETRY_S` seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .checkpoint import Checkpoint, CheckpointState, transactional_id
 from .exceptions import RecordError
 from .metrics import Metrics
 from .processors.base import Processor
+from .retry import with_retry
 from .settings import ProcessorSettings, Settings
 from .state import restore
 
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 PRODUCER_BATCH_BYTES = 512 * 1024
 # The throughput shown on /health is averaged over this many seconds of commits.
 THROUGHPUT_WINDOW_S = 10.0
-# How long opening a partition is retried while the broker is unreachable (a broker restart takes ~10 s).
-OPEN_RETRY_S = 90.0
 
 
 def changelog_topic(settings: Settings, name: str) -> str:
@@ -140,8 +139,8 @@ class ProcessorRunner:
         self._restore_consumer = AIOKafkaConsumer(
             isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest", **common
         )
-        await self._restore_consumer.start()
-        await self._consumer.start()
+        await with_retry(lambda _: self._restore_consumer.start(), f"processor {self.name}: connecting")
+        await with_retry(lambda _: self._consumer.start(), f"processor {self.name}: connecting")
         self._consumer.subscribe(self.psettings.input_topics, listener=_Listener(self))
         self.state = "rebalancing"
 
@@ -224,19 +223,11 @@ class ProcessorRunner:
                  sorted((tp.topic, tp.partition) for tp in assigned), generation)
 
     async def _open_with_retry(self, tp: TopicPartition, previous: Checkpoint | None = None) -> Checkpoint:
-        """:meth:`_open_partition`, retried with backoff for :data:`OPEN_RETRY_S` while the broker fails."""
-        deadline = time.monotonic() + OPEN_RETRY_S
-        delay = 0.1
-        while True:
-            try:
-                return await self._open_partition(tp, previous)
-            except Exception as exc:  # noqa: BLE001 - broker down, coordinator moving, timeouts
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("processor %s: opening %s failed (%r); retrying in %.1f s", self.name, tp, exc, delay)
-                previous = None  # rebuild from scratch: the kept store may be half-updated
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """:meth:`_open_partition`, retried while the broker fails (after a failure, the state is rebuilt whole)."""
+        return await with_retry(
+            lambda attempt: self._open_partition(tp, previous if attempt == 0 else None),
+            f"processor {self.name}: opening {tp}",
+        )
 
     async def _open_partition(self, tp: TopicPartition, previous: Checkpoint | None = None) -> Checkpoint:
         """Fence, bring the state up to date, seek; ``previous`` is our own clean checkpoint of ``tp``, if any."""

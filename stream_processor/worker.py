@@ -10,6 +10,7 @@ import time
 from .health import health_app, metrics_app, serve
 from .metrics import Metrics
 from .processors import build_processor
+from .retry import with_retry
 from .runner import ProcessorRunner
 from .settings import Settings
 from .topics import ensure_topics, required_topics
@@ -53,7 +54,8 @@ class Worker:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass  # not the main thread (tests run the worker in-process)
-        await ensure_topics(self.settings, required_topics(self.settings, [r.name for r in self.runners]))
+        topics = required_topics(self.settings, [r.name for r in self.runners])
+        await with_retry(lambda _: ensure_topics(self.settings, topics), "creating topics")
         http = [
             await serve(health_app(lambda: self.runners, self.started), mon.health_check_port, mon.host),
             await serve(metrics_app(self.metrics), mon.metrics_port, mon.host),
