@@ -9,7 +9,8 @@ keys spread over the partitions like a many-symbol feed. Then, per round, each c
 input with its own consumer group and output topic:
 
 - ``exactly_once`` and ``at_least_once``: the worker with the full trades enrichment (in this process);
-- ``passthrough``: consume, copy bytes, produce, commit every 100 ms, transactional (bench/passthrough.py).
+- ``passthrough_send`` and ``passthrough_batch``: consume, copy bytes, produce, commit every 100 ms,
+  transactional (bench/passthrough.py), producing record by record (``send``) or in record batches.
 
 Each is timed from its first commit to its last (group join and startup excluded). Prints one line per run,
 the median per contender, and the ratios.
@@ -41,6 +42,7 @@ from tests.helpers import isolated_settings  # noqa: E402
 FEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
 FILES = [FEEDS / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
 PARTITIONS = 8
+CONTENDERS = ("exactly_once", "at_least_once", "passthrough_send", "passthrough_batch")
 
 
 def real_trades() -> list[tuple[str, bytes]]:
@@ -80,7 +82,8 @@ def worker_settings(bootstrap: str, mode: str, source: str) -> Settings:
     return Settings.model_validate(doc)
 
 
-async def run_worker(bootstrap: str, mode: str, source: str, total: int) -> tuple[float, int]:
+async def run_worker(bootstrap: str, mode: str, source: str, total: int) -> tuple[float, int, float]:
+    """(seconds from the first commit to the last, records in them, seconds the loop spent committing)."""
     worker = Worker(worker_settings(bootstrap, mode, source))
     task = asyncio.create_task(worker.run())
     stats = worker.runners[0].stats
@@ -97,7 +100,9 @@ async def run_worker(bootstrap: str, mode: str, source: str, total: int) -> tupl
     seconds = time.perf_counter() - first_at
     worker.request_stop()
     await task
-    return seconds, total - first_count
+    commit_s = next(m.samples for m in worker.metrics.commit_seconds.collect())
+    commit_sum = sum(s.value for s in commit_s if s.name.endswith("_sum"))
+    return seconds, total - first_count, commit_sum
 
 
 async def main(copies: int, rounds: int) -> None:
@@ -106,23 +111,29 @@ async def main(copies: int, rounds: int) -> None:
         source = f"bench-trades-{uuid.uuid4().hex[:6]}"
         total = await publish_input(bootstrap, source, copies)
         print(f"input: {total} real trades ({copies} copies x 34,419) on {PARTITIONS} partitions")
-        rates: dict[str, list[float]] = {"exactly_once": [], "at_least_once": [], "passthrough": []}
+        rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         for i in range(rounds):
             for name in rates:
-                if name == "passthrough":
+                note = ""
+                if name.startswith("passthrough"):
                     run = uuid.uuid4().hex[:6]
                     sink = f"bench-copy-{run}"
                     await ensure_topics(isolated_settings(bootstrap), {sink: TopicSettings(partitions=PARTITIONS)})
-                    seconds, n = await passthrough(bootstrap, source, sink, f"bench-pipe-{run}", total)
+                    seconds, n = await passthrough(bootstrap, source, sink, f"bench-pipe-{run}", total,
+                                                   batched=name == "passthrough_batch")
                 else:
-                    seconds, n = await run_worker(bootstrap, name, source, total)
+                    seconds, n, commit_s = await run_worker(bootstrap, name, source, total)
+                    note = f" (commits held the loop {commit_s / seconds:.0%} of the time)"
                 rates[name].append(n / seconds)
-                print(f"round {i + 1} {name:>13}: {n} records in {seconds:.2f} s = {n / seconds:,.0f}/s", flush=True)
+                print(f"round {i + 1} {name:>17}: {n} records in {seconds:.2f} s = {n / seconds:,.0f}/s{note}",
+                      flush=True)
         med = {name: statistics.median(r) for name, r in rates.items()}
         for name, rate in med.items():
-            print(f"median {name:>13}: {rate:,.0f} records/s")
-        print(f"exactly_once / passthrough = {med['exactly_once'] / med['passthrough']:.2f}; "
-              f"exactly_once / at_least_once = {med['exactly_once'] / med['at_least_once']:.2f}")
+            print(f"median {name:>17}: {rate:,.0f} records/s")
+        eos = med["exactly_once"]
+        print(f"exactly_once / passthrough_send = {eos / med['passthrough_send']:.2f}; "
+              f"exactly_once / passthrough_batch = {eos / med['passthrough_batch']:.2f}; "
+              f"exactly_once / at_least_once = {eos / med['at_least_once']:.2f}")
 
 
 if __name__ == "__main__":
