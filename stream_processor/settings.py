@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -66,9 +66,9 @@ class TradesParams(_Strict):
 
 
 class ProcessorSettings(_Strict):
-    """One stream processor: its consumer group, topics, mode and parameters."""
+    """One stream processor: its consumer group, topics and mode; each ``type`` adds its own ``params``."""
 
-    type: Literal["trades", "eos_check"]  # eos_check: the exactly-once check topology (tests/eos)
+    type: str
     consumer_group: str = Field(min_length=1)
     processing_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
     batch_size: int = Field(default=500, gt=0)
@@ -76,7 +76,29 @@ class ProcessorSettings(_Strict):
     output_topics: list[str] = Field(min_length=1)
     dead_letter_topic: str = "dead_letter"
     enabled: bool = True
+
+
+class TradesProcessorSettings(ProcessorSettings):
+    """``type: trades``: per-symbol indicators on every trade (see processors/trades.py)."""
+
+    type: Literal["trades"]
     params: TradesParams = TradesParams()
+
+
+class EosCheckProcessorSettings(ProcessorSettings):
+    """``type: eos_check``: the topology of the exactly-once harness (see processors/eos_check.py)."""
+
+    type: Literal["eos_check"]
+
+
+AnyProcessorSettings = Annotated[
+    TradesProcessorSettings | EosCheckProcessorSettings,
+    Field(discriminator="type"),
+]
+PROCESSOR_SETTINGS: dict[str, type[ProcessorSettings]] = {
+    "trades": TradesProcessorSettings,
+    "eos_check": EosCheckProcessorSettings,
+}
 
 
 class ReplaySettings(_Strict):
@@ -106,7 +128,7 @@ class Settings(_Strict):
     processor_id: str = Field(default_factory=socket.gethostname, min_length=1)
     kafka: KafkaSettings
     topics: dict[str, TopicSettings] = {}
-    stream_processors: dict[str, ProcessorSettings] = Field(min_length=1)
+    stream_processors: dict[str, AnyProcessorSettings] = Field(min_length=1)
     replay: ReplaySettings
     monitoring: MonitoringSettings = MonitoringSettings()
 
@@ -156,6 +178,16 @@ def _apply_env(doc: dict[str, Any], environ: Mapping[str, str]) -> None:
         node[path[-1]] = value
 
 
+def _location(error: Any) -> tuple[Any, ...]:
+    """The error's path in the YAML document (pydantic adds the processor type, the union's tag, to it)."""
+    loc = tuple(error["loc"])
+    if len(loc) > 2 and loc[0] == "stream_processors" and loc[2] in PROCESSOR_SETTINGS:
+        loc = loc[:2] + loc[3:]
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "type")
+    return loc
+
+
 def _key_of(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
@@ -184,10 +216,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         return Settings.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = _key_of(first["loc"])
+        loc = _location(first)
+        key = _key_of(loc)
         origin = next(
             (f"environment {name}" for name, (p, _) in ENV_OVERRIDES.items()
-             if environ.get(name) and _matches(p, first["loc"])),
+             if environ.get(name) and _matches(p, loc)),
             source,
         )
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

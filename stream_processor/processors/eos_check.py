@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..exceptions import DecodeError, InvalidRecordError
-from ..settings import ProcessorSettings
+from ..settings import EosCheckProcessorSettings
 from ..state import ChangelogStore
 from .base import Output, Processor
 
@@ -74,7 +74,7 @@ class EosCheckProcessor(Processor):
         ValueError: at construction, when ``output_topics`` does not name exactly two topics.
     """
 
-    def __init__(self, name: str, settings: ProcessorSettings) -> None:
+    def __init__(self, name: str, settings: EosCheckProcessorSettings) -> None:
         super().__init__(name, settings)
         if len(settings.output_topics) != 2:
             raise ValueError(

@@ -13,7 +13,7 @@ from ..indicators.rolling_sum import RollingSum
 from ..indicators.sma import SMA
 from ..indicators.vwap import VWAP
 from ..models import MarketRecord, Trade
-from ..settings import ProcessorSettings, TradesParams
+from ..settings import TradesParams, TradesProcessorSettings
 from ..state import ChangelogStore
 from .base import Output, Processor
 
@@ -95,7 +95,7 @@ class TradesProcessor(Processor):
     source_partition, source_offset``) of the input record.
     """
 
-    def __init__(self, name: str, settings: ProcessorSettings) -> None:
+    def __init__(self, name: str, settings: TradesProcessorSettings) -> None:
         super().__init__(name, settings)
         self.params: TradesParams = settings.params
         self.output_topic = settings.output_topics[0]

@@ -10,12 +10,12 @@ import pytest
 from stream_processor.exceptions import DecodeError, InvalidRecordError
 from stream_processor.processors import build_processor
 from stream_processor.processors.eos_check import EosCheckProcessor, KeyAggregate
-from stream_processor.settings import ProcessorSettings
+from stream_processor.settings import EosCheckProcessorSettings
 from stream_processor.state import ChangelogStore
 
 
 def _processor(outputs: list[str] | None = None) -> EosCheckProcessor:
-    settings = ProcessorSettings(type="eos_check", consumer_group="g", input_topics=["in"],
+    settings = EosCheckProcessorSettings(type="eos_check", consumer_group="g", input_topics=["in"],
                                  output_topics=outputs or ["echo", "agg"])
     processor = build_processor("check", settings)
     assert isinstance(processor, EosCheckProcessor)
