@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .alerts import AlertRule
 from .exceptions import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "streams-config.yaml"
@@ -65,6 +66,78 @@ class TradesParams(_Strict):
     volume_window: int = Field(default=100, gt=0)
 
 
+class OrderbookParams(_Strict):
+    """The order-book processor's book size and metrics (see stream_processor/orderbook)."""
+
+    depth_levels: int = Field(default=1000, gt=0)  # levels kept per side
+    max_pending: int = Field(default=500, gt=0)  # diffs buffered while waiting for a snapshot
+    bands_bps: list[float] = Field(default=[5.0, 10.0, 25.0], min_length=1)  # depth bands around mid, bps
+    imbalance_levels: int = Field(default=10, gt=0)  # top-N levels per side of the imbalance
+    wall_levels: int = Field(default=20, gt=0)  # levels per side searched for walls
+    wall_multiple: float = Field(default=5.0, gt=0)  # a wall is > this many times the median level size
+
+
+_INTERVAL_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def interval_ms(name: str) -> int:
+    """Milliseconds of an interval named like Binance's: ``"30s"``, ``"1m"``, ``"15m"``, ``"1h"``, ``"1d"``.
+
+    Raises ValueError for another form, or an interval that does not divide a day (windows align to UTC days).
+    """
+    number, unit = name[:-1], name[-1:]
+    if unit not in _INTERVAL_UNITS or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"interval {name!r} is not like 30s, 1m, 15m, 1h or 1d")
+    ms = int(number) * _INTERVAL_UNITS[unit]
+    if 86_400_000 % ms:
+        raise ValueError(f"interval {name!r} does not divide a day")
+    return ms
+
+
+class SmcParams(_Strict):
+    """Smart Money Concepts detectors on each closed kline (see stream_processor/smc)."""
+
+    enabled: bool = True
+    swing_length: int = Field(default=5, gt=0)  # candles on each side of a swing high/low
+    close_break: bool = True  # BOS/CHoCH confirmed by the close (else the wick)
+    close_mitigation: bool = False  # order blocks mitigated by the body (else the wick)
+    range_percent: float = Field(default=0.01, gt=0)  # liquidity: equal highs/lows within this share of range
+    pip_range: float | None = Field(default=None, gt=0)  # liquidity: a fixed tolerance instead, in price units
+
+
+class KlinesParams(_Strict):
+    """Intervals, indicator periods (in bars), SMC detectors and alert rules of the klines processor."""
+
+    intervals: list[str] = Field(default=["1m"], min_length=1)  # built from trades; venue klines keep theirs
+    grace_ms: int = Field(default=0, ge=0)  # a window closes when a trade this much after its end arrives
+    sma_length: int = Field(default=20, gt=0)
+    ema_length: int = Field(default=20, gt=0)
+    rsi_length: int = Field(default=14, gt=0)
+    macd_fast: int = Field(default=12, gt=0)
+    macd_slow: int = Field(default=26, gt=0)
+    macd_signal: int = Field(default=9, gt=0)
+    atr_length: int = Field(default=14, gt=0)
+    bb_length: int = Field(default=20, gt=0)
+    bb_std: float = Field(default=2.0, gt=0)
+    smc: SmcParams = SmcParams()
+    alerts: list[AlertRule] = []
+
+    @field_validator("intervals")
+    @classmethod
+    def _intervals(cls, value: list[str]) -> list[str]:
+        for name in value:
+            interval_ms(name)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KlinesParams:
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"macd_fast ({self.macd_fast}) must be below macd_slow ({self.macd_slow})")
+        if self.alerts and not self.smc.enabled:
+            raise ValueError("alerts are raised by SMC events: smc.enabled must be true")
+        return self
+
+
 class ProcessorSettings(_Strict):
     """One stream processor: its consumer group, topics and mode; each ``type`` adds its own ``params``."""
 
@@ -91,13 +164,29 @@ class EosCheckProcessorSettings(ProcessorSettings):
     type: Literal["eos_check"]
 
 
+class OrderbookProcessorSettings(ProcessorSettings):
+    """``type: orderbook``: a per-symbol L2 book and its metrics (see processors/orderbook.py)."""
+
+    type: Literal["orderbook"]
+    params: OrderbookParams = OrderbookParams()
+
+
+class KlinesProcessorSettings(ProcessorSettings):
+    """``type: klines``: klines, their indicators, SMC signals and alerts (see processors/klines.py)."""
+
+    type: Literal["klines"]
+    params: KlinesParams = KlinesParams()
+
+
 AnyProcessorSettings = Annotated[
-    TradesProcessorSettings | EosCheckProcessorSettings,
+    TradesProcessorSettings | EosCheckProcessorSettings | OrderbookProcessorSettings | KlinesProcessorSettings,
     Field(discriminator="type"),
 ]
 PROCESSOR_SETTINGS: dict[str, type[ProcessorSettings]] = {
     "trades": TradesProcessorSettings,
     "eos_check": EosCheckProcessorSettings,
+    "orderbook": OrderbookProcessorSettings,
+    "klines": KlinesProcessorSettings,
 }
 
 

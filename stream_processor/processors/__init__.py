@@ -5,9 +5,16 @@ from __future__ import annotations
 from ..settings import ProcessorSettings
 from .base import Output, Processor
 from .eos_check import EosCheckProcessor
+from .klines import KlinesProcessor
+from .orderbook import OrderbookProcessor
 from .trades import TradesProcessor
 
-PROCESSOR_TYPES: dict[str, type[Processor]] = {"trades": TradesProcessor, "eos_check": EosCheckProcessor}
+PROCESSOR_TYPES: dict[str, type[Processor]] = {
+    "trades": TradesProcessor,
+    "eos_check": EosCheckProcessor,
+    "orderbook": OrderbookProcessor,
+    "klines": KlinesProcessor,
+}
 
 
 def build_processor(name: str, settings: ProcessorSettings) -> Processor:
@@ -15,4 +22,7 @@ def build_processor(name: str, settings: ProcessorSettings) -> Processor:
     return PROCESSOR_TYPES[settings.type](name, settings)
 
 
-__all__ = ["EosCheckProcessor", "Output", "PROCESSOR_TYPES", "Processor", "TradesProcessor", "build_processor"]
+__all__ = [
+    "EosCheckProcessor", "KlinesProcessor", "OrderbookProcessor", "Output", "PROCESSOR_TYPES", "Processor",
+    "TradesProcessor", "build_processor",
+]

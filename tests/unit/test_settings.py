@@ -124,10 +124,13 @@ def test_batch_size_applies_to_every_processor(write_config) -> None:
     path = write_config(add_second)
     assert {n: p.batch_size for n, p in load_settings(path, environ={}).stream_processors.items()} == {
         "trades": 500,
+        "orderbook": 500,
+        "klines": 500,
         "trades_b": 7,
     }
     settings = load_settings(path, environ={"BATCH_SIZE": " 250 "})
-    assert {n: p.batch_size for n, p in settings.stream_processors.items()} == {"trades": 250, "trades_b": 250}
+    assert {p.batch_size for p in settings.stream_processors.values()} == {250}
+    assert len(settings.stream_processors) == 4
 
 
 @pytest.mark.parametrize(
@@ -225,7 +228,7 @@ def test_at_least_once_is_accepted(write_config) -> None:
         (lambda doc: doc["kafka"].update(bootstrap_servers=[]), "kafka.bootstrap_servers"),
         (lambda doc: doc["monitoring"].update(metrics_port=70000), "monitoring.metrics_port"),
         (lambda doc: doc["monitoring"].update(log_level="LOUD"), "monitoring.log_level"),
-        (lambda doc: doc["stream_processors"]["trades"].update(type="orderbook"), "stream_processors.trades.type"),
+        (lambda doc: doc["stream_processors"]["trades"].update(type="candles"), "stream_processors.trades.type"),
         (
             lambda doc: doc["stream_processors"]["trades"].update(input_topics=[]),
             "stream_processors.trades.input_topics",

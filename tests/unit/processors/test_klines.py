@@ -1,0 +1,147 @@
+"""KlinesProcessor: klines from real trades, indicators, SMC signals and alerts on real candles."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_processor.exceptions import InvalidRecordError
+from stream_processor.klines.builder import KlineBuilder, LateTradeError
+from stream_processor.klines.indicators import KLINE_INDICATOR_FIELDS, KlineIndicators
+from stream_processor.models import BookTicker, Kline, Trade
+from stream_processor.processors import build_processor
+from stream_processor.processors.klines import KlinesProcessor
+from stream_processor.serde.decode import decode
+from stream_processor.serde.feed import iter_feed, stream_kind
+from stream_processor.settings import KlinesProcessorSettings
+from stream_processor.smc.detector import SmcDetector
+from stream_processor.state import ChangelogStore
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SPOT = SHARED_DATA / "feeds" / "binance-hftbacktest" / "spot"
+EURUSD = SHARED_DATA / "smc_reference" / "smart-money-concepts" / "EURUSD" / "EURUSD_15M.csv.gz"
+OUTPUTS = ["enriched_klines", "smc_signals", "alerts"]
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        pytest.fail(f"shared market data missing: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def btc_trades() -> list[Trade]:
+    out = []
+    for day in ("20240808", "20240809"):
+        for _, raw in iter_feed(_need(SPOT / f"btcusdt_{day}.gz")):
+            if stream_kind(raw) == "trades":
+                trade = decode(raw)
+                assert isinstance(trade, Trade)
+                out.append(trade)
+    return out
+
+
+@pytest.fixture(scope="module")
+def eurusd() -> list[Kline]:
+    out = []
+    with gzip.open(_need(EURUSD), "rt") as f:
+        header = f.readline().strip().split(",")
+        for line in f:
+            row = dict(zip(header, line.strip().split(","), strict=True))
+            t = int(datetime.strptime(row["Date"], "%Y.%m.%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
+            out.append(Kline("fx", "EURUSD", "15m", t, t + 899_999, float(row["Open"]), float(row["High"]),
+                             float(row["Low"]), float(row["Close"]), float(row["Tickvol"]), True))
+    return out
+
+
+def _processor(**params: Any) -> KlinesProcessor:
+    settings = KlinesProcessorSettings(type="klines", consumer_group="g", input_topics=["raw"],
+                                       output_topics=OUTPUTS, params=params)
+    proc = build_processor("klines", settings)
+    assert isinstance(proc, KlinesProcessor)
+    return proc
+
+
+def _run(proc: KlinesProcessor, records: list[Any], store: ChangelogStore | None = None) -> dict[str, list[dict]]:
+    store = store or proc.new_store()
+    out: dict[str, list[dict]] = {t: [] for t in OUTPUTS}
+    for offset, record in enumerate(records):
+        for topic, key, value in proc.process(record, store, "raw", 0, offset):
+            assert key == record.symbol.encode()
+            out[topic].append(orjson.loads(value))
+    return out
+
+
+def test_klines_built_from_real_trades_carry_their_indicators(btc_trades: list[Trade]) -> None:
+    out = _run(_processor(intervals=["1m", "5m"], smc={"enabled": False}), btc_trades)
+    klines = out["enriched_klines"]
+    by_interval: dict[str, list[dict]] = {"1m": [], "5m": []}
+    for doc in klines:
+        by_interval[doc["interval"]].append(doc)
+    # Reference: each interval's own builder and indicators fed the same trades.
+    for name, ms in (("1m", 60_000), ("5m", 300_000)):
+        builder, indicators = KlineBuilder(ms), KlineIndicators()
+        expected = []
+        for trade in btc_trades:
+            for kline in builder.add(trade):
+                expected.append({**{f: getattr(kline, f) for f in ("open", "high", "low", "close", "volume")},
+                                 "open_time_ms": kline.open_time_ms, **indicators.update(kline)})
+        got = [{k: doc[k] for k in expected[0]} for doc in by_interval[name]]
+        assert got == expected and len(got) >= (10 if name == "1m" else 2)
+    assert set(KLINE_INDICATOR_FIELDS) <= set(klines[0])
+    assert out["smc_signals"] == [] and out["alerts"] == []
+
+
+def test_a_trade_for_a_closed_window_is_refused_as_late(btc_trades: list[Trade]) -> None:
+    proc = _processor(intervals=["1m"])
+    store = proc.new_store()
+    _run(proc, btc_trades[:3000], store)
+    with pytest.raises(LateTradeError):
+        proc.process(btc_trades[0], store, "raw", 0, 0)
+
+
+def test_venue_klines_give_the_smc_detectors_events_and_the_alerts(eurusd: list[Kline]) -> None:
+    candles = eurusd[:3000]
+    rules = [{"name": "sweep", "event": "liquidity_swept"},
+             {"name": "bull bos", "event": "bos", "direction": 1}]
+    out = _run(_processor(alerts=rules), candles)
+    assert len(out["enriched_klines"]) == len(candles)
+    detector = SmcDetector()
+    expected = [{"symbol": "EURUSD", "interval": "15m", **event} for c in candles for event in detector.update(c)]
+    assert out["smc_signals"] == expected
+    kinds = {e["type"] for e in expected}
+    assert {"swing_high", "swing_low", "bos", "fvg"} <= kinds
+    fired = [(a["rule"], a["event"]["type"]) for a in out["alerts"]]
+    sweeps = sum(1 for e in expected if e["type"] == "liquidity_swept")
+    bull_bos = sum(1 for e in expected if e["type"] == "bos" and e["direction"] == 1)
+    assert fired.count(("sweep", "liquidity_swept")) == sweeps
+    assert fired.count(("bull bos", "bos")) == bull_bos > 0
+
+
+def test_state_restored_from_the_changelog_continues_identically(eurusd: list[Kline]) -> None:
+    proc = _processor(alerts=[{"name": "sweep", "event": "liquidity_swept"}])
+    store = proc.new_store()
+    _run(proc, eurusd[:1500], store)
+    rebuilt = ChangelogStore(proc.state_from)
+    for key, value in store.changelog_records():
+        rebuilt.load(key, value)
+    assert _run(proc, eurusd[1500:2500], store) == _run(proc, eurusd[1500:2500], rebuilt)
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(ValueError, match="output_topics"):
+        build_processor("k", KlinesProcessorSettings(type="klines", consumer_group="g", input_topics=["raw"],
+                                                     output_topics=["enriched_klines"]))
+    with pytest.raises(ValueError, match="interval"):
+        KlinesProcessorSettings(type="klines", consumer_group="g", input_topics=["raw"], output_topics=OUTPUTS,
+                                params={"intervals": ["7m"]})
+    proc = _processor()
+    with pytest.raises(InvalidRecordError):
+        proc.process(BookTicker("binance", "BTCUSDT", 1, 1.0, 1.0, 2.0, 1.0), proc.new_store(), "t", 0, 0)
