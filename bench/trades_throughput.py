@@ -76,7 +76,7 @@ async def publish_input(bootstrap: str, topic: str, copies: int) -> int:
 
 
 def worker_settings(bootstrap: str, mode: str, source: str) -> Settings:
-    doc = isolated_settings(bootstrap, mode).model_dump()
+    doc = isolated_settings(bootstrap, mode, processors=["trades"]).model_dump()
     doc["topics"][source] = {"partitions": PARTITIONS}
     doc["stream_processors"]["trades"]["input_topics"] = [source]
     return Settings.model_validate(doc)

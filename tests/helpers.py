@@ -11,8 +11,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stream_processor.settings import DEFAULT_CONFIG, Settings, load_settings
 
 
-def isolated_settings(bootstrap: str, mode: str = "exactly_once", **kafka: Any) -> Settings:
-    """The default config with every topic, group and app id made unique, on ``bootstrap``."""
+def isolated_settings(
+    bootstrap: str, mode: str = "exactly_once", processors: list[str] | None = None, **kafka: Any
+) -> Settings:
+    """The default config with every topic, group and app id made unique, on ``bootstrap``.
+
+    ``processors`` names the processors left enabled (default: all of the shipped config's).
+    """
     base = load_settings(DEFAULT_CONFIG, environ={})
     run = uuid.uuid4().hex[:8]
     doc = base.model_dump()
@@ -21,7 +26,8 @@ def isolated_settings(bootstrap: str, mode: str = "exactly_once", **kafka: Any) 
     rename = {name: f"{name}-{run}" for name in doc["topics"]}
     doc["topics"] = {rename[n]: spec for n, spec in doc["topics"].items()}
     doc["replay"]["topics"] = {k: rename.get(v, v) for k, v in doc["replay"]["topics"].items()}
-    for proc in doc["stream_processors"].values():
+    for name, proc in doc["stream_processors"].items():
+        proc["enabled"] = processors is None or name in processors
         proc["consumer_group"] = f"{proc['consumer_group']}-{run}"
         proc["processing_mode"] = mode
         proc["input_topics"] = [rename.get(t, t) for t in proc["input_topics"]]

@@ -65,7 +65,7 @@ async def run_worker_until(settings, predicate, timeout: float = 180):
 
 async def test_real_trades_enriched_exactly_once_across_a_restart(kafka_bootstrap, shared_data):
     """Phase 1 processes the 2024-08-08 files and stops; a new worker takes the 08-09 files from the changelog."""
-    settings = isolated_settings(kafka_bootstrap)
+    settings = isolated_settings(kafka_bootstrap, processors=["trades"])
     proc = settings.stream_processors["trades"]
     raw, enriched, dead = proc.input_topics[0], proc.output_topics[0], proc.dead_letter_topic
     day1 = [f for f in FILES if "20240808" in f.name]

@@ -1,0 +1,117 @@
+"""Per-message cost of each processor (µs per input record), on real data, without Kafka.
+
+Usage: ``python bench/processor_cost.py [--repeat 3]``.
+
+Each processor is fed its real input in one process, from bytes: decode (``Processor.decode``) then ``process``
+into a fresh in-memory store, exactly what the worker's hot path runs per record (the Kafka side, batching and
+commits are measured by bench/trades_throughput.py). The baseline, run in the same process on the same bytes, is
+``orjson.loads`` alone: every processor's cost is printed in µs per record and as a multiple of that baseline.
+
+Inputs (../shared/data): the Binance spot BTCUSDT+ETHUSDT feeds of 2024-08-08/09 (34,419 trades; 12,979 depth diffs,
+2 snapshots and 131,932 bookTickers) and the EURUSD 15-minute candles of the smartmoneyconcepts reference (24,424).
+Best of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+
+from stream_processor.processors import build_processor  # noqa: E402
+from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
+from stream_processor.settings import PROCESSOR_SETTINGS  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SPOT = DATA / "feeds" / "binance-hftbacktest" / "spot"
+EURUSD = DATA / "smc_reference" / "smart-money-concepts" / "EURUSD" / "EURUSD_15M.csv.gz"
+
+
+def feed(kinds: set[str]) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the spot feed messages of ``kinds``, per symbol in time order."""
+    out = []
+    for sym in ("btcusdt", "ethusdt"):
+        for day in ("20240808", "20240809"):
+            for _, raw in iter_feed(SPOT / f"{sym}_{day}.gz"):
+                if stream_kind(raw) in kinds:
+                    out.append(((record_symbol(raw) or sym.upper()).encode(), raw))
+    return out
+
+
+def eurusd_klines() -> list[tuple[bytes, bytes]]:
+    """The EURUSD candles as normalized-form kline records (see stream_processor/serde/normalized.py)."""
+    out = []
+    with gzip.open(EURUSD, "rt") as f:
+        header = f.readline().strip().split(",")
+        for line in f:
+            row = dict(zip(header, line.strip().split(","), strict=True))
+            t = int(datetime.strptime(row["Date"], "%Y.%m.%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
+            out.append((b"EURUSD", orjson.dumps({
+                "type": "kline", "venue": "fx", "symbol": "EURUSD", "interval": "15m", "open_time_ms": t,
+                "close_time_ms": t + 899_999, "open": row["Open"], "high": row["High"], "low": row["Low"],
+                "close": row["Close"], "volume": row["Tickvol"], "is_closed": True,
+            })))
+    return out
+
+
+def check_records(n: int) -> list[tuple[bytes, bytes]]:
+    return [(f"k{i % 200}".encode(), orjson.dumps({"id": i, "key": f"k{i % 200}", "value": i % 2001 - 1000}))
+            for i in range(n)]
+
+
+def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], outputs: list[str]) -> float:
+    """Seconds per record to decode and process ``records`` with a fresh processor and store."""
+    settings = PROCESSOR_SETTINGS[kind](type=kind, consumer_group="bench", input_topics=["in"],
+                                        output_topics=outputs, params=params) if params else \
+        PROCESSOR_SETTINGS[kind](type=kind, consumer_group="bench", input_topics=["in"], output_topics=outputs)
+    proc = build_processor(kind, settings)
+    store = proc.new_store()
+    decode, process = proc.decode, proc.process
+    started = time.perf_counter()
+    for offset, (key, value) in enumerate(records):
+        try:
+            process(decode(value, key), store, "in", 0, offset)
+        except Exception:  # noqa: BLE001, S112 - counted like the worker: a dead letter, then go on
+            continue
+    return (time.perf_counter() - started) / len(records)
+
+
+def baseline(records: list[tuple[bytes, bytes]]) -> float:
+    loads = orjson.loads
+    started = time.perf_counter()
+    for _, value in records:
+        loads(value)
+    return (time.perf_counter() - started) / len(records)
+
+
+def main(repeat: int) -> None:
+    trades = feed({"trades"})
+    book = feed({"orderbook"})
+    candles = eurusd_klines()
+    cases = [
+        ("trades", "trades", {}, trades, ["enriched_trades"]),
+        ("orderbook", "orderbook", {}, book, ["enriched_orderbook"]),
+        ("klines from trades (1m, 5m, SMC)", "klines", {"intervals": ["1m", "5m"]}, trades, ["k", "s", "a"]),
+        ("klines + SMC + alerts (15m candles)", "klines",
+         {"alerts": [{"name": "sweep", "event": "liquidity_swept"}]}, candles, ["k", "s", "a"]),
+        ("eos_check", "eos_check", {}, check_records(50_000), ["echo", "agg"]),
+    ]
+    print(f"{'processor':<38} {'records':>8} {'us/record':>10} {'x orjson.loads':>15}")
+    for label, kind, params, records, outputs in cases:
+        best = min(cost(kind, params, records, outputs) for _ in range(repeat))
+        base = min(baseline(records) for _ in range(repeat))
+        print(f"{label:<38} {len(records):>8} {best * 1e6:>10.2f} {best / base:>15.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    main(parser.parse_args().repeat)
