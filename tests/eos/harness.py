@@ -5,7 +5,8 @@ One :func:`run_chaos` call, on a real broker:
 1. creates the topics: the check input (8 partitions) with its echo and aggregates outputs (5 partitions
    each), and the real-trades input (8 partitions) with its enriched output (5 partitions);
 2. starts ``plan.workers`` worker processes (``python -m stream_processor worker``) in one group per
-   processor, running the ``eos_check`` topology and the real trades processor;
+   processor, running the ``eos_check`` topology, the real trades processor, and the klines processor (10 s and
+   1 m klines built from the same trades, their indicators, SMC signals and alerts);
 3. produces the input at ``plan.rate`` records/s: ``plan.records`` check records with unique ids over
    ``plan.keys`` keys and random integer values, and ``plan.trades`` real Binance trades under 16 symbol
    aliases (``BTCUSDT.0`` ... ``ETHUSDT.7``, each alias a time-ordered slice of its symbol's tape);
@@ -16,7 +17,9 @@ One :func:`run_chaos` call, on a real broker:
    and verifies (:func:`verify`): no open transaction on any output or changelog partition (the
    read_committed end equals the read_uncommitted end), committed offsets equal to the input end offsets,
    every input id exactly once in every output, and every running aggregate and every enriched trade equal
-   to its recomputation from the input, record by record and in input order per key.
+   to its recomputation from the input, record by record and in input order per key; the klines processor's
+   outputs (klines, SMC signals, alerts) must equal, byte for byte and one for one, a rerun of the processor
+   over the input (:func:`verify_by_replay`).
 
 The :class:`Report` counts duplicates, losses and wrong values per output; :meth:`Report.failures` is
 their sum plus open transactions and uncommitted input.
@@ -43,11 +46,13 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from stream_processor.exceptions import RecordError
 from stream_processor.models import Trade
+from stream_processor.processors import build_processor
 from stream_processor.processors.trades import SymbolTrades
 from stream_processor.serde.decode import decode
 from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
-from stream_processor.settings import Settings, TradesParams
+from stream_processor.settings import ProcessorSettings, Settings, TradesParams
 from stream_processor.topics import ensure_topics, required_topics
 from tests import broker as brokers
 from tests.helpers import read_topic
@@ -58,6 +63,7 @@ SPOT_FILES = [SPOT / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day
 INPUT_PARTITIONS = 8
 OUTPUT_PARTITIONS = 5  # differs from the input's on purpose (see the eos_check processor)
 ALIASES = 8  # per symbol: 16 trade keys
+KLINE_ALERTS = [{"name": "sweep", "event": "liquidity_swept"}, {"name": "bos", "event": "bos"}]
 GENERATION = re.compile(r"processor (\w+) assigned .* \(generation (\d+)\)")
 
 
@@ -158,12 +164,16 @@ class Topology:
     trades_input: str
     enriched: str
     dead_letter: str
+    klines: str
+    signals: str
+    alerts: str
 
     @classmethod
     def new(cls) -> Topology:
         run = uuid.uuid4().hex[:8]
         return cls(run, f"eos-in-{run}", f"eos-echo-{run}", f"eos-agg-{run}", f"eos-trades-{run}",
-                   f"eos-enriched-{run}", f"eos-dlq-{run}")
+                   f"eos-enriched-{run}", f"eos-dlq-{run}", f"eos-klines-{run}", f"eos-smc-{run}",
+                   f"eos-alerts-{run}")
 
     def config(self, bootstrap: str, plan: ChaosPlan) -> dict[str, Any]:
         """The workers' YAML document."""
@@ -182,6 +192,9 @@ class Topology:
                 self.echo: {"partitions": OUTPUT_PARTITIONS},
                 self.aggregates: {"partitions": OUTPUT_PARTITIONS},
                 self.enriched: {"partitions": OUTPUT_PARTITIONS},
+                self.klines: {"partitions": OUTPUT_PARTITIONS},
+                self.signals: {"partitions": OUTPUT_PARTITIONS},
+                self.alerts: {"partitions": OUTPUT_PARTITIONS},
                 self.dead_letter: {"partitions": 1},
             },
             "stream_processors": {
@@ -195,13 +208,25 @@ class Topology:
                     "input_topics": [self.trades_input], "output_topics": [self.enriched],
                     "dead_letter_topic": self.dead_letter,
                 },
+                "klines": {
+                    "type": "klines", "consumer_group": f"eos-klines-{self.run}", "processing_mode": plan.mode,
+                    "input_topics": [self.trades_input],
+                    "output_topics": [self.klines, self.signals, self.alerts],
+                    "dead_letter_topic": self.dead_letter,
+                    "params": {"intervals": ["10s", "1m"], "alerts": KLINE_ALERTS},
+                },
             },
             "replay": {"topics": {"trades": self.trades_input}},
             "monitoring": {"host": "127.0.0.1", "metrics_port": 0, "health_check_port": 0, "log_level": "INFO"},
         }
 
     def groups(self) -> dict[str, str]:
-        return {"check": f"eos-check-{self.run}", "trades": f"eos-trades-{self.run}"}
+        """Consumer group per processor."""
+        return {name: f"eos-{name}-{self.run}" for name in ("check", "trades", "klines")}
+
+    def inputs(self) -> dict[str, str]:
+        """Input topic per processor."""
+        return {"check": self.check_input, "trades": self.trades_input, "klines": self.trades_input}
 
 
 # ---- input ------------------------------------------------------------------------------------------
@@ -523,12 +548,49 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> Out
     return check
 
 
+def verify_by_replay(
+    psettings: ProcessorSettings, inputs: list[Any], outputs: dict[str, list[Any]]
+) -> list[OutputCheck]:
+    """Outputs against the processor run again in this process over ``inputs`` (per partition, in offset order).
+
+    The processor is deterministic given its input records and their offsets, so every output record must equal
+    one expected record byte for byte: a surplus copy of an expected record is a duplicate, a missing one a loss,
+    a record not expected at all is wrong.
+    """
+    proc = build_processor(psettings.type, psettings)
+    stores: dict[int, Any] = {}
+    expected: dict[str, Counter[tuple[bytes | None, bytes]]] = {t: Counter() for t in outputs}
+    for rec in inputs:
+        store = stores.setdefault(rec.partition, proc.new_store())
+        try:
+            results = proc.process(proc.decode(rec.value, rec.key), store, rec.topic, rec.partition, rec.offset)
+        except RecordError:
+            continue
+        for topic, key, value in results:
+            expected[topic][(key, value)] += 1
+    checks = []
+    for topic, records in outputs.items():
+        check = OutputCheck(topic, records=len(records))
+        got = Counter((r.key, r.value) for r in records)
+        want = expected[topic]
+        for item, n in got.items():
+            extra = n - want.get(item, 0)
+            if item not in want:
+                check.wrong += n
+                if len(check.examples) < 3:
+                    check.examples.append(f"unexpected {item[1][:120]!r}")
+            elif extra > 0:
+                check.duplicates += extra
+        check.losses = sum(max(0, n - got.get(item, 0)) for item, n in want.items())
+        checks.append(check)
+    return checks
+
+
 async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Report) -> None:
     """Fill ``report`` with everything :func:`run_chaos` promises to check (after the workers stopped)."""
     groups = topo.groups()
-    report.uncommitted_input = await uncommitted(
-        bootstrap, groups, {"check": topo.check_input, "trades": topo.trades_input})
-    outputs = [topo.echo, topo.aggregates, topo.enriched, topo.dead_letter,
+    report.uncommitted_input = await uncommitted(bootstrap, groups, topo.inputs())
+    outputs = [topo.echo, topo.aggregates, topo.enriched, topo.dead_letter, topo.klines, topo.signals, topo.alerts,
                *(name for name, spec in required_topics(settings).items() if spec.compacted)]
     # A transaction a killed worker left open is aborted by fencing or by its timeout (plus the broker's
     # 2 s abort sweep): give that time before calling it open.
@@ -548,16 +610,17 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     enriched = await read_topic(bootstrap, topo.enriched)
     report.dead_letters = len(await read_topic(bootstrap, topo.dead_letter))
     report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo)]
+    replayed = {topic: await read_topic(bootstrap, topic) for topic in (topo.klines, topo.signals, topo.alerts)}
+    report.checks.extend(verify_by_replay(settings.stream_processors["klines"], trades_in, replayed))
 
 
 # ---- the run -----------------------------------------------------------------------------------------
 async def wait_drained(bootstrap: str, topo: Topology, timeout_s: float) -> None:
     """Until both groups have committed the inputs to their ends (raises TimeoutError)."""
     deadline = time.monotonic() + timeout_s
-    inputs = {"check": topo.check_input, "trades": topo.trades_input}
     while True:
         try:
-            if await uncommitted(bootstrap, topo.groups(), inputs) == 0:
+            if await uncommitted(bootstrap, topo.groups(), topo.inputs()) == 0:
                 return
         except Exception:  # noqa: BLE001, S110 - the broker may be coming back from a restart
             pass

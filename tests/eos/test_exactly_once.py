@@ -18,7 +18,9 @@ async def test_exactly_once_survives_kill_9_and_rebalances(kafka_bootstrap: str,
     assert report.kills == 3
     assert report.records == 20_000 and report.trades == plan.trades
     # Each kill and its replacement rebalance both groups (kills close together share a rebalance).
-    assert set(report.rebalances) == {"check", "trades"} and min(report.rebalances.values()) >= 1
+    assert set(report.rebalances) == {"check", "trades", "klines"} and min(report.rebalances.values()) >= 1
+    assert {c.topic.split("-")[1] for c in report.checks} >= {"klines", "smc", "alerts"}
+    assert all(c.records > 0 for c in report.checks)
     assert report.duplicates == 0
     assert report.losses == 0
     assert report.wrong == 0
