@@ -65,5 +65,10 @@ echo
 echo "demo: the last 3 records of enriched_trades (read_committed)"
 $bin/stream-processor tail enriched_trades -n 3
 echo
+echo "demo: the last record of enriched_orderbook and the last 2 of enriched_klines (read_committed)"
+$bin/stream-processor tail enriched_orderbook -n 1
+$bin/stream-processor tail enriched_klines -n 2
+echo
 echo "The worker keeps running: curl localhost:$health_port/health, curl localhost:${METRICS_PORT:-8080}/metrics,"
-echo "'.venv/bin/stream-processor tail enriched_trades', 'make demo' again to replay more, 'make stop' to stop."
+echo "'.venv/bin/stream-processor tail enriched_trades' (or enriched_orderbook, enriched_klines, smc_signals, alerts),"
+echo "'make demo' again to replay more, 'make stop' to stop."
