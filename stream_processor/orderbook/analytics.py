@@ -1,4 +1,4 @@
-"""Order-book metrics of an in-sync ``OrderBook``: top of book, spread, weighted mid, band depth, imbalance, walls."""
+"""Order-book metrics of an in-sync ``OrderBook``: top of book, spread, microprice, band depth, imbalance, walls."""
 
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ class BookMetrics:
     - ``best_bid``, ``best_bid_size``, ``best_ask``, ``best_ask_size``: quote currency / base units;
       None for a side whose best level is not proven.
     - ``mid = (bid + ask) / 2``, ``spread = ask - bid`` (quote currency), ``spread_bps = spread / mid *
-      10000``, and ``weighted_mid = (bid * ask_size + ask * bid_size) / (bid_size + ask_size)``: only
+      10000``, and ``microprice = (bid * ask_size + ask * bid_size) / (bid_size + ask_size)``: only
       when ``state == "ok"``, else None (a crossed or locked book is reported, never averaged).
-      ``weighted_mid`` is the size-weighted mid often called "microprice"; it is NOT Stoikov's
+      ``microprice`` is the size-weighted mid, as the field commonly uses the word; it is NOT Stoikov's
       micro-price (S. Stoikov, "The micro-price: a high-frequency estimator of future prices",
       Quantitative Finance 18(12), 2018), which adds a learned adjustment to the mid.
     - ``bands``: one dict per b, ``{"bps", "bid_size", "bid_notional", "ask_size", "ask_notional"}``,
@@ -97,7 +97,7 @@ class BookMetrics:
         bids, asks = book.bids, book.asks
         bid = bids.best() if bids.best_is_proven() else None
         ask = asks.best() if asks.best_is_proven() else None
-        mid = spread = spread_bps = weighted = None
+        mid = spread = spread_bps = microprice = None
         if bid is None or ask is None:
             state = "incomplete"
         elif bid[0] > ask[0]:
@@ -110,7 +110,7 @@ class BookMetrics:
             mid = (bp + ap) / 2.0
             spread = ap - bp
             spread_bps = spread / mid * _BPS
-            weighted = (bp * aq + ap * bq) / (bq + aq) if bq + aq > 0.0 else None
+            microprice = (bp * aq + ap * bq) / (bq + aq) if bq + aq > 0.0 else None
         return {
             "symbol": book.symbol,
             "update_id": book.last_update_id,
@@ -123,7 +123,7 @@ class BookMetrics:
             "mid": mid,
             "spread": spread,
             "spread_bps": spread_bps,
-            "weighted_mid": weighted,
+            "microprice": microprice,
             "bands": [self._band(b, mid, bids, asks) for b in self.bands_bps],
             "imbalance": self._imbalance(bids, asks),
             "bid_walls": _walls(bids.proven_top(self.wall_levels), self.wall_multiple),

@@ -23,7 +23,7 @@ class OrderbookProcessor(Processor):
     Input: Binance ``depthUpdate`` diffs, REST/partial-depth snapshots and ``bookTicker`` (or the normalized
     form). A snapshot or an applied diff emits, to ``output_topics[0]`` keyed by symbol, the
     :class:`~stream_processor.orderbook.analytics.BookMetrics` of the book (best bid/ask, mid, spread and bps,
-    weighted mid, band depth, imbalance, walls, ``state`` ok/crossed/locked/incomplete) plus ``venue``,
+    microprice, band depth, imbalance, walls, ``state`` ok/crossed/locked/incomplete) plus ``venue``,
     ``book_status`` and the source (``source_topic, source_partition, source_offset``). A book out of sync (before
     its first snapshot, after a sequence gap or a bookTicker mismatch) emits nothing until a snapshot resyncs it.
     A bookTicker only checks the book.

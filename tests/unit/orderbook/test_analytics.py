@@ -31,7 +31,7 @@ def test_known_answers() -> None:
     assert out["mid"] == 100.5 and out["spread"] == 1.0
     assert out["spread_bps"] == pytest.approx(1.0 / 100.5 * 1e4, rel=1e-15)  # 99.5025 bps
     # Weighted mid leans to the side with less size: (100 * 3 + 101 * 1) / (1 + 3).
-    assert out["weighted_mid"] == 100.25
+    assert out["microprice"] == 100.25
     narrow, wide = out["bands"]
     # 100 bps of 100.5: bids >= 99.495 (100, 99.5), asks <= 101.505 (101, 101.5).
     assert narrow == {"bps": 100.0, "bid_size": 3.0, "bid_notional": 299.0, "ask_size": 4.0, "ask_notional": 404.5}
@@ -59,7 +59,7 @@ def test_crossed_and_locked_books_report_no_mid(bid: float, ask: float, state: s
     out = BookMetrics(bands_bps=(10.0,), imbalance_levels=1).compute(book)
     assert out["state"] == state
     assert out["best_bid"] == bid and out["best_ask"] == ask
-    assert out["mid"] is None and out["spread"] is None and out["spread_bps"] is None and out["weighted_mid"] is None
+    assert out["mid"] is None and out["spread"] is None and out["spread_bps"] is None and out["microprice"] is None
     assert out["bands"] == [
         {"bps": 10.0, "bid_size": None, "bid_notional": None, "ask_size": None, "ask_notional": None}
     ]
@@ -113,7 +113,7 @@ def _numpy_metrics(book: OrderBook, bands: tuple[float, ...], n: int, m: int, k:
         "mid": mid,
         "spread": ap - bp,
         "spread_bps": (ap - bp) / mid * 1e4,
-        "weighted_mid": (bp * aq + ap * bq) / (bq + aq),
+        "microprice": (bp * aq + ap * bq) / (bq + aq),
     }
     for bps in bands:
         lo, hi = mid * (1 - bps / 1e4), mid * (1 + bps / 1e4)
@@ -153,10 +153,10 @@ def test_matches_numpy_on_real_books() -> None:
         states[out["state"]] = states.get(out["state"], 0) + 1
         if out["state"] != "ok" or diffs % 8:
             continue
-        assert out["best_bid"] < out["weighted_mid"] < out["best_ask"] and out["spread"] > 0
+        assert out["best_bid"] < out["microprice"] < out["best_ask"] and out["spread"] > 0
         assert out["imbalance"] is None or -1.0 <= out["imbalance"] <= 1.0
         ref = _numpy_metrics(book, bands, n, m, k)
-        ours = {key: out[key] for key in ("mid", "spread", "spread_bps", "weighted_mid", "imbalance")}
+        ours = {key: out[key] for key in ("mid", "spread", "spread_bps", "microprice", "imbalance")}
         sizes = [0.0, 0.0]
         for band in out["bands"]:
             for side in ("bid", "ask"):

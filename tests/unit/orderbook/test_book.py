@@ -192,7 +192,7 @@ def test_gap_makes_the_book_unusable_until_a_new_snapshot() -> None:
     assert book.counts["checks"] > 300 and book.counts["matches"] == book.counts["checks"]
     assert _proven_levels(book)[0] == [lv for lv in ref.bids.levels() if lv[0] >= book.bids.horizon]
     out, expected = metrics.compute(book), metrics.compute(ref)
-    for key in ("state", "best_bid", "best_bid_size", "best_ask", "best_ask_size", "mid", "spread", "weighted_mid"):
+    for key in ("state", "best_bid", "best_bid_size", "best_ask", "best_ask_size", "mid", "spread", "microprice"):
         assert out[key] == expected[key]
     assert mid_gap.to_state() == book.to_state()
 
@@ -287,7 +287,7 @@ def test_bybit_snapshot_and_deltas_through_the_normalized_form() -> None:
         else:
             ref.diff(r)
         out = metrics.compute(book)
-        assert out["state"] == "ok" and out["best_bid"] < out["weighted_mid"] < out["best_ask"]
+        assert out["state"] == "ok" and out["best_bid"] < out["microprice"] < out["best_ask"]
         assert (out["best_bid"], out["best_bid_size"]) == ref.best()[0]
         assert _proven_levels(book) == _reference_levels(ref, book)
     assert book.counts["applied"] == 49 and book.counts["gaps"] == 0
