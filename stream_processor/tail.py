@@ -9,6 +9,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .settings import Settings
 
+TAIL_MARGIN = 100  # offsets read beyond 2 x count per partition, for markers and aborted records
+
 
 async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[str, Any]]:
     """The last ``count`` committed records over all partitions of ``topic``, oldest first, as dicts.
@@ -32,7 +34,8 @@ async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[st
         ends = await consumer.end_offsets(tps)
         begins = await consumer.beginning_offsets(tps)
         for tp in tps:
-            consumer.seek(tp, max(begins[tp], ends[tp] - count))
+            # Transaction markers (one per commit) and aborted records take offsets too: look further back.
+            consumer.seek(tp, max(begins[tp], ends[tp] - 2 * count - TAIL_MARGIN))
         records = []
         remaining = {tp for tp in tps if ends[tp] > begins[tp]}
         while remaining:
