@@ -118,7 +118,6 @@ class ProcessorRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._restore_consumer: AIOKafkaConsumer | None = None
         self._batch_started: dict[TopicPartition, int] = {}  # Kafka timestamp of first record in the txn
-        self._fenced: set[TopicPartition] = set()  # paused until the group gives them to us again
         self._fatal: BaseException | None = None  # an error raised where it cannot stop the loop itself
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -205,8 +204,7 @@ class ProcessorRunner:
             async with self._lock:
                 for tp in [tp for tp in self.checkpoints if tp not in assigned]:
                     await _close_quietly(self.checkpoints.pop(tp))
-                self._fenced.clear()
-                self._consumer.resume(*assigned)
+                self._consumer.resume(*assigned)  # partitions paused after being fenced
                 for tp in sorted(assigned):
                     previous = self.checkpoints.pop(tp, None)
                     if previous is not None:
@@ -295,7 +293,7 @@ class ProcessorRunner:
             raise
         cp.committed_offset = committed
         cp.position = start
-        cp.changelog_position = restored.end if changelog_from is None else changelog_from
+        cp.changelog_position = restored.end  # the store reflects every changelog record before this offset
         log.debug("opened %s at offset %s: %d keys, %d changelog records read from %s", tp, committed,
                   len(store.data), restored.applied, changelog_from)
         return cp
@@ -417,7 +415,6 @@ class ProcessorRunner:
             # fetching q and rejoin the group, as Kafka Streams does: the assignment decides who opens q.
             log.warning("processor %s: %s was fenced (%r); pausing it and rejoining the group", self.name, tp, exc)
             await _close_quietly(cp)
-            self._fenced.add(tp)
             assert self._consumer is not None
             if tp in self._consumer.assignment():
                 self._consumer.pause(tp)
