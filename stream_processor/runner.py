@@ -3,8 +3,9 @@
 One :class:`ProcessorRunner` owns one consumer in the processor's group (``read_committed``, no auto
 commit) and, for each assigned input partition, a :class:`~stream_processor.checkpoint.Checkpoint`
 (its producer) and a :class:`~stream_processor.state.ChangelogStore`. The hot path works a fetched
-batch at a time: decode, process and hand every output to the partition's producer without waiting
-for it; every ``commit_interval_ms`` all open checkpoints commit concurrently.
+batch at a time: decode, process and append every output to the partition's record batches, with no
+network wait; every ``commit_interval_ms`` all open checkpoints commit concurrently, which hands the
+batches to the producers and waits for their acknowledgements before the offsets go in.
 
 Opening a partition is one move, used on every assignment and after every error: start a producer with
 the partition's ``transactional.id`` (which fences any zombie and waits until its last transaction is
@@ -315,7 +316,12 @@ class ProcessorRunner:
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
 
     async def _process_partition(self, cp: Checkpoint, messages: list[Any]) -> None:
-        """Process one partition's fetched records in offset order, ``batch_size`` at a time."""
+        """Process one partition's fetched records in offset order, ``batch_size`` at a time.
+
+        Outputs stay in the checkpoint's record batches until the commit hands them to the producer: aiokafka
+        lets one batch per partition wait in its queue, so handing over a batch per chunk made the loop wait a
+        produce round trip per chunk (the bench measured 28.6k trades/s that way, 34.6k/s without).
+        """
         if messages[0].offset < cp.position:
             # Records fetched before a seek (rebalance, recovery) may still arrive: never process twice.
             messages = [m for m in messages if m.offset >= cp.position]
@@ -323,7 +329,6 @@ class ProcessorRunner:
         for start in range(0, len(messages), step):
             chunk = messages[start : start + step]
             self._process_chunk(cp, chunk)
-            await cp.flush()  # hand the chunk's batches to the producer while the next chunk is processed
             cp.position = chunk[-1].offset + 1
             cp.store_offset(cp.position, len(chunk))
 
