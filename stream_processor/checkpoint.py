@@ -17,9 +17,9 @@ by this producer, and :meth:`Checkpoint.commit` runs this recipe:
 Any error aborts the transaction; the owner then rewinds ``q`` to its last committed offset and
 rebuilds ``q``'s state from the changelog (see :mod:`stream_processor.runner`).
 
-Under ``at_least_once`` the same recipe runs without a transaction: the producer is idempotent,
-step 3 is a plain consumer offset commit after the flush, no offset marker is written, and a crash may
-repeat records.
+Under ``at_least_once`` the same recipe runs without a transaction: the producer is idempotent, the
+outputs are acknowledged before step 1 (so a crash repeats outputs rather than losing them), step 3 is a
+plain consumer offset commit after the flush, no offset marker is written, and a crash may repeat records.
 """
 
 from __future__ import annotations
@@ -211,21 +211,15 @@ class Checkpoint:
         must :meth:`abort` it.
         """
         if self.state is CheckpointState.OPEN:
+            if not self.transactional:
+                # Without a transaction the outputs must be acknowledged before the state that produced them is
+                # written: a crash in between then repeats outputs (at least once) instead of losing them.
+                self._move(CheckpointState.COMMITTING)
+                await self._flush_and_wait()
+                self.state = CheckpointState.OPEN  # back to write the changelog; no other call can run between
             self._append_changelog()
         self._move(CheckpointState.COMMITTING)
-        await self.flush()
-        futures, self._futures = self._futures, []
-        changelog_start = None
-        if futures:
-            results = await asyncio.gather(*(fut for _, fut in futures), return_exceptions=True)
-            failed = next((r for r in results if isinstance(r, BaseException)), None)
-            if failed is not None:  # every exception is retrieved; the first one fails the commit
-                raise failed
-            changelog_start = min(
-                (meta.offset for (topic, _), meta in zip(futures, results, strict=True)
-                 if topic == self.changelog_topic),
-                default=None,
-            )
+        changelog_start = await self._flush_and_wait()
         offsets = {}
         if self.pending_offset is not None:
             offsets = {self.tp: OffsetAndMetadata(self.pending_offset, "")}
@@ -243,6 +237,24 @@ class Checkpoint:
         self._reset_pending()
         self._move(CheckpointState.IDLE)
         return count
+
+    async def _flush_and_wait(self) -> int | None:
+        """Hand every batch to the producer and wait for all acks; returns where the changelog writes began.
+
+        Raises the first failure once every batch's result is in.
+        """
+        await self.flush()
+        futures, self._futures = self._futures, []
+        if not futures:
+            return None
+        results = await asyncio.gather(*(fut for _, fut in futures), return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:  # every exception is retrieved; the first one fails the commit
+            raise failed
+        return min(
+            (meta.offset for (topic, _), meta in zip(futures, results, strict=True) if topic == self.changelog_topic),
+            default=None,
+        )
 
     def _append_changelog(self) -> None:
         """Add the store's dirty keys and (under exactly_once) the offset marker to the changelog partition."""

@@ -314,6 +314,12 @@ async def test_at_least_once_flushes_before_committing_offsets() -> None:
     task = asyncio.create_task(cp.commit())
     for _ in range(5):
         await asyncio.sleep(0)
+    # The outputs go first and alone: the state is written only once they are acknowledged.
+    assert f"send:{CHANGELOG}" not in _names(calls) and "consumer.commit" not in _names(calls)
+    producer.ack_all()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert _names(calls)[-2:] == ["acked", f"send:{CHANGELOG}"]
     assert "consumer.commit" not in _names(calls)
     producer.ack_all()
     await task
