@@ -555,7 +555,7 @@ def verify_by_replay(
 
     The processor is deterministic given its input records and their offsets, so every output record must equal
     one expected record byte for byte: a surplus copy of an expected record is a duplicate, a missing one a loss,
-    a record not expected at all is wrong.
+    a record not expected at all is wrong (so a record whose values changed counts as wrong and as a loss).
     """
     proc = build_processor(psettings.type, psettings)
     stores: dict[int, Any] = {}

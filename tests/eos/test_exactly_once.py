@@ -34,5 +34,8 @@ async def test_the_harness_catches_duplicates_under_at_least_once(kafka_bootstra
     report = await run_chaos(kafka_bootstrap, plan, tmp_path)
     print(report.text())
     assert report.kills == 3
-    assert report.losses == 0  # at least once: nothing lost...
+    # At least once: no input id is missing from its outputs (the klines outputs are checked by replay, where a
+    # kline whose window counted a replayed trade twice is a changed record: wrong, and its original lost)...
+    by_id = [c for c in report.checks if c.topic.split("-")[1] in ("echo", "agg", "enriched")]
+    assert len(by_id) == 3 and sum(c.losses for c in by_id) == 0
     assert report.duplicates > 0  # ...but a kill -9 repeats what was processed since the last commit
