@@ -41,7 +41,7 @@ class EMA(Indicator):
     def update(self, x: float) -> float | None:
         """Consume the next value; return the EMA, or None in warm-up."""
         if x - x != 0.0:
-            raise ValueError(f"EMA: input must be finite, got {x!r}")
+            raise ValueError(f"{type(self).__name__}: input must be finite, got {x!r}")
         ema = self._value
         if ema is None:
             return self._warm_up(x)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from stream_processor.indicators.base import Indicator, check_length
+from stream_processor.indicators.base import check_length
+from stream_processor.indicators.ema import EMA
 
 
-class RMA(Indicator):
+class RMA(EMA):
     """Wilder's moving average (RMA, "SMMA") with ``alpha = 1 / N`` (N = ``length``).
 
     Formula: ``RMA_t = (1 - alpha) * RMA_{t-1} + alpha * x_t``. Units: those of the input.
@@ -27,15 +28,16 @@ class RMA(Indicator):
     ``presma`` seed is a Neumaier-compensated sum / N, which may differ from numpy's pairwise-summed
     mean by an ulp; that difference decays by (1 - 1/N) per update.
 
-    Inputs must be finite (ValueError otherwise, before any state changes). Memory: O(1).
+    The seed and the recursion are :class:`EMA`'s (the same pandas kernel); only ``alpha`` and the
+    ``presma=False`` start differ. Inputs must be finite (ValueError otherwise, before any state changes).
+    Memory: O(1).
     """
 
-    __slots__ = ("length", "presma", "_alpha", "_beta", "_norm", "_count", "_seed_sum", "_seed_comp")
+    __slots__ = ("presma",)
     _params = ("length", "presma")
-    _derived = frozenset({"_alpha", "_beta", "_norm"})
 
     def __init__(self, length: int, presma: bool = False) -> None:
-        self.length = check_length(length)
+        super().__init__(check_length(length))
         if not isinstance(presma, bool):
             raise ValueError(f"presma must be a bool, got {presma!r}")
         self.presma = presma
@@ -44,38 +46,12 @@ class RMA(Indicator):
         self._alpha = 1.0 / (1.0 + (1.0 - alpha) / alpha)
         self._beta = 1.0 - self._alpha
         self._norm = self._beta + self._alpha
-        self._count = 0
-        self._seed_sum = 0.0
-        self._seed_comp = 0.0
-        self._value: float | None = None
 
     def update(self, x: float) -> float | None:
         """Consume the next value; return the RMA, or None in warm-up (only with ``presma=True``)."""
-        if x - x != 0.0:
-            raise ValueError(f"RMA: input must be finite, got {x!r}")
-        rma = self._value
-        if rma is None:
-            if not self.presma:
-                self._value = x
-                return x
-            return self._warm_up(x)
-        if rma != x:
-            rma = (self._beta * rma + self._alpha * x) / self._norm
-            self._value = rma
-        return rma
-
-    def _warm_up(self, x: float) -> float | None:
-        s = self._seed_sum
-        t = s + x
-        if abs(s) >= abs(x):
-            self._seed_comp += (s - t) + x
-        else:
-            self._seed_comp += (x - t) + s
-        self._seed_sum = t
-        self._count += 1
-        if self._count < self.length:
-            return None
-        seed = (t + self._seed_comp) / self.length
-        self._seed_sum = self._seed_comp = 0.0
-        self._value = seed
-        return seed
+        if self._value is None and not self.presma:
+            if x - x != 0.0:
+                raise ValueError(f"RMA: input must be finite, got {x!r}")
+            self._value = x
+            return x
+        return super().update(x)
