@@ -64,6 +64,7 @@ INPUT_PARTITIONS = 8
 OUTPUT_PARTITIONS = 5  # differs from the input's on purpose (see the eos_check processor)
 ALIASES = 8  # per symbol: 16 trade keys
 KLINE_ALERTS = [{"name": "sweep", "event": "liquidity_swept"}, {"name": "bos", "event": "bos"}]
+WORKING_AFTER_S = 5.0  # a worker this old has joined its groups and owns partitions
 GENERATION = re.compile(r"processor (\w+) assigned .* \(generation (\d+)\)")
 
 
@@ -301,6 +302,7 @@ class Workers:
         self.config = config
         self.logdir = logdir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: dict[str, float] = {}  # monotonic start time per worker
         self.exits: list[str] = []
         self._n = 0
 
@@ -310,6 +312,7 @@ class Workers:
         log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         env = {**os.environ, "PROCESSOR_ID": name, "PYTHONUNBUFFERED": "1"}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        self.started[name] = time.monotonic()
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "stream_processor", "worker", "--config", str(self.config)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -328,15 +331,25 @@ class Workers:
                 del self.procs[name]
                 self.start()
 
+    def victim(self, rng: random.Random) -> str:
+        """A random worker among those up for ``WORKING_AFTER_S`` (they own partitions), else the oldest.
+
+        Killing a replacement before it joined the group would test nothing.
+        """
+        alive = self.alive()
+        now = time.monotonic()
+        working = [n for n in alive if now - self.started[n] >= WORKING_AFTER_S]
+        return rng.choice(working) if working else min(alive, key=self.started.__getitem__)
+
     def kill(self, rng: random.Random) -> str:
-        name = rng.choice(self.alive())
+        name = self.victim(rng)
         self.procs[name].send_signal(signal.SIGKILL)
         self.procs.pop(name).wait()
         self.start()
         return name
 
     def stop_one(self, rng: random.Random) -> str:
-        name = rng.choice(self.alive())
+        name = self.victim(rng)
         proc = self.procs.pop(name)
         proc.send_signal(signal.SIGTERM)
         try:
