@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from stream_processor.models import Kline
+from stream_processor.snapshot import Snapshot
 
 Event = dict[str, Any]
 
@@ -105,76 +106,8 @@ def f32(x: float) -> float:
     return _F32.unpack(_F32.pack(x))[0]
 
 
-def _copy(value: Any) -> Any:
-    """Deep copy of a JSON-like value (lists and dicts are copied, scalars shared)."""
-    if isinstance(value, list | deque):
-        return [_copy(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    return value
-
-
-class Stateful:
-    """Base of the SMC detectors: ``to_state`` / ``from_state`` over the slots, like ``indicators.base.Indicator``.
-
-    Class attributes a subclass sets:
-
-    - ``_params``: the constructor's parameter names; each must also be a slot of the same name.
-    - ``_derived``: slots recomputed by the constructor from the parameters (left out of the state).
-
-    Stored values must be JSON-safe (lists rather than tuples: a tuple would come back as a list).
-    """
-
-    __slots__ = ()
-
-    _params: ClassVar[tuple[str, ...]] = ()
-    _derived: ClassVar[frozenset[str]] = frozenset()
-    _state_fields: ClassVar[tuple[str, ...]] = ()
-    #: Bumped when a class's state layout changes; a snapshot of another version is refused.
-    state_version: ClassVar[int] = 1
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        slots = [s for klass in reversed(cls.__mro__) for s in klass.__dict__.get("__slots__", ())]
-        cls._state_fields = tuple(s for s in slots if s not in cls._derived)
-
-    def to_state(self) -> dict[str, Any]:
-        """Snapshot of the full state as a JSON-serializable dict (survives an orjson round trip)."""
-        state: dict[str, Any] = {"kind": type(self).__name__, "version": self.state_version}
-        for name in self._state_fields:
-            val = getattr(self, name)
-            state[name] = val.to_state() if isinstance(val, Stateful) else _copy(val)
-        return state
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
-        """Rebuild a detector from ``to_state()``; it continues with events identical to the original's.
-
-        Raises ValueError when the snapshot is of another class or version, or misses a field.
-        """
-        kind, version = state.get("kind"), state.get("version")
-        if kind != cls.__name__ or version != cls.state_version:
-            raise ValueError(f"state of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
-        missing = [name for name in cls._state_fields if name not in state]
-        if missing:
-            raise ValueError(f"{cls.__name__} state misses {missing}")
-        obj = cls(**{name: state[name] for name in cls._params})
-        for name in cls._state_fields:
-            current, stored = getattr(obj, name), state[name]
-            if isinstance(current, Stateful):
-                setattr(obj, name, type(current).from_state(stored))
-            elif isinstance(current, deque):
-                if current.maxlen is not None and len(stored) > current.maxlen:
-                    raise ValueError(f"{cls.__name__}.{name}: {len(stored)} values exceed {current.maxlen}")
-                current.clear()
-                current.extend(_copy(stored))
-            else:
-                setattr(obj, name, _copy(stored))
-        return obj
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._params)
-        return f"{type(self).__name__}({params})"
+Stateful = Snapshot
+"""The snapshot base of the SMC detectors (:class:`stream_processor.snapshot.Snapshot`)."""
 
 
 class CandleWindow(Stateful):
