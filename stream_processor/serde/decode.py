@@ -14,23 +14,28 @@ _dumps = orjson.dumps
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
-def decode(value: bytes, key: bytes | None = None) -> MarketRecord:
+def decode(value: bytes | None, key: bytes | None = None) -> MarketRecord:
     """Decode one record value (UTF-8 JSON) into a Trade/BookTicker/DepthUpdate/DepthSnapshot/Kline.
 
     An object with both ``"type"`` and ``"venue"`` is read as the normalized form
     (``stream_processor.serde.normalized``); anything else as Binance JSON, bare or in a combined-stream
     envelope. ``key`` (the Kafka key, the symbol) names the symbol of a bare Binance REST depth snapshot.
 
-    Raises DecodeError if ``value`` (or ``key``) is not UTF-8 or ``value`` is not JSON, and
-    InvalidRecordError if the JSON is not a valid market-data message (wrong JSON type, unknown kind,
-    missing field, bad number); the message says what is wrong.
+    Raises DecodeError if ``value`` is None (a tombstone) or not bytes, if ``value`` (or ``key``) is not
+    UTF-8 or ``value`` is not JSON, and InvalidRecordError if the JSON is not a valid market-data message
+    (wrong JSON type, unknown kind or market, missing field, a value the strict field parsers of
+    ``stream_processor.serde.binance`` refuse); the message says what is wrong and names the field. A record
+    returned holds only values that encode to JSON and are safe for the indicators (64-bit ints, finite
+    floats within bounds, validated strings).
     """
+    if type(value) is not bytes:
+        if value is None:
+            raise DecodeError("tombstone: the record has no value")
+        raise DecodeError(f"value must be bytes, got {type(value).__name__}")
     try:
         payload = _loads(value)
     except orjson.JSONDecodeError as e:
         raise DecodeError(f"not JSON/UTF-8: {e}") from None
-    except TypeError:
-        raise DecodeError(f"value must be bytes, got {type(value).__name__}") from None
     if type(payload) is not dict:
         raise InvalidRecordError(f"expected a JSON object, got {type(payload).__name__}")
     if "type" in payload and "venue" in payload:

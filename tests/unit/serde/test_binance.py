@@ -37,8 +37,9 @@ def test_spot_trade() -> None:
 
 
 def test_usdm_trade() -> None:
-    expected = Trade("binance", "BTCUSDT", 5266583935, 61800.30, 0.006, "buy", 1723161256322, 1723161256322)
-    assert both(first(USDM, "trade")) == (expected, expected)
+    expected = Trade("binance", "BTCUSDT", 5266583935, 61800.30, 0.006, "buy", 1723161256322, 1723161256322,
+                     "usdm")
+    assert both(first(USDM, "trade")) == (expected, expected)  # "X" marks a USD-M trade
 
 
 def test_spot_book_ticker_has_no_event_kind_or_time() -> None:
@@ -50,7 +51,7 @@ def test_spot_book_ticker_has_no_event_kind_or_time() -> None:
 
 def test_usdm_book_ticker() -> None:
     expected = BookTicker("binance", "BTCUSDT", 5123107839020, 61800.20, 2.507, 61800.30, 2.510,
-                          1723161256313)
+                          1723161256313, "usdm")
     assert both(first(USDM, "bookTicker")) == (expected, expected)
 
 
@@ -119,7 +120,7 @@ def test_usdm_partial_depth_stream_is_a_snapshot() -> None:
             "u": 390497878, "pu": 390497794, "b": [["7403.89", "0.002"]], "a": [["7405.96", "3.340"]]}
     rec = normalize_binance({"stream": "btcusdt@depth5@100ms", "data": data})
     assert rec == DepthSnapshot("binance", "BTCUSDT", 390497878, [(7403.89, 0.002)], [(7405.96, 3.34)],
-                                1571889248277)
+                                1571889248277, "usdm")
     assert type(normalize_binance({"stream": "btcusdt@depth@100ms", "data": data})) is DepthUpdate
 
 
@@ -136,16 +137,16 @@ def test_agg_trade_uses_agg_id() -> None:
     assert normalize_binance({**AGG_TRADE, "m": False}).side == "buy"
 
 
-KLINE = {  # Binance spot docs layout
+KLINE = {  # Binance spot docs layout (the docs' low, 0.0015, is above their open: 0.0009 here)
     "e": "kline", "E": 1672515782136, "s": "BNBBTC",
     "k": {"t": 1672515780000, "T": 1672515839999, "s": "BNBBTC", "i": "1m", "f": 100, "L": 200,
-          "o": "0.0010", "c": "0.0020", "h": "0.0025", "l": "0.0015", "v": "1000", "n": 100, "x": False,
+          "o": "0.0010", "c": "0.0020", "h": "0.0025", "l": "0.0009", "v": "1000", "n": 100, "x": False,
           "q": "1.0000", "V": "500", "Q": "0.500", "B": "123456"},
 }
 
 
 def test_kline() -> None:
-    expected = Kline("binance", "BNBBTC", "1m", 1672515780000, 1672515839999, 0.001, 0.0025, 0.0015, 0.002,
+    expected = Kline("binance", "BNBBTC", "1m", 1672515780000, 1672515839999, 0.001, 0.0025, 0.0009, 0.002,
                      1000.0, False, 1.0, 100, 1672515782136)
     assert normalize_binance(KLINE) == expected
     assert normalize_binance({"stream": "bnbbtc@kline_1m", "data": KLINE}) == expected
