@@ -1,6 +1,23 @@
 """Per-symbol L2 order books rebuilt from depth snapshots and diffs, and their metrics."""
 
 from stream_processor.orderbook.analytics import BookMetrics
-from stream_processor.orderbook.book import BookSide, BookStatus, OrderBook
+from stream_processor.orderbook.book import (
+    MAX_DEFERRED_TICKERS,
+    RESYNC_POLICIES,
+    BookSide,
+    BookStatus,
+    OrderBook,
+    diff_state_bytes,
+    max_state_bytes,
+)
 
-__all__ = ["BookMetrics", "BookSide", "BookStatus", "OrderBook"]
+__all__ = [
+    "MAX_DEFERRED_TICKERS",
+    "RESYNC_POLICIES",
+    "BookMetrics",
+    "BookSide",
+    "BookStatus",
+    "OrderBook",
+    "diff_state_bytes",
+    "max_state_bytes",
+]

@@ -1,4 +1,10 @@
-"""Order-book metrics of an in-sync ``OrderBook``: top of book, spread, microprice, band depth, imbalance, walls."""
+"""Order-book metrics of an ``OrderBook``: top of book, spread, microprice, band depth, imbalance, walls.
+
+A book in sync gives its metrics with ``state`` "ok", "crossed", "locked" or "incomplete". A book out of
+sync gives nothing under the "snapshot" resync policy; under "unsynced" it gives ``state: "unsynced"``
+and the other metrics from the levels it holds, by the same proven-depth rules (see
+``stream_processor.orderbook.book``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,11 @@ def _median(values: list[float]) -> float:
     return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2.0
 
 
+def _finite(horizon: float | None) -> float | None:
+    """A side's horizon for JSON: a price, or None (whole side known, or, infinite, nothing proven)."""
+    return horizon if horizon is not None and math.isfinite(horizon) else None
+
+
 def _walls(levels: list[Level] | None, k: float) -> list[list[float]] | None:
     if levels is None:
         return None
@@ -28,7 +39,7 @@ def _walls(levels: list[Level] | None, k: float) -> list[list[float]] | None:
 
 
 class BookMetrics:
-    """Computes one JSON-safe metrics dict from an in-sync ``OrderBook`` (stateless: configuration only).
+    """Computes one JSON-safe metrics dict from an ``OrderBook`` (stateless: configuration only).
 
     Parameters:
 
@@ -38,10 +49,14 @@ class BookMetrics:
     - ``imbalance_levels``: N >= 1, levels per side of the top-N imbalance.
     - ``wall_levels``: M >= 1, levels per side searched for walls; ``wall_multiple``: k > 0.
 
-    ``compute(book)`` returns None when the book is not in sync (nothing may be emitted), else a dict:
+    ``compute(book)`` returns None when the book is not in sync under the "snapshot" resync policy
+    (nothing may be emitted), else a dict:
 
     - ``symbol``, ``update_id`` (the book's last update id), ``event_time_ms`` (ms since epoch, UTC).
-    - ``state``: "ok"; "crossed" (best bid > best ask); "locked" (best bid == best ask); or
+    - ``state``: "unsynced" when the book is not in sync (resync policy "unsynced": its levels are the
+      diffs' word since a gap, a mismatch or before the first snapshot, unchecked; every field below is
+      computed as for an in-sync book, "ok" standing for a proven best bid below a proven best ask).
+      In sync: "ok"; "crossed" (best bid > best ask); "locked" (best bid == best ask); or
       "incomplete" (a side has no level within its proven depth: empty, or every known level lies
       beyond what the book can prove, see ``stream_processor.orderbook.book``).
     - ``best_bid``, ``best_bid_size``, ``best_ask``, ``best_ask_size``: quote currency / base units;
@@ -62,7 +77,8 @@ class BookMetrics:
       whose size > k * median(size of those M levels); None unless the side proves M levels (or is
       known completely, then over what it holds).
     - ``bid_levels``, ``ask_levels``: levels within the proven depth; ``bid_horizon``, ``ask_horizon``:
-      the worst proven price (None: the whole side is known).
+      the worst proven price (None: the whole side is known, or, with 0 levels in an unsynced book that
+      never had a snapshot, nothing is).
 
     Cost: O(log n + levels in the widest band + N + M log M) per call. Raises ValueError for bad
     parameters.
@@ -91,8 +107,10 @@ class BookMetrics:
         self.wall_multiple = float(wall_multiple)
 
     def compute(self, book: OrderBook) -> dict[str, Any] | None:
-        """Metrics of ``book`` as a JSON-safe dict (see the class docstring), or None if it is out of sync."""
-        if not book.in_sync:
+        """Metrics of ``book`` as a JSON-safe dict (see the class docstring); None if it is out of sync under
+        the "snapshot" policy."""
+        in_sync = book.in_sync
+        if not in_sync and book.resync != "unsynced":
             return None
         bids, asks = book.bids, book.asks
         bid = bids.best() if bids.best_is_proven() else None
@@ -111,6 +129,8 @@ class BookMetrics:
             spread = ap - bp
             spread_bps = spread / mid * _BPS
             microprice = (bp * aq + ap * bq) / (bq + aq) if bq + aq > 0.0 else None
+        if not in_sync:
+            state = "unsynced"
         return {
             "symbol": book.symbol,
             "update_id": book.last_update_id,
@@ -130,8 +150,8 @@ class BookMetrics:
             "ask_walls": _walls(asks.proven_top(self.wall_levels), self.wall_multiple),
             "bid_levels": bids.proven_count(),
             "ask_levels": asks.proven_count(),
-            "bid_horizon": bids.horizon,
-            "ask_horizon": asks.horizon,
+            "bid_horizon": _finite(bids.horizon),
+            "ask_horizon": _finite(asks.horizon),
         }
 
     @staticmethod

@@ -71,7 +71,36 @@ def test_out_of_sync_book_emits_nothing() -> None:
     assert metrics.compute(OrderBook("X")) is None
     book = _book()
     book.apply(DepthUpdate("test", "X", 9, 9, [], [], 1))  # U must be 8
-    assert not book.in_sync and metrics.compute(book) is None
+    assert not book.in_sync and metrics.compute(book) is None  # the "snapshot" policy (default)
+    assert book.resync == "snapshot"
+
+
+def test_unsynced_book_reports_its_levels_with_state_unsynced() -> None:
+    metrics = BookMetrics(bands_bps=(100.0, 1000.0), imbalance_levels=2, wall_levels=4, wall_multiple=1.5)
+    book = OrderBook("X", resync="unsynced")
+    book.apply(DepthSnapshot("test", "X", 7, list(BIDS), list(ASKS), 1_700_000_000_000))
+    synced = metrics.compute(book)
+    book.apply(DepthUpdate("test", "X", 9, 9, [], [], 1_700_000_000_001))  # U must be 8: a gap, levels kept
+    out = metrics.compute(book)
+    assert not book.in_sync and out["state"] == "unsynced" and out["update_id"] == 9
+    assert orjson.loads(orjson.dumps(out)) == out
+    assert {k: v for k, v in out.items() if k not in ("state", "update_id", "event_time_ms")} == {
+        k: v for k, v in synced.items() if k not in ("state", "update_id", "event_time_ms")
+    }  # the same levels give the same numbers (test_known_answers)
+    # Crossed while unsynced: reported, never averaged; the flag stays "unsynced".
+    book.apply(DepthUpdate("test", "X", 11, 11, [(101.5, 1.0)], [], 3))
+    out = metrics.compute(book)
+    assert out["state"] == "unsynced" and out["best_bid"] == 101.5 and out["best_ask"] == 101.0
+    assert out["mid"] is None and out["microprice"] is None and out["bands"][0]["bid_size"] is None
+    # The proven-depth rules still apply: a bid below the snapshot's worst is not proven.
+    book.apply(DepthUpdate("test", "X", 12, 12, [(101.5, 0.0), (100.0, 0.0), (99.5, 0.0), (99.0, 0.0)], [], 4))
+    assert metrics.compute(book)["bid_levels"] == 1  # 90, the snapshot's last bid
+    book.apply(DepthUpdate("test", "X", 13, 13, [(90.0, 0.0), (80.0, 1.0)], [], 5))
+    out = metrics.compute(book)
+    assert out["best_bid"] is None and out["bid_levels"] == 0 and out["bid_horizon"] == 90.0
+    # A snapshot resyncs: the normal states again.
+    book.apply(DepthSnapshot("test", "X", 20, list(BIDS), list(ASKS), 6))
+    assert metrics.compute(book)["state"] == "ok"
 
 
 def test_unproven_best_level_is_incomplete_until_confirmed() -> None:

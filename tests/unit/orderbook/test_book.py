@@ -197,11 +197,12 @@ def test_gap_makes_the_book_unusable_until_a_new_snapshot() -> None:
     assert mid_gap.to_state() == book.to_state()
 
 
+@pytest.mark.parametrize("resync", ["snapshot", "unsynced"])
 @pytest.mark.parametrize("feed", ["spot-btcusdt", "usdm-btcusdt"])
-def test_state_round_trip_mid_stream_continues_identically(feed: str) -> None:
+def test_state_round_trip_mid_stream_continues_identically(feed: str, resync: str) -> None:
     symbol, records = book_records(feed)
     metrics = BookMetrics()
-    book = OrderBook(symbol)
+    book = OrderBook(symbol, resync=resync)
     cut = len(records) // 2
     for r in records[:cut]:
         book.apply(r)
@@ -218,6 +219,44 @@ def test_state_round_trip_mid_stream_continues_identically(feed: str) -> None:
             emitted += out is not None
     assert emitted > 2000
     assert restored.to_state() == book.to_state()
+
+
+@pytest.mark.parametrize("resync", ["snapshot", "unsynced"])
+def test_state_round_trips_at_several_points_continue_identically(resync: str) -> None:
+    """Spot BTCUSDT with a diff lost and a snapshot put in: before the snapshot, in sync, out of sync (pending
+    diffs, deferred tickers, under "unsynced" a book applied unsynced), just after the resync, at the end."""
+    symbol, records = book_records("spot-btcusdt")
+    diff_at = [i for i, r in enumerate(records) if type(r) is DepthUpdate]
+    ref = OrderBook(symbol)
+    for r in records[: diff_at[3030] + 1]:
+        ref.apply(r)
+    snapshot = _snapshot_of(ref)
+    stream = [*records[: diff_at[3000]], *records[diff_at[3000] + 1 : diff_at[3041]], snapshot]
+    stream += records[diff_at[3041] : diff_at[3600]]
+    snap_at = next(i for i, r in enumerate(stream) if type(r) is DepthSnapshot)
+    gap, injected = diff_at[3000], diff_at[3041] - 1  # indices in ``stream``: the diff after the lost one, the snapshot
+    assert stream[injected] is snapshot and stream[gap] is records[gap + 1]
+    cuts = [snap_at - 1, snap_at + 10_000, gap, gap + 1, gap + 60, injected, injected + 1, len(stream) - 5000]
+    metrics = BookMetrics()
+    book = OrderBook(symbol, max_pending_bytes=100_000, resync=resync)
+    copies: list[OrderBook] = []
+    states_seen = set()
+    for i, r in enumerate(stream):
+        if i in cuts:
+            state = book.to_state()
+            states_seen.add((book.in_sync, book.pending > 0, len(state["tickers"]) > 0))
+            copies.append(OrderBook.from_state(orjson.loads(orjson.dumps(state))))
+            assert copies[-1].to_state() == state
+        status = book.apply(r)
+        is_diff = type(r) is DepthUpdate
+        out = metrics.compute(book) if is_diff else None
+        for copy in copies:
+            assert copy.apply(r) is status
+            if is_diff:
+                assert metrics.compute(copy) == out
+    assert len(copies) == len(cuts) and {(False, True, True), (True, False, True)} <= states_seen
+    assert book.in_sync and book.counts["gaps"] == 1 and book.counts["mismatches"] == 0
+    assert all(copy.to_state() == book.to_state() for copy in copies)
 
 
 def test_state_round_trip_before_the_first_snapshot() -> None:
@@ -405,9 +444,24 @@ def test_bad_input_is_refused_before_any_change() -> None:
     with pytest.raises(TypeError, match="Trade"):
         book.apply(Trade("binance", "X", 1, 100.0, 1.0, "buy", 1, 1))
     assert book.to_state() == before
-    for kwargs in ({"depth": 0}, {"max_pending": True}, {"symbol": ""}):
+    for diff in (_diff(2, 2**64), _diff(2, 2, pu=-(2**63) - 1), dataclasses.replace(_diff(2, 2), event_time_ms=2**70)):
+        with pytest.raises(ValueError, match="out of range"):  # the state could not be written
+            book.apply(diff)
+    with pytest.raises(ValueError, match="out of range"):
+        book.apply(_tick(2**64))
+    assert book.to_state() == before
+    for kwargs in (
+        {"depth": 0},
+        {"max_pending": True},
+        {"symbol": ""},
+        {"symbol": "X" * 65},
+        {"max_pending_bytes": 0},
+        {"depth": 2**63},
+        {"resync": "never"},
+    ):
         with pytest.raises(ValueError):
             OrderBook(**{"symbol": "X", **kwargs})
+    assert OrderBook("X" * 64).depth == 1000
 
 
 def test_from_state_refuses_foreign_or_partial_state() -> None:
@@ -418,3 +472,7 @@ def test_from_state_refuses_foreign_or_partial_state() -> None:
         OrderBook.from_state({**state, "kind": "SMA"})
     with pytest.raises(ValueError, match="misses"):
         OrderBook.from_state({k: v for k, v in state.items() if k != "pending"})
+    book = OrderBook("X")
+    book.apply(_diff(5, 6, bids=[(1.0, 1.0)]))
+    with pytest.raises(ValueError, match="bytes"):
+        OrderBook.from_state({**book.to_state(), "pending_bytes": 1})
