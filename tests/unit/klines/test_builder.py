@@ -52,15 +52,17 @@ def tape(request: pytest.FixtureRequest) -> list[Trade]:
     return trades
 
 
-def resample(trades: list[Trade]) -> pd.DataFrame:
-    """Batch 1m klines: trades stably sorted by time (ties keep arrival order), then resampled per UTC minute."""
+def resample(trades: list[Trade], by: tuple[str, ...] = ("time", "id")) -> pd.DataFrame:
+    """Batch 1m klines: trades sorted by (time, trade id) (``by=("time",)``: stably by time, ties keep arrival
+    order), then resampled per UTC minute."""
     df = pd.DataFrame(
         {
             "time": [t.time_ms for t in trades],
+            "id": [t.trade_id for t in trades],
             "price": [t.price for t in trades],
             "size": [t.size for t in trades],
         }
-    ).sort_values("time", kind="stable")
+    ).sort_values(list(by), kind="stable")
     df["quote"] = df["price"] * df["size"]
     df.index = pd.to_datetime(df["time"], unit="ms")
     g = df.resample("1min")
@@ -131,7 +133,7 @@ def test_real_tape_gives_the_batch_klines_each_once_when_the_watermark_passes(ta
 
 def test_real_tape_in_jittered_arrival_order(tape: list[Trade]) -> None:
     """Arrival order perturbed by up to 3 s. Grace 3 s: nothing is late and the klines are the batch ones
-    (open/close by trade time, ties by arrival). Grace 1 s: the late trades are refused, each for an
+    (open/close by trade time, ties by trade id). Grace 1 s: the late trades are refused, each for an
     already emitted window, and the klines are the batch klines of the accepted trades."""
     rng = random.Random(20240809)
     arrival = sorted(tape, key=lambda t: t.time_ms + rng.randrange(3_000))
@@ -156,6 +158,45 @@ def test_real_tape_in_jittered_arrival_order(tape: list[Trade]) -> None:
     print(f"jitter 3 s, grace 1 s: {len(late)} of {len(arrival)} trades late")
     assert 0 < len(late) < len(arrival) // 100
     assert_same_klines(klines, resample(accepted))
+
+
+def _ties_reversed(trades: list[Trade]) -> list[Trade]:
+    """The same trades, times still non-decreasing, but each run of trades at the same ms in reverse order."""
+    out: list[Trade] = []
+    i = 0
+    while i < len(trades):
+        j = i
+        while j < len(trades) and trades[j].time_ms == trades[i].time_ms:
+            j += 1
+        out.extend(reversed(trades[i:j]))
+        i = j
+    return out
+
+
+def test_open_and_close_do_not_depend_on_arrival_order(tape: list[Trade]) -> None:
+    """Ties at the same ms are broken by trade id: the tape, its same-ms runs reversed (still in time order, so
+    grace 0 refuses nothing) and two jittered orders (grace 3 s) all give the same klines, the batch klines of
+    the trades sorted by (time, id)."""
+    reversed_ties = _ties_reversed(tape)
+    assert reversed_ties != tape
+    ref = resample(tape)
+    by_arrival = resample(reversed_ties, by=("time",))  # what the arrival-order tie-break used to give
+    assert by_arrival["open"].tolist() != ref["open"].tolist()  # the tape has ties on an open: not vacuous
+    assert by_arrival["close"].tolist() != ref["close"].tolist()
+
+    runs = {}
+    for name, grace, order in [
+        ("tape", 0, tape),
+        ("reversed ties", 0, reversed_ties),
+        ("jitter a", 3_000, sorted(tape, key=lambda t, r=random.Random(1): t.time_ms + r.randrange(3_000))),
+        ("jitter b", 3_000, sorted(reversed_ties, key=lambda t, r=random.Random(2): t.time_ms + r.randrange(3_000))),
+    ]:
+        builder = KlineBuilder(MINUTE, grace)
+        runs[name] = [k for t in order for k in builder.add(t)] + builder.flush()
+        assert_same_klines(runs[name], ref)
+    # Identical but for event_time_ms, the time of the trade that closed each window.
+    strip = [[dataclasses.replace(k, event_time_ms=None) for k in ks] for ks in runs.values()]
+    assert all(ks == strip[0] for ks in strip)
 
 
 def test_state_round_trip_mid_tape_continues_identically(tape: list[Trade]) -> None:
@@ -193,7 +234,7 @@ def test_ohlc_ties_empty_windows_and_late_trades() -> None:
     assert b.add(_trade(t0 + 10, 101.0, trade_id=2)) == []  # same time as the open: the open stays
     assert b.add(_trade(t0 + 5, 99.0, 2.0, trade_id=3)) == []  # earlier time, late arrival: the new open
     assert b.add(_trade(t0 + 50_000, 105.0, trade_id=4)) == []
-    assert b.add(_trade(t0 + 50_000, 104.0, trade_id=5)) == []  # same time as the close: the later arrival closes
+    assert b.add(_trade(t0 + 50_000, 104.0, trade_id=5)) == []  # same time as the close, larger id: the new close
     assert b.add(_trade(t0 + 61_000, 103.0, trade_id=6)) == []  # next minute; watermark t0 + 59 s, no close
     assert b.add(_trade(t0 + 40_000, 98.0, trade_id=7)) == []  # late (watermark t0 + 59 s), window open: included
     closed = b.add(_trade(t0 + 62_000, 110.0, trade_id=8))  # watermark t0 + 60 s: minute 0 closes
@@ -231,6 +272,31 @@ def test_ohlc_ties_empty_windows_and_late_trades() -> None:
     assert b.flush() == []
     with pytest.raises(LateTradeError):
         b.add(_trade(t0 + 4 * MINUTE + 3_000, 1.0, trade_id=11))
+
+
+def test_ties_at_the_same_ms_are_broken_by_trade_id_not_arrival() -> None:
+    t0 = 1_723_161_600_000
+    trades = [
+        _trade(t0 + 10, 100.0, trade_id=20),
+        _trade(t0 + 10, 101.0, trade_id=12),  # same ms, smaller id, later arrival: the open
+        _trade(t0 + 10, 102.0, trade_id=15),
+        _trade(t0 + 30, 105.0, trade_id=31),
+        _trade(t0 + 30, 103.0, trade_id=33),  # same ms, largest id: the close
+        _trade(t0 + 30, 104.0, trade_id=32),  # same ms, smaller id, last arrival: not the close
+        _trade(t0 + 20, 90.0, trade_id=16),
+        _trade(t0 + 30, 103.0, 2.0, trade_id=33),  # a re-sent close (same time and id): counted, the close stays
+    ]
+    results = []
+    for order in (trades, trades[::-1], sorted(trades, key=lambda t: t.price)):
+        b = KlineBuilder(MINUTE)
+        for t in order:
+            b.add(t)
+        state = b.to_state()
+        assert state["windows"][0][-2:] == [12, 33]  # [..., first_id, last_id]
+        (k,) = b.flush()
+        results.append(k)
+        assert (k.open, k.high, k.low, k.close, k.trade_count) == (101.0, 105.0, 90.0, 103.0, 8)
+    assert results[0] == results[1] == results[2]
 
 
 def test_flush_closes_everything_and_later_trades_for_it_are_late() -> None:
@@ -271,6 +337,9 @@ def test_invalid_trades_are_refused_without_change() -> None:
         _trade(2_000, 10.0, size=0.0),
         _trade(2_000, 10.0, size=math.inf),
         dataclasses.replace(_trade(0, 10.0), time_ms=2_000.0),
+        dataclasses.replace(_trade(2_000, 10.0), trade_id="7"),
+        dataclasses.replace(_trade(2_000, 10.0), trade_id=None),
+        dataclasses.replace(_trade(2_000, 10.0), trade_id=True),
     ):
         with pytest.raises(InvalidRecordError):
             b.check(bad)
@@ -306,3 +375,11 @@ def test_from_state_refuses_foreign_state() -> None:
         KlineBuilder.from_state({**state, "version": 99})
     with pytest.raises(ValueError, match="misses"):
         KlineBuilder.from_state({k: v for k, v in state.items() if k != "watermark"})
+    b = KlineBuilder()
+    b.add(_trade(1_000, 10.0, trade_id=3))
+    state = b.to_state()
+    assert state["version"] == 2 and state["windows"] == [
+        [0, 10.0, 10.0, 10.0, 10.0, 1_000, 1_000, 1.0, 0.0, 10.0, 0.0, 1, 3, 3]
+    ]
+    with pytest.raises(ValueError, match="malformed window"):  # a version 1 window (no trade ids)
+        KlineBuilder.from_state({**state, "windows": [state["windows"][0][:-2]]})
