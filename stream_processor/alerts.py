@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .smc.events import EVENT_TYPES
 
 STRUCTURE_EVENTS = frozenset({"bos", "choch"})  # the events that set an interval's trend
 
@@ -32,6 +34,13 @@ class AlertRule(BaseModel):
     intervals: list[str] | None = None  # None: every interval
     against_trend: str | None = None
     with_trend: str | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, value: str) -> str:
+        if value not in EVENT_TYPES:
+            raise ValueError(f"unknown SMC event type {value!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+        return value
 
     def matches(self, event: dict[str, Any], interval: str, trends: dict[str, int]) -> bool:
         """True if ``event`` (of ``interval``) fires this rule, given the symbol's ``trends`` per interval."""

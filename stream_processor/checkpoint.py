@@ -1,21 +1,24 @@
 """The exactly-once unit: every effect of one input partition's records and its offset, in one transaction.
 
-A :class:`Checkpoint` belongs to one input partition ``q`` and owns one producer. Under
-``exactly_once`` that producer is transactional with a stable ``transactional.id`` derived from the
-consumer group and ``q`` (Kafka Streams' first EOS design, the only one aiokafka can do since it
-sends ``TxnOffsetCommit`` without group metadata): whoever owns ``q`` next starts a producer with the
-same id, which fences this one and aborts its open transaction. Everything caused by records of
-``q`` (output records to any topic and partition, dead letters, ``q``'s changelog writes) is sent
-by this producer, and :meth:`Checkpoint.commit` runs this recipe:
+A :class:`Checkpoint` belongs to one task: partition number ``q`` of the processor's input topics (one input
+partition, or the partition group ``q`` of co-partitioned inputs, as Kafka Streams groups them), and owns one
+producer. Under ``exactly_once`` that producer is transactional with a stable ``transactional.id`` derived from
+the consumer group, the input topics and ``q`` (Kafka Streams' first EOS design, the only one aiokafka can do
+since it sends ``TxnOffsetCommit`` without group metadata): whoever owns ``q`` next starts a producer with the
+same id, which fences this one and aborts its open transaction. Everything caused by records of the task's
+input partitions (output records to any topic and partition, dead letters, the changelog writes of changelog
+partition ``q``) is sent by this producer, and :meth:`Checkpoint.commit` runs this recipe:
 
-1. send the dirty state of ``q`` to its changelog partition, then the offset marker (the next offset of
-   ``q``, see :mod:`stream_processor.state`), so that state and offset can be read back together;
+1. send the dirty state to changelog partition ``q``, then one offset marker per input partition (its next
+   offset, see :mod:`stream_processor.state`), so that state and offsets can be read back together; a state
+   record that cannot be encoded or is larger than the changelog allows raises
+   :class:`~stream_processor.exceptions.StateRecordError` before anything is sent;
 2. flush: wait until every record sent in this transaction is acknowledged (fail if any is not);
-3. add ``q``'s next offset to the transaction (``send_offsets_to_transaction``);
+3. add every input partition's next offset to the transaction (``send_offsets_to_transaction``);
 4. commit the transaction.
 
-Any error aborts the transaction; the owner then rewinds ``q`` to its last committed offset and
-rebuilds ``q``'s state from the changelog (see :mod:`stream_processor.runner`).
+Any error aborts the transaction; the owner then rewinds the task's inputs to their last committed offsets and
+rebuilds the state from the changelog (see :mod:`stream_processor.runner`).
 
 Under ``at_least_once`` the same recipe runs without a transaction: the producer is idempotent, the
 outputs are acknowledged before step 1 (so a crash repeats outputs rather than losing them), step 3 is a
@@ -27,16 +30,17 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 
-from .exceptions import TransactionStateError
+from .exceptions import StateRecordError, TransactionStateError
 from .state import ChangelogStore, offset_marker
 
 
@@ -63,18 +67,39 @@ _TRANSITIONS: dict[CheckpointState, frozenset[CheckpointState]] = {
 _PARTITIONER = DefaultPartitioner()
 
 
-def transactional_id(app_id: str, group: str, tp: TopicPartition) -> str:
-    """The stable ``transactional.id`` of input partition ``tp``: the same on every worker and restart."""
-    return f"{app_id}-{group}-{tp.topic}-{tp.partition}"
+def transactional_id(app_id: str, group: str, inputs: Sequence[TopicPartition]) -> str:
+    """The stable ``transactional.id`` of the task of ``inputs`` (partition q of each input topic).
+
+    The same on every worker and restart: ``<app_id>-<group>-<topic>-<q>`` for one input, the sorted topics joined
+    by ``+`` for co-partitioned inputs.
+    """
+    topics = "+".join(sorted(tp.topic for tp in inputs))
+    return f"{app_id}-{group}-{topics}-{inputs[0].partition}"
+
+
+def encode_state(store: ChangelogStore, key: str, limit: int | None) -> bytes:
+    """The changelog value of ``store``'s ``key``.
+
+    Raises:
+        StateRecordError: the state cannot be encoded as JSON, or its record is larger than ``limit`` bytes.
+    """
+    try:
+        value = orjson.dumps(store.data[key].to_state())
+    except (TypeError, ValueError, OverflowError) as exc:  # orjson.JSONEncodeError is a TypeError
+        raise StateRecordError(key, "state_unserializable", f"state of {key!r} cannot be written: {exc}") from None
+    if limit is not None and len(value) + len(key) > limit:
+        raise StateRecordError(key, "state_too_large",
+                               f"state of {key!r} is {len(value)} bytes, above the changelog's {limit}")
+    return value
 
 
 class Checkpoint:
-    """Outputs, changelog writes and the offset of one input partition, committed together.
+    """Outputs, changelog writes and the offsets of one task's input partitions, committed together.
 
     Use: :meth:`prepare` the output topics; then per batch :meth:`begin` (if not open), :meth:`append`
     each output, :meth:`flush`, :meth:`store_offset`; when due :meth:`commit`; on error :meth:`abort`;
     finally :meth:`close`. Outputs are built into aiokafka record batches per output partition (one future
-    per batch, not per record).
+    per batch, not per record). ``changelog_limit`` bounds a changelog record in bytes (None: unbounded).
 
     Raises:
         TransactionStateError: a call that the current :class:`CheckpointState` does not allow.
@@ -82,7 +107,7 @@ class Checkpoint:
 
     def __init__(
         self,
-        tp: TopicPartition,
+        inputs: Sequence[TopicPartition],
         *,
         group_id: str,
         producer: AIOKafkaProducer,
@@ -90,20 +115,27 @@ class Checkpoint:
         store: ChangelogStore | None,
         changelog_topic: str | None,
         transactional: bool,
+        changelog_limit: int | None = None,
     ) -> None:
-        self.tp = tp
+        if not inputs or len({tp.partition for tp in inputs}) != 1:
+            raise ValueError(f"a task's inputs are partition q of each input topic, got {list(inputs)}")
+        self.inputs = tuple(inputs)
+        self.task = inputs[0].partition  # q: also the changelog partition
         self.group_id = group_id
         self.producer = producer
         self.consumer = consumer
         self.store = store
         self.changelog_topic = changelog_topic
         self.transactional = transactional
+        self.changelog_limit = changelog_limit
         self.state = CheckpointState.IDLE
-        self.committed_offset: int | None = None  # next offset to read, as last committed by us
-        self.position = 0  # next input offset to process; records below it are stale fetches
-        self.pending_offset: int | None = None  # next offset to read, once this transaction commits
+        # Per input partition: the next offset to read as last committed by us, and the next one to process
+        # (records below it are stale fetches).
+        self.committed_offsets: dict[TopicPartition, int | None] = dict.fromkeys(self.inputs)
+        self.positions: dict[TopicPartition, int] = dict.fromkeys(self.inputs, 0)
+        self.pending_offsets: dict[TopicPartition, int] = {}  # next offsets to read, once this transaction commits
         self.pending_count = 0  # input records in the open transaction
-        self.pending_failed = 0  # of which went to the dead-letter topic
+        self.pending_failed: Counter[str] = Counter()  # of which went to the dead-letter topic, by reason
         self.pending_outputs: Counter[str] = Counter()  # output records per topic in the open transaction
         self.changelog_position: int | None = None  # changelog offset where our last commit's writes begin
         self._futures: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, future) per batch handed over
@@ -114,8 +146,11 @@ class Checkpoint:
 
     def _move(self, to: CheckpointState) -> None:
         if to not in _TRANSITIONS[self.state]:
-            raise TransactionStateError(f"checkpoint {self.tp}: cannot go from {self.state.value} to {to.value}")
+            raise TransactionStateError(f"checkpoint {self}: cannot go from {self.state.value} to {to.value}")
         self.state = to
+
+    def __str__(self) -> str:
+        return "+".join(tp.topic for tp in self.inputs) + f"-{self.task}"
 
     @property
     def is_open(self) -> bool:
@@ -147,7 +182,7 @@ class Checkpoint:
         for no key). Nothing goes to the network until :meth:`flush`; :meth:`commit` waits for the acks.
         """
         if self.state is not CheckpointState.OPEN:
-            raise TransactionStateError(f"checkpoint {self.tp}: append while {self.state.value}")
+            raise TransactionStateError(f"checkpoint {self}: append while {self.state.value}")
         if partition is None:
             partition = self._partition_of(topic, key)
         builders = self._builders
@@ -165,7 +200,7 @@ class Checkpoint:
             return cached
         partitions = self._topic_partitions.get(topic)
         if not partitions:
-            raise TransactionStateError(f"checkpoint {self.tp}: topic {topic!r} was not prepared")
+            raise TransactionStateError(f"checkpoint {self}: topic {topic!r} was not prepared")
         partition = _PARTITIONER(key, partitions, partitions)
         if key is not None:
             self._key_partitions[(topic, key)] = partition
@@ -191,17 +226,19 @@ class Checkpoint:
         self.append(topic, value, key=key, headers=headers, partition=partition)
         await self.flush()
 
-    def store_offset(self, next_offset: int, count: int) -> None:
-        """Record that input up to ``next_offset`` (exclusive) is processed in this transaction."""
+    def store_offset(self, tp: TopicPartition, next_offset: int, count: int) -> None:
+        """Record that input partition ``tp`` up to ``next_offset`` (exclusive) is processed in this transaction."""
         if self.state is not CheckpointState.OPEN:
-            raise TransactionStateError(f"checkpoint {self.tp}: store_offset while {self.state.value}")
-        self.pending_offset = next_offset
+            raise TransactionStateError(f"checkpoint {self}: store_offset while {self.state.value}")
+        if tp not in self.positions:
+            raise TransactionStateError(f"checkpoint {self}: {tp} is not one of its inputs")
+        self.pending_offsets[tp] = next_offset
         self.pending_count += count
 
     def _reset_pending(self) -> None:
-        self.pending_offset = None
+        self.pending_offsets = {}
         self.pending_count = 0
-        self.pending_failed = 0
+        self.pending_failed = Counter()
         self.pending_outputs = Counter()
 
     async def commit(self) -> int:
@@ -220,9 +257,7 @@ class Checkpoint:
             self._append_changelog()
         self._move(CheckpointState.COMMITTING)
         changelog_start = await self._flush_and_wait()
-        offsets = {}
-        if self.pending_offset is not None:
-            offsets = {self.tp: OffsetAndMetadata(self.pending_offset, "")}
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in self.pending_offsets.items()}
         if self.transactional:
             if offsets:
                 await self.producer.send_offsets_to_transaction(offsets, self.group_id)
@@ -230,8 +265,7 @@ class Checkpoint:
         elif offsets:
             await self.consumer.commit(offsets)
         count = self.pending_count
-        if self.pending_offset is not None:
-            self.committed_offset = self.pending_offset
+        self.committed_offsets.update(self.pending_offsets)
         if changelog_start is not None:
             self.changelog_position = changelog_start
         self._reset_pending()
@@ -257,20 +291,28 @@ class Checkpoint:
         )
 
     def _append_changelog(self) -> None:
-        """Add the store's dirty keys and (under exactly_once) the offset marker to the changelog partition."""
+        """Add the store's dirty keys and (under exactly_once) the offset markers to the changelog partition.
+
+        Every dirty key is encoded (and checked against ``changelog_limit``) before any is appended, so a
+        :class:`StateRecordError` leaves the transaction's batches as they were.
+        """
         if self.store is None or self.changelog_topic is None:
             return
-        partition = self.tp.partition
-        for key, value in self.store.changelog_records():
-            self.append(self.changelog_topic, value, key=key, partition=partition)
-        if self.transactional and self.pending_offset is not None:
-            key, value = offset_marker(self.pending_offset)
-            self.append(self.changelog_topic, value, key=key, partition=partition)
+        store, limit = self.store, self.changelog_limit
+        records = [(key.encode(), encode_state(store, key, limit)) for key in store.dirty]
+        store.dirty = set()
+        partition, topic = self.task, self.changelog_topic
+        for key, value in records:
+            self.append(topic, value, key=key, partition=partition)
+        if self.transactional:
+            for tp, offset in self.pending_offsets.items():
+                key, value = offset_marker(tp.topic, offset)
+                self.append(topic, value, key=key, partition=partition)
 
     async def abort(self) -> None:
         """Abort the open transaction (if the producer still can); pending outputs and offset are dropped.
 
-        The caller rewinds the consumer to :attr:`committed_offset` and rebuilds the store.
+        The caller rewinds the inputs to :attr:`committed_offsets` and rebuilds the store.
         """
         self._move(CheckpointState.ABORTING)
         self._builders, self._full = {}, []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 import orjson
 
 from .exceptions import ConfigError
+from .logs import configure as configure_logging
 from .settings import DEFAULT_CONFIG, Settings, load_settings
 
 config_option = click.option(
@@ -29,11 +29,7 @@ def _settings(config_path: Path) -> Settings:
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.monitoring.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings.monitoring.log_level)
     return settings
 
 
@@ -50,7 +46,9 @@ def worker(config_path: Path, processors: tuple[str, ...]) -> None:
     from .worker import Worker
 
     settings = _settings(config_path)
-    asyncio.run(Worker(settings, list(processors) or None).run())
+    worker = Worker(settings, list(processors) or None)
+    worker.hard_exit_s = settings.shutdown_timeout_ms / 1000 + 5
+    asyncio.run(worker.run())
 
 
 @main.command()

@@ -35,5 +35,15 @@ class InvalidRecordError(RecordError):
     reason = "invalid"
 
 
+class StateRecordError(StreamProcessorError):
+    """A key's state cannot become a changelog record: not encodable (``state_unserializable``) or larger than the
+    changelog topic allows (``state_too_large``). The record that made it so is found and dead-lettered."""
+
+    def __init__(self, key: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.reason = reason
+
+
 class TransactionStateError(StreamProcessorError):
     """An exactly-once checkpoint was used in a state that does not allow the call."""

@@ -1,50 +1,78 @@
 """Liveness, readiness and Prometheus metrics over HTTP (aiohttp).
 
-- ``GET :health_check_port/health``: ``{"healthy", "checks": {processor: {"state", "metrics": {...}}},
-  "uptime_seconds", "timestamp"}``; 200 when healthy, 503 otherwise.
-- ``GET :health_check_port/ready``: 200 once every processor has its partitions assigned and its state
-  restored, else 503.
+- ``GET :health_check_port/health``: 200 when healthy, 503 otherwise, with::
+
+    {"healthy": bool, "problems": ["why it is not healthy", ...],
+     "broker": {"reachable", "seconds_since_contact", "last_error"},
+     "starting": null | "what start-up waits for",
+     "checks": {processor: {"state", "ready", "circuit_state", "problems", "partitions": {...}, "metrics": {...}}},
+     "uptime_seconds", "timestamp"}
+
+  Unhealthy when: the broker has not answered for ``health.broker_timeout_ms``; a processor failed or is not
+  live (stopping, stopped); a partition's circuit is open or half-open (its transactions aborted
+  ``circuit_breaker.failures`` times in a row); a partition with input waiting has not committed for
+  ``health.stuck_partition_ms``. Each problem is one sentence in ``problems``.
+- ``GET :health_check_port/ready``: 200 once every processor has its partitions assigned and their state restored,
+  and the worker is healthy; else 503.
 - ``GET :metrics_port/metrics``: Prometheus text exposition from prometheus-client.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import Metrics
-from .runner import ProcessorRunner
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 HEALTHY_STATES = frozenset({"starting", "rebalancing", "running"})
 
 
-def health_document(runners: Iterable[ProcessorRunner], started: float) -> dict[str, Any]:
-    """The ``/health`` JSON: healthy while every processor is starting, rebalancing or running."""
-    checks = {r.name: {"state": r.state, "ready": r.ready, "metrics": r.stats.as_dict()} for r in runners}
+def health_document(worker: Worker, now: float | None = None) -> dict[str, Any]:
+    """The ``/health`` JSON of ``worker`` (see the module docstring)."""
+    now = time.monotonic() if now is None else now
+    problems: list[str] = []
+    broker = worker.probe.status(now)
+    if not broker["reachable"]:
+        problems.append(f"broker: no answer for {broker['seconds_since_contact']:.0f} s "
+                        f"(last error: {broker['last_error']})")
+    checks = {}
+    for runner in worker.runners:
+        check = runner.health(now)
+        checks[runner.name] = check
+        if check["state"] not in HEALTHY_STATES:
+            problems.append(f"{runner.name}: {check['state']}" + (f" ({runner.error})" if runner.error else ""))
+        problems.extend(f"{runner.name}: {p}" for p in check["problems"])
+    if not worker.runners:
+        problems.append("no processor enabled")
     return {
-        "healthy": bool(checks) and all(c["state"] in HEALTHY_STATES for c in checks.values()),
+        "healthy": not problems,
+        "problems": problems,
+        "broker": broker,
+        "starting": worker.starting,
         "checks": checks,
-        "uptime_seconds": round(time.monotonic() - started, 3),
+        "uptime_seconds": round(now - worker.started, 3),
         "timestamp": datetime.now(UTC).isoformat(),
     }
 
 
-def health_app(runners: Callable[[], list[ProcessorRunner]], started: float) -> web.Application:
-    """The health-port application."""
+def health_app(worker: Worker) -> web.Application:
+    """The health-port application of ``worker``."""
 
     async def health(_: web.Request) -> web.Response:
-        doc = health_document(runners(), started)
+        doc = health_document(worker)
         return web.json_response(doc, status=200 if doc["healthy"] else 503)
 
     async def ready(_: web.Request) -> web.Response:
-        current = runners()
-        ok = bool(current) and all(r.ready for r in current)
-        return web.json_response({"ready": ok}, status=200 if ok else 503)
+        doc = health_document(worker)
+        ok = doc["healthy"] and all(r.ready for r in worker.runners)
+        return web.json_response({"ready": ok, "problems": doc["problems"]}, status=200 if ok else 503)
 
     app = web.Application()
     app.router.add_get("/health", health)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -21,7 +21,8 @@ class Metrics:
         )
         self.messages_failed = Counter(
             "stream_processor_messages_failed",
-            "Input records sent to the dead-letter topic, by reason.",
+            "Input records sent to the dead-letter topic, by reason (undecodable, invalid, late, too_large, "
+            "processing_error, output_too_large, state_too_large, state_unserializable, uncommittable).",
             ["processor", "reason"],
             registry=r,
         )
@@ -61,5 +62,29 @@ class Metrics:
         )
         self.restored_records = Counter(
             "stream_processor_restored_records", "Changelog records read to rebuild state.", ["processor"],
+            registry=r,
+        )
+        self.processor_events = Counter(
+            "stream_processor_processor_events",
+            "Events a processor counts while it works: order-book sequence gaps and bookTicker mismatches, "
+            "duplicate trades dropped, ... (counted when processed, so a replayed transaction counts again).",
+            ["processor", "event"],
+            registry=r,
+        )
+        self.circuit_state = Enum(
+            "stream_processor_circuit_state",
+            "The worst circuit-breaker state over the processor's partitions.",
+            ["processor"],
+            states=["closed", "half_open", "open"],
+            registry=r,
+        )
+        self.broker_up = Gauge(
+            "stream_processor_broker_up",
+            "1 while the broker answered the worker's last metadata probe within the timeout, else 0.",
+            registry=r,
+        )
+        self.broker_last_contact_seconds = Gauge(
+            "stream_processor_broker_last_contact_seconds",
+            "Seconds since the broker last answered the worker's metadata probe.",
             registry=r,
         )

@@ -27,6 +27,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KeyedError(ValueError):
+    """A cross-field check failed at ``key`` (a dotted path in the YAML); ``load_settings`` names that key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def _bootstrap_address(address: str) -> str:
+    """``host:port`` (``[v6]:port`` for IPv6) with a port in 1..65535; raises ValueError otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or host.endswith(":"):
+        raise ValueError(f"bootstrap server {address!r} must be host:port, e.g. kafka-0.kafka:9092")
+    return address
+
+
 class KafkaSettings(_Strict):
     """Broker connection and the exactly-once commit cadence (times in ms)."""
 
@@ -36,6 +53,11 @@ class KafkaSettings(_Strict):
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
     session_timeout_ms: int = Field(default=30_000, gt=0)
     replication_factor: int = Field(default=1, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [_bootstrap_address(a) for a in value]
 
     @model_validator(mode="after")
     def _transactions_end_before_sessions(self) -> KafkaSettings:
@@ -64,6 +86,15 @@ class TradesParams(_Strict):
     ema_length: int = Field(default=20, gt=0)
     momentum_length: int = Field(default=20, gt=0)
     volume_window: int = Field(default=100, gt=0)
+    # A trade whose price moves more than this fraction from its symbol's last accepted price is dead-lettered
+    # (reason "invalid"), e.g. 0.5: the price must stay within [0.5, 1.5] x the last one. None: no band.
+    max_price_jump: float | None = Field(default=0.5, gt=0)
+    dedup_window: int = Field(default=1_000_000, ge=0)  # trade ids remembered per symbol to drop re-sent trades; 0: off
+
+
+# The largest changelog record a processor's configured state may need (Kafka's default max.message.bytes, less
+# the batch and record framing).
+MAX_STATE_BYTES = 1_000_000
 
 
 class OrderbookParams(_Strict):
@@ -71,11 +102,29 @@ class OrderbookParams(_Strict):
 
     depth_levels: int = Field(default=1000, gt=0)  # levels kept per side
     max_pending: int = Field(default=500, gt=0)  # diffs buffered while waiting for a snapshot
+    max_pending_bytes: int = Field(default=262_144, gt=0)  # ... and at most this much of them, in changelog bytes
+    # After a sequence gap or a bookTicker mismatch: "snapshot" emits nothing until the next snapshot resyncs the
+    # book; "unsynced" keeps applying diffs and emits with state "unsynced" (for venues that send no snapshots).
+    resync: Literal["snapshot", "unsynced"] = "snapshot"
     bands_bps: list[float] = Field(default=[5.0, 10.0, 25.0], min_length=1)  # depth bands around mid, bps
     imbalance_levels: int = Field(default=10, gt=0)  # top-N levels per side of the imbalance
     wall_levels: int = Field(default=20, gt=0)  # levels per side searched for walls
     wall_multiple: float = Field(default=5.0, gt=0)  # a wall is > this many times the median level size
 
+    @model_validator(mode="after")
+    def _state_fits_a_record(self) -> OrderbookParams:
+        from .orderbook.book import max_state_bytes
+
+        most = max_state_bytes(self.depth_levels, self.max_pending_bytes)
+        if most > MAX_STATE_BYTES:
+            raise KeyedError("depth_levels", f"a book of {self.depth_levels} levels per side with "
+                             f"max_pending_bytes {self.max_pending_bytes} can take {most} bytes in the changelog, "
+                             f"more than a Kafka record holds ({MAX_STATE_BYTES})")
+        return self
+
+
+# Default grace of klines built from trades, in ms (see the README's "Bad input and failures").
+GRACE_MS = 2_000
 
 _INTERVAL_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -108,8 +157,13 @@ class SmcParams(_Strict):
 class KlinesParams(_Strict):
     """Intervals, indicator periods (in bars), SMC detectors and alert rules of the klines processor."""
 
+    # "trades": klines are built from trades per `intervals`; "klines": the venue's closed klines are used as
+    # they are. A record of the other kind is dead-lettered (invalid).
+    source: Literal["trades", "klines"] = "trades"
     intervals: list[str] = Field(default=["1m"], min_length=1)  # built from trades; venue klines keep theirs
-    grace_ms: int = Field(default=0, ge=0)  # a window closes when a trade this much after its end arrives
+    grace_ms: int = Field(default=GRACE_MS, ge=0)  # a window closes when a trade this much after its end arrives
+    max_price_jump: float | None = Field(default=0.5, gt=0)  # as for trades (and a venue kline's close)
+    dedup_window: int = Field(default=1_000_000, ge=0)  # as for trades
     sma_length: int = Field(default=20, gt=0)
     ema_length: int = Field(default=20, gt=0)
     rsi_length: int = Field(default=14, gt=0)
@@ -135,11 +189,37 @@ class KlinesParams(_Strict):
             raise ValueError(f"macd_fast ({self.macd_fast}) must be below macd_slow ({self.macd_slow})")
         if self.alerts and not self.smc.enabled:
             raise ValueError("alerts are raised by SMC events: smc.enabled must be true")
+        if self.source == "trades":
+            for i, rule in enumerate(self.alerts):
+                for field in ("intervals", "against_trend", "with_trend"):
+                    value = getattr(rule, field)
+                    names = value if isinstance(value, list) else [] if value is None else [value]
+                    unknown = [n for n in names if n not in self.intervals]
+                    if unknown:
+                        raise KeyedError(f"alerts.{i}.{field}", f"interval(s) {unknown} are not among intervals "
+                                         f"{self.intervals}")
         return self
 
 
+class EventTimeSettings(_Strict):
+    """The window around a record's Kafka timestamp that its event times must fall in (ms); None: unbounded.
+
+    A record whose event time is later than its Kafka timestamp + ``max_future_ms`` (a nanosecond or year-2100
+    time, or a clock far ahead) or earlier than its Kafka timestamp - ``max_past_ms`` (a time in seconds) is
+    dead-lettered (reason "invalid") before it reaches state. Replays publish old data with the current Kafka
+    timestamp, hence the wide default past bound (10 years).
+    """
+
+    max_future_ms: int | None = Field(default=5_000, ge=0)
+    max_past_ms: int | None = Field(default=315_576_000_000, ge=0)
+
+
 class ProcessorSettings(_Strict):
-    """One stream processor: its consumer group, topics and mode; each ``type`` adds its own ``params``."""
+    """One stream processor: its consumer group, topics and mode; each ``type`` adds its own ``params``.
+
+    Several ``input_topics`` must be co-partitioned (same partition count, keyed alike): partition q of every
+    input is one task, one transaction and one changelog partition.
+    """
 
     type: str
     consumer_group: str = Field(min_length=1)
@@ -149,6 +229,21 @@ class ProcessorSettings(_Strict):
     output_topics: list[str] = Field(min_length=1)
     dead_letter_topic: str = "dead_letter"
     enabled: bool = True
+    max_input_bytes: int = Field(default=1_048_576, gt=0)  # a larger input record is dead-lettered undecoded
+    event_time: EventTimeSettings = EventTimeSettings()
+
+    @model_validator(mode="after")
+    def _topics_apart(self) -> ProcessorSettings:
+        for field in ("output_topics", "dead_letter_topic"):
+            value = getattr(self, field)
+            for i, topic in enumerate(value if isinstance(value, list) else [value]):
+                if topic in self.input_topics:
+                    key = f"{field}.{i}" if isinstance(value, list) else field
+                    raise KeyedError(key, f"{topic!r} is also an input topic: the processor would read its own "
+                                          "output")
+        if len(set(self.input_topics)) != len(self.input_topics):
+            raise KeyedError("input_topics", f"lists a topic twice: {self.input_topics}")
+        return self
 
 
 class TradesProcessorSettings(ProcessorSettings):
@@ -210,6 +305,22 @@ class MonitoringSettings(_Strict):
         return value.upper() if isinstance(value, str) else value
 
 
+class CircuitBreakerSettings(_Strict):
+    """When a partition's transactions keep aborting: how many in a row open the circuit, and the backoff (ms)."""
+
+    failures: int = Field(default=3, gt=0)  # consecutive aborted commits or failed opens that open the circuit
+    backoff_ms: int = Field(default=1_000, gt=0)  # first wait before the partition is tried again; doubles
+    max_backoff_ms: int = Field(default=30_000, gt=0)
+
+
+class HealthSettings(_Strict):
+    """What makes ``/health`` unhealthy (and ``/ready`` 503), besides a failed processor and an open circuit."""
+
+    broker_timeout_ms: int = Field(default=15_000, gt=0)  # the broker has not answered for this long
+    stuck_partition_ms: int = Field(default=60_000, gt=0)  # a partition with input has not committed for this long
+    probe_interval_ms: int = Field(default=2_000, gt=0)  # how often the broker is asked for metadata
+
+
 class Settings(_Strict):
     """The whole validated configuration."""
 
@@ -220,6 +331,31 @@ class Settings(_Strict):
     stream_processors: dict[str, AnyProcessorSettings] = Field(min_length=1)
     replay: ReplaySettings
     monitoring: MonitoringSettings = MonitoringSettings()
+    health: HealthSettings = HealthSettings()
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    # SIGTERM: the worker commits and leaves within this, even with a hung broker; keep it below Kubernetes'
+    # terminationGracePeriodSeconds (30 s by default).
+    shutdown_timeout_ms: int = Field(default=20_000, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        groups: dict[str, str] = {}
+        for name, proc in self.stream_processors.items():
+            if not proc.enabled:
+                continue
+            other = groups.setdefault(proc.consumer_group, name)
+            if other != name:
+                raise KeyedError(f"stream_processors.{name}.consumer_group",
+                                 f"{proc.consumer_group!r} is also {other!r}'s group: the two would split the "
+                                 "partitions between them and each miss part of its input")
+            counts = {t: self.topics[t].partitions for t in proc.input_topics if t in self.topics}
+            if len(set(counts.values())) > 1:
+                raise KeyedError(f"stream_processors.{name}.input_topics",
+                                 f"inputs must be co-partitioned (same partition count), got {counts}")
+        mon = self.monitoring
+        if mon.metrics_port and mon.metrics_port == mon.health_check_port:
+            raise KeyedError("monitoring.health_check_port", f"equals metrics_port ({mon.metrics_port})")
+        return self
 
     def topic(self, name: str) -> TopicSettings:
         """The settings of topic ``name``; a topic not listed gets 1 partition."""
@@ -274,6 +410,9 @@ def _location(error: Any) -> tuple[Any, ...]:
         loc = loc[:2] + loc[3:]
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc = (*loc, "type")
+    keyed = (error.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedError):
+        loc = (*loc, *keyed.key.split("."))
     return loc
 
 
@@ -313,7 +452,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             source,
         )
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(origin, key, first["msg"] + more) from None
+        keyed = (first.get("ctx") or {}).get("error")
+        reason = keyed.reason if isinstance(keyed, KeyedError) else first["msg"]
+        raise ConfigError(origin, key, reason + more) from None
 
 
 def _matches(path: tuple[str | None, ...], loc: tuple[Any, ...]) -> bool:

@@ -4,10 +4,12 @@ A store holds live state objects (anything with ``to_state() -> dict``) keyed by
 processor marks a key dirty when it changes the object; at each checkpoint the dirty objects are
 written to partition ``q`` of the store's compacted changelog topic inside the transaction of input
 partition ``q``, so the changelog and the input offsets always agree. Under exactly_once each such
-transaction also writes an offset marker (key :data:`OFFSET_KEY`): the next input offset of ``q`` that
-the state reflects, committed atomically with it. On assignment (and after an abort) the store is
-rebuilt by reading its changelog partition to the end with ``read_committed``; a store kept across a
-rebalance is brought up to date by reading only what was written after its own last commit.
+transaction also writes an offset marker per input topic (key :data:`OFFSET_KEY` + ``b":" + topic``): the
+next input offset of partition ``q`` of that topic that the state reflects, committed atomically with it
+(a processor with co-partitioned inputs writes one marker per input topic to the same changelog partition).
+On assignment (and after an abort) the store is rebuilt by reading its changelog partition to the end with
+``read_committed``; a store kept across a rebalance is brought up to date by reading only what was written after
+its own last commit.
 """
 
 from __future__ import annotations
@@ -20,12 +22,24 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 OFFSET_KEY = b"\x00offset"
-"""Changelog key of the offset marker: ``{"offset": n}``, the next input offset the state reflects."""
+"""Prefix of the offset markers' changelog keys (``OFFSET_KEY + b":" + topic``; a bare ``OFFSET_KEY`` is the one
+input's marker of changelogs written before co-partitioned inputs): ``{"offset": n}``, the next input offset the
+state reflects."""
 
 
-def offset_marker(next_offset: int) -> tuple[bytes, bytes]:
-    """The changelog record ``(key, value)`` saying the state reflects input up to ``next_offset`` (exclusive)."""
-    return OFFSET_KEY, orjson.dumps({"offset": next_offset})
+def offset_marker(topic: str, next_offset: int) -> tuple[bytes, bytes]:
+    """The changelog record ``(key, value)`` saying the state reflects ``topic``'s input up to ``next_offset``
+    (exclusive) on this changelog partition's input partition."""
+    return OFFSET_KEY + b":" + topic.encode(), orjson.dumps({"offset": next_offset})
+
+
+def _marker_topic(key: bytes | None) -> str | None | bool:
+    """The input topic an offset-marker key names (None: the legacy single-input marker); False if not a marker."""
+    if key is None or not key.startswith(OFFSET_KEY):
+        return False
+    if key == OFFSET_KEY:
+        return None
+    return key[len(OFFSET_KEY) + 1 :].decode()
 
 
 class Snapshottable(Protocol):
@@ -75,11 +89,21 @@ class ChangelogStore:
 
 @dataclass(frozen=True)
 class Restored:
-    """What :func:`restore` read: records applied, the last offset marker seen (or None), the end reached."""
+    """What :func:`restore` read: records applied, the last offset marker seen per input topic, the end reached.
+
+    ``offsets`` maps an input topic to its next offset; the key None holds a legacy marker without a topic.
+    """
 
     applied: int
-    offset: int | None
+    offsets: dict[str | None, int]
     end: int
+
+    def offset(self, topic: str, only_input: bool) -> int | None:
+        """The next offset of ``topic``'s partition, or None; a legacy marker counts when it is the only input."""
+        found = self.offsets.get(topic)
+        if found is None and only_input:
+            found = self.offsets.get(None)
+        return found
 
 
 async def restore(
@@ -103,16 +127,19 @@ async def restore(
             consumer.seek(tp, start)
         end = (await consumer.end_offsets([tp]))[tp]
         applied = 0
-        offset = None
+        offsets: dict[str | None, int] = {}
         load = store.load
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for record in batch.get(tp, ()):
-                if record.key == OFFSET_KEY:
-                    offset = orjson.loads(record.value)["offset"]
-                    continue
-                load(record.key, record.value)
+                key = record.key
+                if key is not None and key[:1] == b"\x00":
+                    topic = _marker_topic(key)
+                    if topic is not False:
+                        offsets[topic] = orjson.loads(record.value)["offset"]  # type: ignore[index]
+                        continue
+                load(key, record.value)
                 applied += 1
-        return Restored(applied, offset, end)
+        return Restored(applied, offsets, end)
     finally:
         consumer.assign([])

@@ -5,12 +5,24 @@ from __future__ import annotations
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from .runner import changelog_topic
 from .settings import Settings, TopicSettings
 
 log = logging.getLogger(__name__)
+
+#: aiokafka's default ``max_request_size``: a produce request (so a record) is never larger.
+MAX_REQUEST_BYTES = 1_048_576
+#: Kafka's default ``max.message.bytes`` (message.max.bytes), for a topic whose config cannot be read.
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+#: Room left for the record batch header (61 bytes) and the record's own framing (a few varints).
+RECORD_OVERHEAD = 256
+
+
+def changelog_topic(settings: Settings, name: str) -> str:
+    """The compacted changelog topic of processor ``name``'s state."""
+    return f"{settings.app_id}-{name}-state-changelog"
 
 
 def required_topics(settings: Settings, processors: list[str] | None = None) -> dict[str, TopicSettings]:
@@ -28,6 +40,32 @@ def required_topics(settings: Settings, processors: list[str] | None = None) -> 
         topics[changelog_topic(settings, name)] = TopicSettings(partitions=partitions, compacted=True)
     topics.update({name: settings.topic(name) for name in names})
     return topics
+
+
+async def record_limits(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """The largest record (key + value + headers, in bytes) each of ``topics`` takes.
+
+    That is the topic's ``max.message.bytes`` (read from the broker; Kafka's default if it cannot be read), at most
+    the producer's request size, less :data:`RECORD_OVERHEAD`. A record within it is never refused as too large,
+    since the runner's batches hold one record more only while they are below the limit.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in sorted(set(topics))
+        ]
+        found: dict[str, int] = {}
+        for response in await admin.describe_configs(resources):
+            for error_code, _, _, name, entries in response.resources:
+                if error_code:
+                    continue
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1]:
+                        found[name] = int(entry[1])
+    finally:
+        await admin.close()
+    return {t: min(found.get(t, DEFAULT_MAX_MESSAGE_BYTES), MAX_REQUEST_BYTES) - RECORD_OVERHEAD for t in topics}
 
 
 async def ensure_topics(settings: Settings, topics: dict[str, TopicSettings]) -> list[str]:

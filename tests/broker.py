@@ -35,13 +35,13 @@ def answers(address: str) -> bool:
 
 
 @contextlib.contextmanager
-def broker() -> Iterator[str]:
+def broker(own: bool = False) -> Iterator[str]:
     """Yield the bootstrap address of a fresh single-node KRaft broker, stopped and deleted afterwards.
 
-    ``TEST_KAFKA_BOOTSTRAP=host:port`` names a running broker to use instead. Raises RuntimeError when the
-    broker cannot be started or the named one does not answer.
+    ``TEST_KAFKA_BOOTSTRAP=host:port`` names a running broker to use instead, unless ``own`` (a test that stops
+    or freezes its broker). Raises RuntimeError when the broker cannot be started or the named one does not answer.
     """
-    given = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    given = None if own else os.environ.get("TEST_KAFKA_BOOTSTRAP")
     if given:
         if not answers(given):
             raise RuntimeError(f"TEST_KAFKA_BOOTSTRAP={given} does not answer")
@@ -82,3 +82,29 @@ def restart(address: str) -> float:
         if action == "down":
             stopped = time.monotonic()
     return time.monotonic() - stopped
+
+
+def _env(address: str) -> dict[str, str]:
+    env = _ENVIRONMENTS.get(address)
+    if env is None:
+        raise RuntimeError(f"{address} was not started by tests.broker.broker()")
+    return env
+
+
+def pid(address: str) -> int:
+    """The process id of the broker at ``address`` (one this module started)."""
+    return int((Path(_env(address)["KAFKA_DATA_DIR"]) / "broker.pid").read_text())
+
+
+def kill9(address: str) -> None:
+    """``kill -9`` the broker at ``address`` (one this module started); :func:`start` brings it back."""
+    subprocess.run([SCRIPT, "kill"], env=_env(address), capture_output=True, text=True, check=True)
+
+
+def start(address: str) -> float:
+    """Start the broker at ``address`` again on its data; returns the seconds until it answered."""
+    began = time.monotonic()
+    done = subprocess.run([SCRIPT, "up"], env=_env(address), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"kafka.sh up failed:\n{done.stdout}\n{done.stderr}")
+    return time.monotonic() - began

@@ -40,6 +40,11 @@ class VWAP(Indicator):
         self._vol_comp = 0.0
         self._value: float | None = None
 
+    @property
+    def day(self) -> int | None:
+        """The session's UTC day (days since the epoch), None before the first trade."""
+        return self._day
+
     def update(self, price: float, size: float, time_ms: int) -> float | None:
         """Consume one trade; return the VWAP of the day so far, or None while its volume is 0."""
         pv = price * size

@@ -131,7 +131,7 @@ class KlineIndicators:
 
     def update(self, kline: Kline) -> dict[str, float | None]:
         """Consume one closed kline; return the indicator fields (:data:`KLINE_INDICATOR_FIELDS`)."""
-        self._check(kline)
+        self.check(kline)
         high, low, close = kline.high, kline.low, kline.close
         self._key = (kline.venue, kline.symbol, kline.interval)
         self._last_open_ms = kline.open_time_ms
@@ -154,8 +154,8 @@ class KlineIndicators:
             "log_return": None if ret is None else ret.log,
         }
 
-    def _check(self, k: Kline) -> None:
-        """Raise ValueError if ``k`` cannot be consumed; changes nothing."""
+    def check(self, k: Kline) -> None:
+        """Raise ValueError if :meth:`update` cannot consume ``k``; changes nothing."""
         if not isinstance(k, Kline):
             raise ValueError(f"expected a Kline, got {type(k).__name__}")
         where = f"kline {k.symbol} {k.interval} open_time_ms={k.open_time_ms!r}"

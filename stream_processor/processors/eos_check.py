@@ -83,8 +83,8 @@ class EosCheckProcessor(Processor):
             )
         self.echo_topic, self.aggregates_topic = settings.output_topics
 
-    def decode(self, value: bytes | None, key: bytes | None) -> CheckRecord:
-        """Parse ``{"id": int, "key": str, "value": int}``.
+    def decode(self, value: bytes | None, key: bytes | None, timestamp_ms: int | None = None) -> CheckRecord:
+        """Parse ``{"id": int, "key": str, "value": int}`` (the Kafka key and timestamp are not checked).
 
         Raises:
             DecodeError: the value is missing or not JSON.

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from ..alerts import evaluate, update_trends
+from ..dedup import TradeIdWindow
 from ..exceptions import InvalidRecordError
 from ..klines.builder import KlineBuilder
 from ..klines.indicators import KlineIndicatorParams, KlineIndicators
@@ -14,22 +15,28 @@ from ..models import Kline, MarketRecord, Trade
 from ..settings import KlinesParams, KlinesProcessorSettings, interval_ms
 from ..smc.detector import SmcDetector
 from ..state import ChangelogStore
-from .base import Output, Processor
+from .base import Output, Processor, state_key
+from .trades import check_price_band
 
 
 class SymbolKlines:
     """The klines state of one symbol: per interval a builder (trades input), indicators and SMC detectors.
 
-    ``trends`` holds, per interval, the direction of its latest BOS or CHoCH (for the alert rules).
+    ``trends`` holds, per interval, the direction of its latest BOS or CHoCH (for the alert rules); ``ids`` the
+    recent trade ids (dedup), ``last_price`` the last trade's price and ``last_close`` each venue interval's last
+    close (the sanity band).
     """
 
-    __slots__ = ("builders", "indicators", "smc", "trends")
+    __slots__ = ("builders", "indicators", "smc", "trends", "ids", "last_price", "last_close")
 
-    def __init__(self) -> None:
+    def __init__(self, dedup_window: int = 0) -> None:
         self.builders: dict[str, KlineBuilder] = {}
         self.indicators: dict[str, KlineIndicators] = {}
         self.smc: dict[str, SmcDetector] = {}
         self.trends: dict[str, int] = {}
+        self.ids = TradeIdWindow(dedup_window) if dedup_window else None
+        self.last_price: float | None = None
+        self.last_close: dict[str, float] = {}
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-safe snapshot for the changelog."""
@@ -38,6 +45,9 @@ class SymbolKlines:
             "indicators": {k: v.to_state() for k, v in self.indicators.items()},
             "smc": {k: v.to_state() for k, v in self.smc.items()},
             "trends": dict(self.trends),
+            "ids": None if self.ids is None else self.ids.to_state(),
+            "last_price": self.last_price,
+            "last_close": dict(self.last_close),
         }
 
     @classmethod
@@ -48,15 +58,23 @@ class SymbolKlines:
         obj.indicators = {k: KlineIndicators.from_state(v) for k, v in state["indicators"].items()}
         obj.smc = {k: SmcDetector.from_state(v) for k, v in state["smc"].items()}
         obj.trends = dict(state["trends"])
+        ids = state.get("ids")
+        obj.ids = None if ids is None else TradeIdWindow.from_state(ids)
+        obj.last_price = state.get("last_price")
+        obj.last_close = dict(state.get("last_close", {}))
         return obj
 
 
 class KlinesProcessor(Processor):
     """Closed klines of every configured interval, enriched, with SMC events and alerts.
 
-    Input: trades (each symbol's klines are built per ``params.intervals`` with ``params.grace_ms``; a trade for a
-    window already closed goes to the dead-letter topic as ``late``), and/or venue klines (a closed ``Kline`` is
-    used as it is for its own interval; an open one is ignored). For each closed kline, in time order:
+    Input, per ``params.source``: trades (each symbol's klines are built per ``params.intervals`` with
+    ``params.grace_ms``; a trade for a window already closed goes to the dead-letter topic as ``late``, a re-sent
+    trade id is dropped, a price outside the sanity band is ``invalid``), or venue klines (a closed ``Kline`` is
+    used as it is for its own interval; an open one is ignored; one not after the interval's last, or whose close
+    is outside the sanity band, is ``invalid``). A record of the other kind is ``invalid``: mixed in one state
+    they would refuse each other. State is kept per venue, market and symbol. For each closed kline, in time
+    order:
 
     - ``output_topics[0]`` (enriched klines), keyed by symbol: the kline (``venue, symbol, interval,
       open_time_ms, close_time_ms, open, high, low, close, volume, quote_volume, trade_count``) and its indicators
@@ -93,48 +111,71 @@ class KlinesProcessor(Processor):
     def process(
         self, record: MarketRecord, store: ChangelogStore, topic: str, partition: int, offset: int
     ) -> list[Output]:
-        symbol = record.symbol
-        state = store.data.get(symbol)
+        kind = type(record)
+        want = Trade if self.params.source == "trades" else Kline
+        if kind is not want:
+            raise InvalidRecordError(f"klines processor {self.name} takes {self.params.source} (params.source), got "
+                                     f"{kind.__name__}")
+        key = state_key(record)
+        state = store.data.get(key)
         if state is None:
-            state = store.data[symbol] = SymbolKlines()
+            state = SymbolKlines(self.params.dedup_window)
         assert isinstance(state, SymbolKlines)
-        if type(record) is Trade:
+        if kind is Trade:
+            if state.ids is not None and state.ids.seen(record.trade_id):  # type: ignore[union-attr]
+                self.events["duplicate_trade"] += 1
+                return []
+            check_price_band(record, state.last_price, self.params.max_price_jump)  # type: ignore[arg-type]
             builders = []
             for name, ms in self.intervals.items():
-                builder = state.builders.get(name)
-                if builder is None:
-                    builder = state.builders[name] = KlineBuilder(ms, self.params.grace_ms)
+                builder = state.builders.get(name) or KlineBuilder(ms, self.params.grace_ms)
                 builder.check(record)  # LateTradeError (a RecordError): dead-lettered, no builder changed
-                builders.append(builder)
-            closed: list[Kline] = [kline for builder in builders for kline in builder.add(record)]
-            store.dirty.add(symbol)
-            if not closed:
-                return []
+                builders.append((name, builder))
+            # Nothing below refuses a record: from here on the state changes.
+            for name, builder in builders:
+                state.builders[name] = builder
+            closed: list[Kline] = [kline for _, builder in builders for kline in builder.add(record)]
+            state.last_price = record.price  # type: ignore[union-attr]
+            if state.ids is not None:
+                state.ids.add(record.trade_id)  # type: ignore[union-attr]
             closed.sort(key=lambda k: (k.close_time_ms, self.intervals[k.interval]))
-        elif type(record) is Kline:
-            if not record.is_closed:
-                return []
-            closed = [record]
         else:
-            raise InvalidRecordError(f"klines processor takes trades and klines, got {type(record).__name__}")
+            if not record.is_closed:  # type: ignore[union-attr]
+                return []
+            interval = record.interval  # type: ignore[union-attr]
+            indicators = state.indicators.get(interval)
+            if indicators is not None:
+                try:
+                    indicators.check(record)  # type: ignore[arg-type]
+                except ValueError as exc:
+                    raise InvalidRecordError(str(exc)) from None
+            last_close = state.last_close.get(interval)
+            jump = self.params.max_price_jump
+            if jump is not None and last_close is not None and not -jump <= record.close / last_close - 1 <= jump:  # type: ignore[union-attr]
+                raise InvalidRecordError(f"kline {interval} at {record.open_time_ms}: close {record.close} is "  # type: ignore[union-attr]
+                                         f"{record.close / last_close - 1:+.1%} from the last close {last_close} "  # type: ignore[union-attr]
+                                         f"(max_price_jump {jump})")
+            state.last_close[interval] = record.close  # type: ignore[union-attr]
+            closed = [record]  # type: ignore[list-item]
+        store.data[key] = state
+        store.dirty.add(key)
         out: list[Output] = []
         for kline in closed:
-            out.extend(self._closed(state, kline, topic, partition, offset))
-        store.dirty.add(symbol)
+            out.extend(self._closed(state, kline, record.market, topic, partition, offset))
         return out
 
-    def _closed(self, state: SymbolKlines, kline: Kline, topic: str, partition: int, offset: int) -> list[Output]:
+    def _closed(
+        self, state: SymbolKlines, kline: Kline, market: str, topic: str, partition: int, offset: int
+    ) -> list[Output]:
         interval = kline.interval
         indicators = state.indicators.get(interval)
         if indicators is None:
             indicators = state.indicators[interval] = KlineIndicators(self.indicator_params)
-        try:
-            values = indicators.update(kline)
-        except ValueError as exc:
-            raise InvalidRecordError(str(exc)) from None
+        values = indicators.update(kline)  # checked before any change (a failure here is a bug: rolled back)
         key = kline.symbol.encode()
         doc = {
-            "venue": kline.venue, "symbol": kline.symbol, "interval": interval, "open_time_ms": kline.open_time_ms,
+            "venue": kline.venue, "market": market, "symbol": kline.symbol, "interval": interval,
+            "open_time_ms": kline.open_time_ms,
             "close_time_ms": kline.close_time_ms, "open": kline.open, "high": kline.high, "low": kline.low,
             "close": kline.close, "volume": kline.volume, "quote_volume": kline.quote_volume,
             "trade_count": kline.trade_count, **values,

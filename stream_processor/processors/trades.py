@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from ..dedup import TradeIdWindow
 from ..exceptions import InvalidRecordError
 from ..indicators.ema import EMA
 from ..indicators.momentum import Momentum
@@ -15,7 +16,21 @@ from ..indicators.vwap import VWAP
 from ..models import MarketRecord, Trade
 from ..settings import TradesParams, TradesProcessorSettings
 from ..state import ChangelogStore
-from .base import Output, Processor
+from .base import Output, Processor, state_key
+
+
+def check_price_band(trade: Trade, last_price: float | None, max_jump: float | None) -> None:
+    """Raise InvalidRecordError if ``trade``'s price moved more than ``max_jump`` (a fraction) from ``last_price``.
+
+    The sanity band of the trades and klines processors: a price of 1e300, or one in the wrong unit, would poison
+    every EMA and the day's VWAP. Nothing is checked before a symbol's first trade or with ``max_jump`` None.
+    """
+    if max_jump is None or last_price is None:
+        return
+    jump = trade.price / last_price - 1.0
+    if not -max_jump <= jump <= max_jump:
+        raise InvalidRecordError(f"trade {trade.trade_id}: price {trade.price} is {jump:+.1%} from the last price "
+                                 f"{last_price} (max_price_jump {max_jump})")
 
 
 class SymbolTrades:
@@ -27,9 +42,14 @@ class SymbolTrades:
     ``momentum``: price / price ``momentum_length`` trades ago - 1 (matches pandas_ta.percent_return);
     ``volume``, ``buy_volume``, ``sell_volume``: size summed over the last ``volume_window`` trades, all,
     aggressor buys only, aggressor sells only. Each is None while warming up.
+
+    Before it changes anything, :meth:`check` refuses a trade of an earlier UTC day than the session's and a
+    price outside the sanity band; ``ids`` (``params.dedup_window`` > 0) remembers recent trade ids so that a
+    re-sent trade is recognized (:meth:`is_duplicate`).
     """
 
-    __slots__ = ("sma", "ema", "vwap", "momentum", "volume", "buy_volume", "sell_volume", "trades")
+    __slots__ = ("sma", "ema", "vwap", "momentum", "volume", "buy_volume", "sell_volume", "trades", "last_price",
+                 "ids")
 
     def __init__(self, params: TradesParams) -> None:
         self.sma = SMA(params.sma_length)
@@ -40,6 +60,20 @@ class SymbolTrades:
         self.buy_volume = RollingSum(params.volume_window)
         self.sell_volume = RollingSum(params.volume_window)
         self.trades = 0
+        self.last_price: float | None = None
+        self.ids = TradeIdWindow(params.dedup_window) if params.dedup_window else None
+
+    def is_duplicate(self, trade: Trade) -> bool:
+        """True if ``trade``'s id was seen within the dedup window (changes nothing)."""
+        return self.ids is not None and self.ids.seen(trade.trade_id)
+
+    def check(self, trade: Trade, max_price_jump: float | None) -> None:
+        """Raise InvalidRecordError if :meth:`update` must refuse ``trade``; changes nothing."""
+        day = self.vwap.day
+        if day is not None and trade.time_ms // 86_400_000 < day:
+            raise InvalidRecordError(f"trade {trade.trade_id}: at {trade.time_ms} ms it is on an earlier UTC day than "
+                                     f"the session's VWAP (day {day})")
+        check_price_band(trade, self.last_price, max_price_jump)
 
     def update(self, trade: Trade) -> dict[str, Any]:
         """Consume one trade; return its indicator values.
@@ -55,6 +89,9 @@ class SymbolTrades:
             raise InvalidRecordError(f"trade {trade.trade_id}: {exc}") from None
         is_buy = trade.side == "buy"
         self.trades += 1
+        self.last_price = price
+        if self.ids is not None:
+            self.ids.add(trade.trade_id)
         return {
             "sma": self.sma.update(price),
             "ema": self.ema.update(price),
@@ -68,8 +105,10 @@ class SymbolTrades:
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-safe snapshot for the changelog."""
-        state: dict[str, Any] = {name: getattr(self, name).to_state() for name in self.__slots__[:-1]}
+        state: dict[str, Any] = {name: getattr(self, name).to_state() for name in self.__slots__[:7]}
         state["trades"] = self.trades
+        state["last_price"] = self.last_price
+        state["ids"] = None if self.ids is None else self.ids.to_state()
         return state
 
     @classmethod
@@ -84,15 +123,20 @@ class SymbolTrades:
         obj.buy_volume = RollingSum.from_state(state["buy_volume"])
         obj.sell_volume = RollingSum.from_state(state["sell_volume"])
         obj.trades = state["trades"]
+        obj.last_price = state.get("last_price")
+        ids = state.get("ids")
+        obj.ids = None if ids is None else TradeIdWindow.from_state(ids)
         return obj
 
 
 class TradesProcessor(Processor):
     """Enriches each trade with its symbol's indicators and writes it to the output topic, keyed by symbol.
 
-    The output value is a JSON object: the trade (``venue, symbol, trade_id, price, size, side, time_ms,
+    The output value is a JSON object: the trade (``venue, market, symbol, trade_id, price, size, side, time_ms,
     event_time_ms``), the fields of :class:`SymbolTrades`, and the source (``source_topic,
-    source_partition, source_offset``) of the input record.
+    source_partition, source_offset``) of the input record. State is kept per venue, market and symbol. A trade
+    whose id was seen within ``params.dedup_window`` is dropped (no output; counted as the event
+    ``duplicate_trade``).
     """
 
     def __init__(self, name: str, settings: TradesProcessorSettings) -> None:
@@ -109,14 +153,20 @@ class TradesProcessor(Processor):
         if type(record) is not Trade:
             raise InvalidRecordError(f"trades processor takes trades, got {type(record).__name__}")
         symbol = record.symbol
-        state = store.data.get(symbol)
+        key = state_key(record)
+        state = store.data.get(key)
         if state is None:
             state = SymbolTrades(self.params)
-            store.data[symbol] = state
-        enriched = state.update(record)
-        store.dirty.add(symbol)
+        elif state.is_duplicate(record):  # type: ignore[union-attr]
+            self.events["duplicate_trade"] += 1
+            return []
+        state.check(record, self.params.max_price_jump)  # type: ignore[union-attr]
+        enriched = state.update(record)  # type: ignore[union-attr]
+        store.data[key] = state
+        store.dirty.add(key)
         enriched.update(
             venue=record.venue,
+            market=record.market,
             symbol=symbol,
             trade_id=record.trade_id,
             price=record.price,

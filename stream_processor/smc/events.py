@@ -24,6 +24,15 @@ from stream_processor.snapshot import Snapshot
 
 Event = dict[str, Any]
 
+#: Every event ``type`` the SMC detectors emit (alert rules may name only these).
+EVENT_TYPES = frozenset({
+    "swing_high", "swing_low", "swing_replaced",
+    "bos", "choch", "bos_cancelled", "choch_cancelled",
+    "fvg", "fvg_mitigated",
+    "order_block", "order_block_mitigated", "breaker_invalidated", "order_block_cancelled",
+    "liquidity", "liquidity_swept",
+})
+
 _F32 = struct.Struct("<f")
 
 #: Candles kept from the start of a series until its first swing is confirmed. The reference marks candle 0

@@ -2,13 +2,15 @@
 
 One :func:`run_chaos` call, on a real broker:
 
-1. creates the topics: the check input (8 partitions) with its echo and aggregates outputs (5 partitions
-   each), and the real-trades input (8 partitions) with its enriched output (5 partitions);
+1. creates the topics: the check inputs (two co-partitioned topics of 8 partitions, one task per partition
+   number) with their echo and aggregates outputs (5 partitions each), and the real-trades input (8 partitions)
+   with its enriched output (5 partitions);
 2. starts ``plan.workers`` worker processes (``python -m stream_processor worker``) in one group per
    processor, running the ``eos_check`` topology, the real trades processor, and the klines processor (10 s and
    1 m klines built from the same trades, their indicators, SMC signals and alerts);
 3. produces the input at ``plan.rate`` records/s: ``plan.records`` check records with unique ids over
-   ``plan.keys`` keys and random integer values, and ``plan.trades`` real Binance trades under 16 symbol
+   ``plan.keys`` keys and random integer values, each sent to one of the two check inputs at random, and
+   ``plan.trades`` real Binance trades under 16 symbol
    aliases (``BTCUSDT.0`` ... ``ETHUSDT.7``, each alias a time-ordered slice of its symbol's tape);
 4. meanwhile ``kill -9`` a random worker ``plan.kills`` times, SIGTERM one ``plan.graceful_stops`` times
    and restart the broker ``plan.broker_restarts`` times, at random moments of the production window,
@@ -16,8 +18,10 @@ One :func:`run_chaos` call, on a real broker:
 5. waits until both groups' committed offsets reach the input end offsets, stops every worker gracefully,
    and verifies (:func:`verify`): no open transaction on any output or changelog partition (the
    read_committed end equals the read_uncommitted end), committed offsets equal to the input end offsets,
-   every input id exactly once in every output, and every running aggregate and every enriched trade equal
-   to its recomputation from the input, record by record and in input order per key; the klines processor's
+   every input id exactly once in every output, every enriched trade equal to its recomputation from the input,
+   record by record and in input order per key, and every running aggregate the next link of its key's chain
+   (count + 1, sum + the record's value, ...: the two check inputs interleave in processing order, so the chain
+   is checked rather than one order; each input's records must appear in its own order); the klines processor's
    outputs (klines, SMC signals, alerts) must equal, byte for byte and one for one, a rerun of the processor
    over the input (:func:`verify_by_replay`).
 
@@ -160,6 +164,7 @@ class Topology:
 
     run: str
     check_input: str
+    check_input2: str
     echo: str
     aggregates: str
     trades_input: str
@@ -172,7 +177,7 @@ class Topology:
     @classmethod
     def new(cls) -> Topology:
         run = uuid.uuid4().hex[:8]
-        return cls(run, f"eos-in-{run}", f"eos-echo-{run}", f"eos-agg-{run}", f"eos-trades-{run}",
+        return cls(run, f"eos-in-{run}", f"eos-in2-{run}", f"eos-echo-{run}", f"eos-agg-{run}", f"eos-trades-{run}",
                    f"eos-enriched-{run}", f"eos-dlq-{run}", f"eos-klines-{run}", f"eos-smc-{run}",
                    f"eos-alerts-{run}")
 
@@ -189,6 +194,7 @@ class Topology:
             },
             "topics": {
                 self.check_input: {"partitions": INPUT_PARTITIONS},
+                self.check_input2: {"partitions": INPUT_PARTITIONS},
                 self.trades_input: {"partitions": INPUT_PARTITIONS},
                 self.echo: {"partitions": OUTPUT_PARTITIONS},
                 self.aggregates: {"partitions": OUTPUT_PARTITIONS},
@@ -201,7 +207,8 @@ class Topology:
             "stream_processors": {
                 "check": {
                     "type": "eos_check", "consumer_group": f"eos-check-{self.run}", "processing_mode": plan.mode,
-                    "input_topics": [self.check_input], "output_topics": [self.echo, self.aggregates],
+                    "input_topics": [self.check_input, self.check_input2],
+                    "output_topics": [self.echo, self.aggregates],
                     "dead_letter_topic": self.dead_letter,
                 },
                 "trades": {
@@ -225,9 +232,10 @@ class Topology:
         """Consumer group per processor."""
         return {name: f"eos-{name}-{self.run}" for name in ("check", "trades", "klines")}
 
-    def inputs(self) -> dict[str, str]:
-        """Input topic per processor."""
-        return {"check": self.check_input, "trades": self.trades_input, "klines": self.trades_input}
+    def inputs(self) -> dict[str, list[str]]:
+        """Input topics per processor."""
+        return {"check": [self.check_input, self.check_input2], "trades": [self.trades_input],
+                "klines": [self.trades_input]}
 
 
 # ---- input ------------------------------------------------------------------------------------------
@@ -253,40 +261,40 @@ def real_trades(limit: int) -> list[tuple[str, bytes]]:
 
 
 def interleave(
-    check: list[tuple[str, bytes]], trades: list[tuple[str, bytes]], seed: int
-) -> list[tuple[int, str, bytes]]:
-    """One send order over both inputs (0 = check, 1 = trades), random but keeping each input's own order."""
+    check: list[tuple[str, str, bytes]], trades: list[tuple[str, bytes]], trades_topic: str, seed: int
+) -> list[tuple[str, str, bytes]]:
+    """One send order ``(topic, key, value)`` over the check and trades inputs, random but keeping each one's order."""
     rng = random.Random(seed)
     kinds = [0] * len(check) + [1] * len(trades)
     rng.shuffle(kinds)
-    its = [iter(check), iter(trades)]
-    return [(k, *next(its[k])) for k in kinds]
+    its = [iter(check), iter((trades_topic, key, value) for key, value in trades)]
+    return [next(its[k]) for k in kinds]
 
 
-def check_records(plan: ChaosPlan) -> list[tuple[str, bytes]]:
-    """The check input: (key, JSON) with ids 0..records-1, keys k0..k{keys-1}, values in [-1000, 1000]."""
+def check_records(plan: ChaosPlan, topo: Topology) -> list[tuple[str, str, bytes]]:
+    """The check inputs: (topic, key, JSON) with ids 0..records-1, keys k0..k{keys-1}, values in [-1000, 1000]."""
     rng = random.Random(plan.seed)
     out = []
     for i in range(plan.records):
         key = f"k{rng.randrange(plan.keys)}"
-        out.append((key, orjson.dumps({"id": i, "key": key, "value": rng.randint(-1000, 1000)})))
+        topic = topo.check_input if rng.random() < 0.5 else topo.check_input2
+        out.append((topic, key, orjson.dumps({"id": i, "key": key, "value": rng.randint(-1000, 1000)})))
     return out
 
 
-async def drive(bootstrap: str, topo: Topology, sends: list[tuple[int, str, bytes]], rate: float) -> None:
+async def drive(bootstrap: str, sends: list[tuple[str, str, bytes]], rate: float) -> None:
     """Produce ``sends`` at ``rate`` records/s (idempotent, acks=all); survives a broker restart."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
                                 request_timeout_ms=120_000, retry_backoff_ms=200)
     await producer.start()
-    topics = (topo.check_input, topo.trades_input)
     tick = 0.05
     per_tick = max(1, int(rate * tick))
     started = time.monotonic()
     try:
         futures = []
         for start in range(0, len(sends), per_tick):
-            for kind, key, value in sends[start : start + per_tick]:
-                futures.append(await producer.send(topics[kind], value, key=key.encode()))
+            for topic, key, value in sends[start : start + per_tick]:
+                futures.append(await producer.send(topic, value, key=key.encode()))
             due = started + (start + per_tick) / rate
             await asyncio.sleep(max(0.0, due - time.monotonic()))
         await asyncio.gather(*futures)
@@ -443,11 +451,11 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
         await admin.close()
 
 
-async def uncommitted(bootstrap: str, groups: dict[str, str], inputs: dict[str, str]) -> int:
+async def uncommitted(bootstrap: str, groups: dict[str, str], inputs: dict[str, list[str]]) -> int:
     """Input records beyond each group's committed offsets."""
     missing = 0
     for name, group in groups.items():
-        ends = await partition_ends(bootstrap, [inputs[name]], "read_uncommitted")
+        ends = await partition_ends(bootstrap, inputs[name], "read_uncommitted")
         committed = await committed_offsets(bootstrap, group)
         missing += sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())
     return missing
@@ -478,49 +486,60 @@ def _order_violations(
 
 
 def verify_check(inputs: list[Any], echo: list[Any], aggregates: list[Any], topo: Topology) -> list[OutputCheck]:
-    """Echo: every id once. Aggregates: every id once, with the running count/sum/min/max of its key."""
-    expected: dict[int, tuple[int, int, int, int]] = {}
-    inputs_by_key: dict[str, list[int]] = defaultdict(list)
-    running: dict[str, list[int]] = {}
+    """Echo: every id once. Aggregates: every id once, each the next link of its key's running count/sum/min/max.
+
+    The two check inputs are co-partitioned and interleave in whatever order the task processed them, so the
+    aggregates are checked as a chain: per key, sorted by count, the counts run 1..n and each record's aggregates
+    are the previous ones plus its value. Per key and input topic, ids must appear in input order.
+    """
+    values: dict[int, tuple[str, int]] = {}
+    inputs_by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    source: dict[int, str] = {}
     for rec in inputs:
         doc = orjson.loads(rec.value)
-        key, value = doc["key"], doc["value"]
-        agg = running.get(key)
-        if agg is None:
-            agg = running[key] = [0, 0, value, value]
-        agg[0] += 1
-        agg[1] += value
-        agg[2] = min(agg[2], value)
-        agg[3] = max(agg[3], value)
-        expected[doc["id"]] = tuple(agg)  # type: ignore[assignment]
-        inputs_by_key[key].append(doc["id"])
-    ids = set(expected)
+        values[doc["id"]] = (doc["key"], doc["value"])
+        inputs_by_key[(doc["key"], rec.topic)].append(doc["id"])
+        source[doc["id"]] = rec.topic
+    ids = set(values)
 
     echo_check = OutputCheck(topo.echo, records=len(echo))
     echo_seen: Counter[int] = Counter()
-    echo_by_key: dict[str, list[int]] = defaultdict(list)
+    echo_by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
     for rec in echo:
         doc = orjson.loads(rec.value)
         echo_seen[doc["id"]] += 1
-        echo_by_key[doc["key"]].append(doc["id"])
+        echo_by_key[(doc["key"], source.get(doc["id"], "?"))].append(doc["id"])
     _count_ids(echo_check, echo_seen, ids)
     _order_violations(echo_check, echo_by_key, inputs_by_key)
 
     agg_check = OutputCheck(topo.aggregates, records=len(aggregates))
     agg_seen: Counter[int] = Counter()
-    agg_by_key: dict[str, list[int]] = defaultdict(list)
+    chains: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in aggregates:
         doc = orjson.loads(rec.value)
-        rid = doc["id"]
-        agg_seen[rid] += 1
-        agg_by_key[doc["key"]].append(rid)
-        want = expected.get(rid)
-        got = (doc["count"], doc["sum"], doc["min"], doc["max"])
-        if want is not None and got != want:
-            agg_check.wrong += 1
-            if len(agg_check.examples) < 5:
-                agg_check.examples.append(f"id {rid}: (count, sum, min, max) {got} != {want}")
+        agg_seen[doc["id"]] += 1
+        chains[doc["key"]].append(doc)
     _count_ids(agg_check, agg_seen, ids)
+    agg_by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for key, docs in chains.items():
+        docs.sort(key=lambda d: d["count"])
+        count = total = 0
+        low = high = None
+        for doc in docs:
+            rid = doc["id"]
+            agg_by_key[(key, source.get(rid, "?"))].append(rid)
+            if rid not in values or values[rid][0] != key:
+                continue  # counted as foreign by _count_ids
+            value = values[rid][1]
+            count, total = count + 1, total + value
+            low = value if low is None else min(low, value)
+            high = value if high is None else max(high, value)
+            got = (doc["count"], doc["sum"], doc["min"], doc["max"])
+            if got != (count, total, low, high):
+                agg_check.wrong += 1
+                if len(agg_check.examples) < 5:
+                    agg_check.examples.append(f"id {rid}: (count, sum, min, max) {got} != {(count, total, low, high)}")
+                count, total, low, high = got  # judge the next link against what was written
     _order_violations(agg_check, agg_by_key, inputs_by_key)
     return [echo_check, agg_check]
 
@@ -536,7 +555,8 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> Out
         assert isinstance(trade, Trade)
         state = states.setdefault(trade.symbol, SymbolTrades(params))
         doc = state.update(trade)
-        doc.update(venue=trade.venue, symbol=trade.symbol, trade_id=trade.trade_id, price=trade.price,
+        doc.update(venue=trade.venue, market=trade.market, symbol=trade.symbol, trade_id=trade.trade_id,
+                   price=trade.price,
                    size=trade.size, side=trade.side, time_ms=trade.time_ms, event_time_ms=trade.event_time_ms,
                    source_topic=rec.topic, source_partition=rec.partition, source_offset=rec.offset)
         ident = (trade.symbol, trade.trade_id)
@@ -615,7 +635,8 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
         if report.open_transactions == 0 or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
-    check_in = await read_topic(bootstrap, topo.check_input, "read_uncommitted")
+    check_in = [*await read_topic(bootstrap, topo.check_input, "read_uncommitted"),
+                *await read_topic(bootstrap, topo.check_input2, "read_uncommitted")]
     trades_in = await read_topic(bootstrap, topo.trades_input, "read_uncommitted")
     report.records, report.trades = len(check_in), len(trades_in)
     echo = await read_topic(bootstrap, topo.echo)
@@ -649,7 +670,7 @@ async def run_chaos(bootstrap: str, plan: ChaosPlan, workdir: Path) -> Report:
     config.write_text(yaml.safe_dump(topo.config(bootstrap, plan), sort_keys=False))
     settings = Settings.model_validate(topo.config(bootstrap, plan))
     await ensure_topics(settings, required_topics(settings))
-    sends = interleave(check_records(plan), real_trades(plan.trades), plan.seed)
+    sends = interleave(check_records(plan, topo), real_trades(plan.trades), topo.trades_input, plan.seed)
     window_s = len(sends) / plan.rate
     report = Report(mode=plan.mode)
     workers = Workers(config, workdir)
@@ -657,7 +678,7 @@ async def run_chaos(bootstrap: str, plan: ChaosPlan, workdir: Path) -> Report:
     try:
         for _ in range(plan.workers):
             workers.start()
-        producing = asyncio.create_task(drive(bootstrap, topo, sends, plan.rate))
+        producing = asyncio.create_task(drive(bootstrap, sends, plan.rate))
         await chaos(plan, workers, bootstrap, window_s, report, producing)
         await producing
         drain = asyncio.create_task(wait_drained(bootstrap, topo, plan.drain_timeout_s))

@@ -145,7 +145,7 @@ async def _checkpoint(
     producer = FakeProducer(calls, transactional=transactional)
     store = ChangelogStore(SymbolTrades.from_state) if with_store else None
     cp = Checkpoint(
-        TP,
+        [TP],
         group_id=GROUP,
         producer=producer,  # type: ignore[arg-type]
         consumer=FakeConsumer(calls),  # type: ignore[arg-type]
@@ -164,7 +164,7 @@ async def _fill(cp: Checkpoint, next_offset: int = 42, count: int = 2) -> None:
     await cp.send("enriched_trades", b'{"n":2}', key=b"BTCUSDT")
     assert cp.store is not None
     cp.store.put("BTCUSDT", _symbol_state(3))
-    cp.store_offset(next_offset, count)
+    cp.store_offset(TP, next_offset, count)
 
 
 # ---- exactly once ---------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ async def _fill(cp: Checkpoint, next_offset: int = 42, count: int = 2) -> None:
 async def test_new_checkpoint_is_idle() -> None:
     cp, _, calls = await _checkpoint()
     assert cp.state is CheckpointState.IDLE and not cp.is_open
-    assert cp.committed_offset is None and cp.pending_offset is None and cp.pending_count == 0
+    assert cp.committed_offsets[TP] is None and not cp.pending_offsets and cp.pending_count == 0
     assert calls == []
 
 
@@ -198,12 +198,13 @@ async def test_commit_recipe_order_exactly_once() -> None:
     assert (topic, key, partition) == (CHANGELOG, b"BTCUSDT", TP.partition)  # q's changelog partition
     assert orjson.loads(value) == state
     _, topic, key, value, partition, _ = calls[4]  # then the offset marker, in the same partition
-    assert (topic, key, partition, orjson.loads(value)) == (CHANGELOG, OFFSET_KEY, TP.partition, {"offset": 42})
+    marker = OFFSET_KEY + b":raw_trades"
+    assert (topic, key, partition, orjson.loads(value)) == (CHANGELOG, marker, TP.partition, {"offset": 42})
     assert calls[5] == ("send_offsets_to_transaction", {TP: OffsetAndMetadata(42, "")}, GROUP)
     assert count == 2
     assert cp.state is CheckpointState.IDLE and not producer.in_txn
-    assert cp.committed_offset == 42
-    assert (cp.pending_offset, cp.pending_count, cp.pending_failed) == (None, 0, 0)
+    assert cp.committed_offsets[TP] == 42
+    assert (cp.pending_offsets, cp.pending_count, cp.pending_failed) == ({}, 0, {})
     assert cp.store.dirty == set()  # type: ignore[union-attr]
 
 
@@ -227,10 +228,10 @@ async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
 async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None:
     cp, _, calls = await _checkpoint()
     await _fill(cp, next_offset=10, count=10)
-    cp.store_offset(25, 15)
+    cp.store_offset(TP, 25, 15)
     cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
     assert await cp.commit() == 25
-    assert cp.committed_offset == 25
+    assert cp.committed_offsets[TP] == 25
     assert [c for c in calls if c[0] == "send_offsets_to_transaction"] == [
         ("send_offsets_to_transaction", {TP: OffsetAndMetadata(25, "")}, GROUP)
     ]
@@ -244,7 +245,7 @@ async def test_second_cycle_writes_only_what_changed() -> None:
     calls.clear()
     await cp.begin()
     await cp.send("enriched_trades", b"{}", key=b"BTCUSDT")
-    cp.store_offset(43, 1)
+    cp.store_offset(TP, 43, 1)
     assert await cp.commit() == 1
     assert _names(calls) == [
         "begin_transaction",
@@ -253,8 +254,8 @@ async def test_second_cycle_writes_only_what_changed() -> None:
         "send_offsets_to_transaction",
         "commit_transaction",
     ]
-    assert calls[2][2] == OFFSET_KEY
-    assert cp.committed_offset == 43
+    assert calls[2][2] == OFFSET_KEY + b":raw_trades"
+    assert cp.committed_offsets[TP] == 43
 
 
 async def test_changelog_position_is_where_the_last_commit_began_writing_the_changelog() -> None:
@@ -266,7 +267,7 @@ async def test_changelog_position_is_where_the_last_commit_began_writing_the_cha
     assert producer.log_end[(CHANGELOG, TP.partition)] == 2  # state of BTCUSDT, offset marker
     await cp.begin()
     cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
-    cp.store_offset(50, 8)
+    cp.store_offset(TP, 50, 8)
     await cp.commit()
     assert cp.changelog_position == 2  # a restore from here sees this commit's state and marker
 
@@ -285,7 +286,7 @@ async def test_commit_without_offsets_or_store_still_commits_the_transaction() -
     assert await cp.commit() == 0
     assert _names(calls) == ["begin_transaction", "send:dead_letter", "commit_transaction"]
     assert calls[1][4:] == (0, [("reason", b"invalid")])
-    assert cp.committed_offset is None
+    assert cp.committed_offsets[TP] is None
 
 
 # ---- at least once --------------------------------------------------------------------------------
@@ -303,7 +304,7 @@ async def test_at_least_once_commits_offsets_on_the_consumer() -> None:
         "consumer.commit",
     ]
     assert calls[-1] == ("consumer.commit", {TP: OffsetAndMetadata(7, "")})
-    assert cp.committed_offset == 7
+    assert cp.committed_offsets[TP] == 7
     assert cp.state is CheckpointState.IDLE
 
 
@@ -359,8 +360,8 @@ async def test_send_when_not_open_is_refused() -> None:
 async def test_store_offset_when_not_open_is_refused() -> None:
     cp, _, _ = await _checkpoint()
     with pytest.raises(TransactionStateError):
-        cp.store_offset(10, 10)
-    assert cp.pending_offset is None and cp.pending_count == 0
+        cp.store_offset(TP, 10, 10)
+    assert not cp.pending_offsets and cp.pending_count == 0
 
 
 async def test_begin_twice_is_refused() -> None:
@@ -404,7 +405,7 @@ async def test_send_and_store_offset_refused_after_commit() -> None:
     with pytest.raises(TransactionStateError):
         await cp.send("enriched_trades", b"{}")
     with pytest.raises(TransactionStateError):
-        cp.store_offset(50, 1)
+        cp.store_offset(TP, 50, 1)
 
 
 async def test_append_when_not_open_is_refused() -> None:
@@ -421,35 +422,35 @@ async def test_failed_send_fails_the_commit_and_abort_resets() -> None:
     cp, producer, calls = await _checkpoint()
     await _fill(cp, next_offset=10, count=10)
     await cp.commit()
-    assert cp.committed_offset == 10
+    assert cp.committed_offsets[TP] == 10
     calls.clear()
 
     producer.fail_topics = {"enriched_trades"}
     await cp.begin()
     await cp.send("enriched_trades", b"{}", key=b"BTCUSDT")
     cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
-    cp.store_offset(20, 10)
-    cp.pending_failed = 3
+    cp.store_offset(TP, 20, 10)
+    cp.pending_failed["invalid"] = 3
     cp.pending_outputs["enriched_trades"] += 1
     with pytest.raises(BrokerError):
         await cp.commit()
     names = _names(calls)
     assert "send_offsets_to_transaction" not in names and "commit_transaction" not in names
     assert producer.in_txn
-    assert cp.committed_offset == 10
+    assert cp.committed_offsets[TP] == 10
 
     await cp.abort()
     assert _names(calls)[-1] == "abort_transaction"
     assert cp.state is CheckpointState.IDLE and not producer.in_txn
-    assert (cp.pending_offset, cp.pending_count, cp.pending_failed) == (None, 0, 0)
+    assert (cp.pending_offsets, cp.pending_count, cp.pending_failed) == ({}, 0, {})
     assert not cp.pending_outputs
-    assert cp.committed_offset == 10
+    assert cp.committed_offsets[TP] == 10
     # The checkpoint is usable again, and the failed records are not acknowledged by the next commit.
     producer.fail_topics = set()
     await cp.begin()
-    cp.store_offset(12, 2)
+    cp.store_offset(TP, 12, 2)
     assert await cp.commit() == 2
-    assert cp.committed_offset == 12
+    assert cp.committed_offsets[TP] == 12
 
 
 @pytest.mark.parametrize("method", ["send_offsets_to_transaction", "commit_transaction"])
@@ -460,12 +461,12 @@ async def test_broker_error_during_commit_then_abort(method: str) -> None:
     with pytest.raises(BrokerError):
         await cp.commit()
     assert cp.state is CheckpointState.COMMITTING
-    assert cp.committed_offset is None
+    assert cp.committed_offsets[TP] is None
     producer.fail_method = None
     await cp.abort()
     assert _names(calls)[-1] == "abort_transaction"
     assert cp.state is CheckpointState.IDLE
-    assert cp.committed_offset is None and cp.pending_offset is None
+    assert cp.committed_offsets[TP] is None and not cp.pending_offsets
 
 
 async def test_abort_cancels_unacknowledged_sends() -> None:
@@ -496,7 +497,7 @@ async def test_failing_abort_still_leaves_it_idle() -> None:
     with pytest.raises(BrokerError):
         await cp.abort()
     assert cp.state is CheckpointState.IDLE
-    assert cp.pending_offset is None
+    assert not cp.pending_offsets
 
 
 # ---- close ----------------------------------------------------------------------------------------
@@ -508,7 +509,7 @@ async def test_close_on_an_open_checkpoint_aborts_then_stops() -> None:
     await cp.close()
     assert _names(calls)[-2:] == ["abort_transaction", "stop"]
     assert cp.state is CheckpointState.CLOSED
-    assert cp.pending_offset is None and not producer.in_txn
+    assert not cp.pending_offsets and not producer.in_txn
 
 
 async def test_close_when_idle_only_stops_and_only_once() -> None:
@@ -547,14 +548,14 @@ async def test_close_after_a_failed_commit_aborts_the_transaction() -> None:
 
 
 def test_transactional_id_is_stable_and_distinct_per_partition() -> None:
-    ids = [transactional_id("stream-processor", GROUP, TopicPartition("raw_trades", p)) for p in range(8)]
-    assert ids == [transactional_id("stream-processor", GROUP, TopicPartition("raw_trades", p)) for p in range(8)]
+    ids = [transactional_id("stream-processor", GROUP, [TopicPartition("raw_trades", p)]) for p in range(8)]
+    assert ids == [transactional_id("stream-processor", GROUP, [TopicPartition("raw_trades", p)]) for p in range(8)]
     assert len(set(ids)) == 8
     assert ids[5] == "stream-processor-trades-enricher-raw_trades-5"
     others = {
-        transactional_id("other-app", GROUP, TopicPartition("raw_trades", 5)),
-        transactional_id("stream-processor", "other-group", TopicPartition("raw_trades", 5)),
-        transactional_id("stream-processor", GROUP, TopicPartition("raw_klines", 5)),
+        transactional_id("other-app", GROUP, [TopicPartition("raw_trades", 5)]),
+        transactional_id("stream-processor", "other-group", [TopicPartition("raw_trades", 5)]),
+        transactional_id("stream-processor", GROUP, [TopicPartition("raw_klines", 5)]),
     }
     assert len(others) == 3 and ids[5] not in others
 

@@ -314,3 +314,68 @@ def test_file_error_is_not_blamed_on_an_empty_override(write_config) -> None:
     path = write_config(lambda doc: doc["stream_processors"]["trades"].update(batch_size="many"))
     err = _config_error(path, {"BATCH_SIZE": ""})
     assert (err.source, err.key) == (str(path), "stream_processors.trades.batch_size")
+
+
+# ---- configurations that would lose records or exactly-once silently ------------------------------------
+
+
+def _second_trades(doc: dict[str, Any], **changes: Any) -> None:
+    second = copy.deepcopy(doc["stream_processors"]["trades"])
+    second.update(changes)
+    doc["stream_processors"]["trades_b"] = second
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "words"),
+    [
+        (lambda doc: _second_trades(doc), "stream_processors.trades_b.consumer_group", "split the partitions"),
+        (lambda doc: doc["stream_processors"]["trades"].update(output_topics=["raw_trades"]),
+         "stream_processors.trades.output_topics.0", "also an input topic"),
+        (lambda doc: doc["stream_processors"]["klines"].update(
+            output_topics=["enriched_klines", "raw_trades", "alerts"]),
+         "stream_processors.klines.output_topics.1", "also an input topic"),
+        (lambda doc: doc["stream_processors"]["trades"].update(dead_letter_topic="raw_trades"),
+         "stream_processors.trades.dead_letter_topic", "also an input topic"),
+        (lambda doc: doc["stream_processors"]["trades"].update(input_topics=["raw_trades", "raw_trades"]),
+         "stream_processors.trades.input_topics", "twice"),
+        (lambda doc: doc["monitoring"].update(metrics_port=9000, health_check_port=9000),
+         "monitoring.health_check_port", "equals metrics_port"),
+        (lambda doc: doc["kafka"].update(bootstrap_servers=["kafka-0.kafka"]), "kafka.bootstrap_servers",
+         "must be host:port"),
+        (lambda doc: doc["kafka"].update(bootstrap_servers=["k:9092", "k:port"]), "kafka.bootstrap_servers",
+         "must be host:port"),
+        (lambda doc: doc["stream_processors"]["klines"]["params"]["alerts"].append({"name": "x", "event": "bos2"}),
+         "stream_processors.klines.params.alerts.2.event", "unknown SMC event type 'bos2'"),
+        (lambda doc: doc["stream_processors"]["klines"]["params"]["alerts"].append(
+            {"name": "x", "event": "bos", "against_trend": "4h"}),
+         "stream_processors.klines.params.alerts.2.against_trend", "not among intervals"),
+        (lambda doc: (doc["topics"].update(raw_more={"partitions": 3}),
+                      doc["stream_processors"]["trades"].update(input_topics=["raw_trades", "raw_more"])),
+         "stream_processors.trades.input_topics", "co-partitioned"),
+    ],
+)
+def test_configurations_that_would_fail_silently_are_refused(
+    write_config, edit: Callable[[dict[str, Any]], None], key: str, words: str
+) -> None:
+    path = write_config(edit)
+    err = _config_error(path)
+    assert (err.source, err.key) == (str(path), key), err
+    assert words in err.reason
+
+
+def test_a_disabled_processor_may_share_a_group_and_ipv6_and_zero_ports_are_fine(write_config) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        _second_trades(doc, enabled=False)
+        doc["kafka"]["bootstrap_servers"] = ["[::1]:9092", "kafka-0.kafka.svc:19092"]
+        doc["monitoring"].update(metrics_port=0, health_check_port=0)
+
+    settings = load_settings(write_config(edit), environ={})
+    assert settings.kafka.bootstrap_servers == ["[::1]:9092", "kafka-0.kafka.svc:19092"]
+
+
+def test_co_partitioned_inputs_are_accepted(write_config) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["stream_processors"]["trades"]["input_topics"] = ["raw_trades", "raw_klines"]
+
+    assert load_settings(write_config(edit), environ={}).stream_processors["trades"].input_topics == [
+        "raw_trades", "raw_klines"]

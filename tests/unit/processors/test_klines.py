@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from datetime import UTC, datetime
@@ -103,15 +104,65 @@ def test_a_trade_for_a_closed_window_is_refused_as_late(btc_trades: list[Trade])
     proc = _processor(intervals=["1m"])
     store = proc.new_store()
     _run(proc, btc_trades[:3000], store)
+    before = store.data["binance/spot/BTCUSDT"].to_state()
     with pytest.raises(LateTradeError):
-        proc.process(btc_trades[0], store, "raw", 0, 0)
+        proc.process(dataclasses.replace(btc_trades[0], trade_id=1), store, "raw", 0, 0)
+    assert store.data["binance/spot/BTCUSDT"].to_state() == before
+
+
+def test_a_re_sent_trade_is_dropped_and_counted(btc_trades: list[Trade]) -> None:
+    proc = _processor(intervals=["1m"])
+    store = proc.new_store()
+    _run(proc, btc_trades[:3000], store)
+    before = store.data["binance/spot/BTCUSDT"].to_state()
+    assert proc.process(btc_trades[2999], store, "raw", 0, 3000) == []
+    assert proc.events["duplicate_trade"] == 1
+    assert store.data["binance/spot/BTCUSDT"].to_state() == before
+    off = _processor(intervals=["1m"], dedup_window=0)
+    store = off.new_store()
+    _run(off, btc_trades[:3000], store)
+    off.process(btc_trades[2999], store, "raw", 0, 3000)  # counted twice: nothing remembers the id
+    assert off.events["duplicate_trade"] == 0
+
+
+def test_a_price_outside_the_band_is_refused_and_changes_nothing(btc_trades: list[Trade]) -> None:
+    proc = _processor(intervals=["1m"])
+    store = proc.new_store()
+    _run(proc, btc_trades[:100], store)
+    before = store.data["binance/spot/BTCUSDT"].to_state()
+    for price in (btc_trades[99].price * 1.6, btc_trades[99].price * 0.4, 1e12):
+        with pytest.raises(InvalidRecordError, match="max_price_jump"):
+            proc.process(dataclasses.replace(btc_trades[100], price=price), store, "raw", 0, 100)
+    assert store.data["binance/spot/BTCUSDT"].to_state() == before
+    assert _processor(intervals=["1m"], max_price_jump=None).process(
+        dataclasses.replace(btc_trades[100], price=1e12), store, "raw", 0, 100) is not None
+
+
+def test_the_source_decides_what_is_accepted(btc_trades: list[Trade], eurusd: list[Kline]) -> None:
+    trades = _processor()
+    with pytest.raises(InvalidRecordError, match="takes trades"):
+        trades.process(eurusd[0], trades.new_store(), "raw", 0, 0)
+    klines = _processor(source="klines")
+    with pytest.raises(InvalidRecordError, match="takes klines"):
+        klines.process(btc_trades[0], klines.new_store(), "raw", 0, 0)
+
+
+def test_a_venue_kline_not_after_the_last_is_refused_and_changes_nothing(eurusd: list[Kline]) -> None:
+    proc = _processor(source="klines")
+    store = proc.new_store()
+    _run(proc, eurusd[:50], store)
+    before = store.data["fx/spot/EURUSD"].to_state()
+    for bad in (eurusd[10], dataclasses.replace(eurusd[50], close=eurusd[49].close * 3, high=eurusd[49].close * 3)):
+        with pytest.raises(InvalidRecordError):
+            proc.process(bad, store, "raw", 0, 99)
+    assert store.data["fx/spot/EURUSD"].to_state() == before
 
 
 def test_venue_klines_give_the_smc_detectors_events_and_the_alerts(eurusd: list[Kline]) -> None:
     candles = eurusd[:3000]
     rules = [{"name": "sweep", "event": "liquidity_swept"},
              {"name": "bull bos", "event": "bos", "direction": 1}]
-    out = _run(_processor(alerts=rules), candles)
+    out = _run(_processor(source="klines", alerts=rules), candles)
     assert len(out["enriched_klines"]) == len(candles)
     detector = SmcDetector()
     expected = [{"symbol": "EURUSD", "interval": "15m", **event} for c in candles for event in detector.update(c)]
@@ -126,7 +177,7 @@ def test_venue_klines_give_the_smc_detectors_events_and_the_alerts(eurusd: list[
 
 
 def test_state_restored_from_the_changelog_continues_identically(eurusd: list[Kline]) -> None:
-    proc = _processor(alerts=[{"name": "sweep", "event": "liquidity_swept"}])
+    proc = _processor(source="klines", alerts=[{"name": "sweep", "event": "liquidity_swept"}])
     store = proc.new_store()
     _run(proc, eurusd[:1500], store)
     rebuilt = ChangelogStore(proc.state_from)

@@ -20,6 +20,7 @@ from stream_processor.state import ChangelogStore
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SPOT = SHARED_DATA / "feeds" / "binance-hftbacktest" / "spot"
+BTC = "binance/spot/BTCUSDT"
 
 
 def _feed(symbol: str) -> list[MarketRecord]:
@@ -60,7 +61,7 @@ def test_every_applied_diff_emits_metrics_that_agree_with_the_tickers(btc: list[
             assert (topic, key) == ("enriched_orderbook", b"BTCUSDT")
             doc = orjson.loads(value)
             emitted[doc["update_id"]] = doc
-    book = store.data["BTCUSDT"]
+    book = store.data[BTC]
     counts = book.counts  # type: ignore[attr-defined]
     assert counts["gaps"] == 0 and counts["mismatches"] == 0 and counts["matches"] > 1000
     # One metrics record per book change once in sync, each at a new update id (6,493 diffs in the two files;
@@ -92,9 +93,27 @@ def test_a_lost_diff_stops_the_metrics_until_the_next_snapshot(btc: list[MarketR
         out = proc.process(record, store, "raw_orderbook", 0, offset)
         if offset > dropped:
             outputs_after_gap += len(out)
-    assert store.data["BTCUSDT"].counts["gaps"] == 1  # type: ignore[attr-defined]
-    assert not store.data["BTCUSDT"].in_sync  # type: ignore[attr-defined]
+    assert store.data[BTC].counts["gaps"] == 1  # type: ignore[attr-defined]
+    assert not store.data[BTC].in_sync  # type: ignore[attr-defined]
     assert outputs_after_gap == 0  # the feed has one snapshot: nothing may be emitted after the gap
+    assert proc.events == {"book_gap": 1}
+
+
+def test_under_the_unsynced_policy_a_lost_diff_is_flagged_not_silent(btc: list[MarketRecord]) -> None:
+    proc = _processor(resync="unsynced")
+    store = proc.new_store()
+    first_snapshot = next(i for i, r in enumerate(btc) if isinstance(r, DepthSnapshot))
+    dropped = [i for i, r in enumerate(btc) if isinstance(r, DepthUpdate) and i > first_snapshot][10]
+    states = []
+    for offset, record in enumerate(btc):
+        if offset == dropped:
+            continue
+        for _, _, value in proc.process(record, store, "raw_orderbook", 0, offset):
+            doc = orjson.loads(value)
+            if offset > dropped:
+                states.append(doc["state"])
+    assert proc.events["book_gap"] == 1
+    assert len(states) > 5000 and set(states) == {"unsynced"}  # every later change emitted, flagged
 
 
 def test_the_book_restored_from_its_changelog_continues_identically(btc: list[MarketRecord]) -> None:

@@ -26,7 +26,8 @@ SPOT = SHARED_DATA / "feeds" / "binance-hftbacktest" / "spot"
 DAY_MS = 86_400_000
 TOPIC, PARTITION = "raw_trades", 3
 
-TRADE_FIELDS = {"venue", "symbol", "trade_id", "price", "size", "side", "time_ms", "event_time_ms"}
+BTC, ETH = "binance/spot/BTCUSDT", "binance/spot/ETHUSDT"
+TRADE_FIELDS = {"venue", "market", "symbol", "trade_id", "price", "size", "side", "time_ms", "event_time_ms"}
 INDICATOR_FIELDS = {"sma", "ema", "vwap", "momentum", "volume", "buy_volume", "sell_volume", "trade_count"}
 SOURCE_FIELDS = {"source_topic", "source_partition", "source_offset"}
 
@@ -114,8 +115,8 @@ def test_output_topic_key_and_value(processor: TradesProcessor, btc_trades: list
             assert doc["momentum"] == pytest.approx(prices[-1] / prices[-21] - 1, rel=1e-9, abs=1e-15)
         if i >= 99:
             assert doc["volume"] == pytest.approx(math.fsum(sizes[-100:]), rel=1e-12)
-    assert store.dirty == {"BTCUSDT"}
-    assert isinstance(store.get("BTCUSDT"), SymbolTrades)
+    assert store.dirty == {BTC}
+    assert isinstance(store.get(BTC), SymbolTrades)
 
 
 def test_non_trade_records_are_invalid(processor: TradesProcessor, btc_records: list[MarketRecord]) -> None:
@@ -138,11 +139,11 @@ def test_trade_on_an_earlier_utc_day_is_invalid_and_changes_nothing(
     late = next(t for t in btc_trades if t.time_ms // DAY_MS < last_day)
     late = dataclasses.replace(late, trade_id=btc_trades[-1].trade_id + 1)
     list(store.changelog_records())  # checkpoint: nothing dirty
-    before = orjson.dumps(store.get("BTCUSDT").to_state())
+    before = orjson.dumps(store.get(BTC).to_state())
     with pytest.raises(InvalidRecordError) as info:
         processor.process(late, store, TOPIC, PARTITION, len(btc_trades))
     assert str(late.trade_id) in str(info.value)
-    assert orjson.dumps(store.get("BTCUSDT").to_state()) == before
+    assert orjson.dumps(store.get(BTC).to_state()) == before
     assert store.dirty == set()
     # The next good trade continues as if the rejected one never came.
     nxt = dataclasses.replace(btc_trades[-1], trade_id=late.trade_id + 1)
@@ -176,7 +177,7 @@ def test_restart_from_changelog_gives_byte_identical_outputs(
     restored = processor.new_store()
     for key, value in changelog:
         restored.load(bytes(key), bytes(value))
-    assert restored.data.keys() == store.data.keys() == {"BTCUSDT", "ETHUSDT"}
+    assert restored.data.keys() == store.data.keys() == {BTC, ETH}
     assert all(restored.get(k) is not store.get(k) for k in store.data)
     outputs.extend(_run(processor, restored, trades[half:], half))
 
@@ -221,8 +222,34 @@ def test_trade_count_increments_per_symbol(
         assert key == trade.symbol.encode() and doc["symbol"] == trade.symbol
         assert doc["trade_count"] == seen[trade.symbol]
     assert seen == {"BTCUSDT": 3000, "ETHUSDT": 3000}
-    assert {k: store.get(k).to_state()["trades"] for k in store.data} == seen
-    assert store.dirty == {"BTCUSDT", "ETHUSDT"}
+    assert {k.rpartition("/")[2]: store.get(k).to_state()["trades"] for k in store.data} == seen
+    assert store.dirty == {BTC, ETH}
+
+
+def test_state_is_kept_per_venue_market_and_symbol(processor: TradesProcessor, btc_trades: list[Trade]) -> None:
+    store = processor.new_store()
+    spot = btc_trades[:50]
+    usdm = [dataclasses.replace(t, market="usdm", trade_id=t.trade_id + 10**9) for t in btc_trades[:30]]
+    docs = [orjson.loads(v) for t in spot + usdm for _, _, v in processor.process(t, store, TOPIC, PARTITION, 0)]
+    assert set(store.data) == {BTC, "binance/usdm/BTCUSDT"}
+    assert docs[-1]["trade_count"] == 30 and docs[-1]["market"] == "usdm" and docs[49]["trade_count"] == 50
+
+
+def test_re_sent_trades_are_dropped_and_a_price_jump_is_refused(
+    processor: TradesProcessor, btc_trades: list[Trade]
+) -> None:
+    store = processor.new_store()
+    _run(processor, store, btc_trades[:500])
+    list(store.changelog_records())
+    before = orjson.dumps(store.get(BTC).to_state())
+    assert processor.process(btc_trades[123], store, TOPIC, PARTITION, 500) == []  # re-sent: no output
+    assert processor.events["duplicate_trade"] == 1
+    jump = dataclasses.replace(btc_trades[500], price=btc_trades[499].price * 1.51)
+    with pytest.raises(InvalidRecordError, match="max_price_jump 0.5"):
+        processor.process(jump, store, TOPIC, PARTITION, 501)
+    assert orjson.dumps(store.get(BTC).to_state()) == before and store.dirty == set()
+    doc = orjson.loads(processor.process(btc_trades[500], store, TOPIC, PARTITION, 502)[0][2])
+    assert doc["trade_count"] == 501
 
 
 def test_window_lengths_come_from_the_settings(psettings: ProcessorSettings, btc_trades: list[Trade]) -> None:
