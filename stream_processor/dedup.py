@@ -88,6 +88,9 @@ class TradeIdWindow(Snapshot):
 
     def seen(self, trade_id: int) -> bool:
         """True if ``trade_id`` was added and is not below :attr:`floor`; changes nothing."""
+        largest = self._largest
+        if type(trade_id) is int and largest is not None and largest < trade_id <= MAX_ID:
+            return False  # the usual case, a new largest id: answered before any search
         _check_id(trade_id)
         if trade_id < self._floor or self._largest is None or trade_id > self._largest:
             return False
@@ -97,6 +100,18 @@ class TradeIdWindow(Snapshot):
 
     def add(self, trade_id: int) -> None:
         """Remember ``trade_id`` (no-op if already remembered or below :attr:`floor`)."""
+        largest = self._largest
+        if type(trade_id) is int and largest is not None and trade_id == largest + 1 and trade_id <= MAX_ID:
+            runs = self._runs  # the gap-free tape: extend the last run (it ends at largest)
+            if len(runs) == 1:
+                last = runs[0]
+                last[1] = self._largest = trade_id
+                floor = trade_id - self.window + 1
+                if floor > self._floor:
+                    self._floor = floor
+                    if last[0] < floor:
+                        last[0] = floor
+                return
         _check_id(trade_id)
         if trade_id < self._floor:
             return

@@ -47,10 +47,16 @@ class Processor(ABC):
                 the key is not the symbol, or an event time is outside the window.
         """
         record = decode_market(value, key)
-        check_key(record, key)
+        if key is None or key != record.symbol.encode():
+            check_key(record, key)  # raises unless only the case differs
         if timestamp_ms is not None and timestamp_ms >= 0:
             window = self.settings.event_time
-            check_times(record, timestamp_ms, window.max_future_ms, window.max_past_ms)
+            future, past = window.max_future_ms, window.max_past_ms
+            if type(record) is Trade and future is not None and past is not None:  # the hot path, inlined
+                low, high = timestamp_ms - past, timestamp_ms + future
+                if low <= record.time_ms <= high and low <= record.event_time_ms <= high:
+                    return record
+            check_times(record, timestamp_ms, future, past)
         return record
 
     @abstractmethod

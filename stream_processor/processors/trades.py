@@ -16,7 +16,7 @@ from ..indicators.vwap import VWAP
 from ..models import MarketRecord, Trade
 from ..settings import TradesParams, TradesProcessorSettings
 from ..state import ChangelogStore
-from .base import Output, Processor, state_key
+from .base import Output, Processor
 
 
 def check_price_band(trade: Trade, last_price: float | None, max_jump: float | None) -> None:
@@ -153,16 +153,25 @@ class TradesProcessor(Processor):
         if type(record) is not Trade:
             raise InvalidRecordError(f"trades processor takes trades, got {type(record).__name__}")
         symbol = record.symbol
-        key = state_key(record)
-        state = store.data.get(key)
+        key = f"{record.venue}/{record.market}/{symbol}"  # state_key, inlined on the hot path
+        data = store.data
+        state = data.get(key)
         if state is None:
-            state = SymbolTrades(self.params)
-        elif state.is_duplicate(record):  # type: ignore[union-attr]
-            self.events["duplicate_trade"] += 1
-            return []
-        state.check(record, self.params.max_price_jump)  # type: ignore[union-attr]
+            state = data[key] = SymbolTrades(self.params)  # unchanged if check refuses: an empty state is dropped
+            new = True
+        else:
+            new = False
+            ids = state.ids  # type: ignore[union-attr]
+            if ids is not None and ids.seen(record.trade_id):
+                self.events["duplicate_trade"] += 1
+                return []
+        try:
+            state.check(record, self.params.max_price_jump)  # type: ignore[union-attr]
+        except InvalidRecordError:
+            if new:
+                del data[key]
+            raise
         enriched = state.update(record)  # type: ignore[union-attr]
-        store.data[key] = state
         store.dirty.add(key)
         enriched.update(
             venue=record.venue,
