@@ -51,3 +51,18 @@ def book_records(name: str) -> tuple[str, tuple[BookRecord, ...]]:
             if type(record) in (DepthSnapshot, DepthUpdate, BookTicker):
                 out.append(record)
     return symbol, tuple(out)
+
+
+def snap(uid: int, bids=((100.0, 1.0), (99.0, 2.0)), asks=((101.0, 1.0), (102.0, 2.0))) -> DepthSnapshot:
+    """A hand-made snapshot of symbol X at update id ``uid``."""
+    return DepthSnapshot("binance", "X", uid, list(bids), list(asks), 1)
+
+
+def diff(first: int, last: int, bids=(), asks=(), pu: int | None = None) -> DepthUpdate:
+    """A hand-made diff of symbol X covering ``first..last``."""
+    return DepthUpdate("binance", "X", first, last, list(bids), list(asks), last * 10, pu)
+
+
+def tick(uid: int, bid=(100.0, 1.0), ask=(101.0, 1.0)) -> BookTicker:
+    """A hand-made bookTicker of symbol X at update id ``uid``."""
+    return BookTicker("binance", "X", uid, bid[0], bid[1], ask[0], ask[1])

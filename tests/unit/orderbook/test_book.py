@@ -13,6 +13,9 @@ from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Trad
 from stream_processor.orderbook import BookMetrics, BookStatus, OrderBook
 from stream_processor.serde.decode import decode
 from tests.unit.orderbook import book_records, shared_file
+from tests.unit.orderbook import diff as _diff
+from tests.unit.orderbook import snap as _snap
+from tests.unit.orderbook import tick as _tick
 
 # The data README counts these diffs from the snapshot on (spot) and after it (USD-M pu chain).
 EXPECTED_APPLIED = {"spot-btcusdt": 6493, "spot-ethusdt": 6468, "usdm-btcusdt": 6547}
@@ -340,16 +343,6 @@ def test_bybit_snapshot_and_deltas_through_the_normalized_form() -> None:
 # -- sequencing rules on hand-made records ------------------------------------------------------------
 
 
-def _snap(uid: int, bids=((100.0, 1.0), (99.0, 2.0)), asks=((101.0, 1.0), (102.0, 2.0))) -> DepthSnapshot:
-    return DepthSnapshot("binance", "X", uid, list(bids), list(asks), 1)
-
-
-def _diff(first: int, last: int, bids=(), asks=(), pu: int | None = None) -> DepthUpdate:
-    return DepthUpdate("binance", "X", first, last, list(bids), list(asks), last * 10, pu)
-
-
-def _tick(uid: int, bid=(100.0, 1.0), ask=(101.0, 1.0)) -> BookTicker:
-    return BookTicker("binance", "X", uid, bid[0], bid[1], ask[0], ask[1])
 
 
 def test_spot_sequence_rules() -> None:

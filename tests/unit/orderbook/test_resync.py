@@ -14,18 +14,9 @@ import pytest
 from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate
 from stream_processor.orderbook import RESYNC_POLICIES, BookMetrics, BookStatus, OrderBook, diff_state_bytes
 from tests.unit.orderbook import book_records
-
-
-def _snap(uid: int, bids=((100.0, 1.0), (99.0, 2.0)), asks=((101.0, 1.0), (102.0, 2.0))) -> DepthSnapshot:
-    return DepthSnapshot("binance", "X", uid, list(bids), list(asks), 1)
-
-
-def _diff(first: int, last: int, bids=(), asks=(), pu: int | None = None) -> DepthUpdate:
-    return DepthUpdate("binance", "X", first, last, list(bids), list(asks), last * 10, pu)
-
-
-def _tick(uid: int, bid=(100.0, 1.0), ask=(101.0, 1.0)) -> BookTicker:
-    return BookTicker("binance", "X", uid, bid[0], bid[1], ask[0], ask[1])
+from tests.unit.orderbook import diff as _diff
+from tests.unit.orderbook import snap as _snap
+from tests.unit.orderbook import tick as _tick
 
 
 def _round_trip(book: OrderBook) -> OrderBook:

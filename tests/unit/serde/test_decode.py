@@ -38,14 +38,16 @@ def without(base: dict, key: str) -> bytes:
     return dumps({k: v for k, v in base.items() if k != key})
 
 
-def mutations(obj: dict) -> Iterator[dict]:
-    """Every copy of ``obj`` with one key dropped or its value replaced by junk, nested dicts included."""
+def mutations(obj: dict, junk_values: list | None = None) -> Iterator[dict]:
+    """Every copy of ``obj`` with one key dropped or its value replaced by junk (``JUNK`` by default), nested
+    dicts included."""
+    junk_values = JUNK if junk_values is None else junk_values
     for key, value in obj.items():
         yield {k: v for k, v in obj.items() if k != key}
-        for junk in JUNK:
+        for junk in junk_values:
             yield {**obj, key: junk}
         if type(value) is dict:
-            for inner in mutations(value):
+            for inner in mutations(value, junk_values):
                 yield {**obj, key: inner}
 
 

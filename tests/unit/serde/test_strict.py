@@ -20,6 +20,7 @@ from stream_processor.serde import binance
 from stream_processor.serde.binance import MAX_LEVELS, MAX_PRICE, MAX_SIZE, FieldError
 from stream_processor.serde.decode import decode, encode
 from stream_processor.serde.normalized import to_normalized
+from tests.unit.serde.test_decode import mutations
 
 TRADE = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",
          "q": "0.02000000", "T": 1723161255342, "m": True, "M": True}
@@ -343,14 +344,6 @@ BASES = [
 ]
 
 
-def mutations(obj: dict):  # noqa: ANN201
-    for key, value in obj.items():
-        yield {k: v for k, v in obj.items() if k != key}
-        for junk in JUNK:
-            yield {**obj, key: junk}
-        if type(value) is dict:
-            for inner in mutations(value):
-                yield {**obj, key: inner}
 
 
 def _finite_and_bounded(rec: object) -> None:
@@ -373,7 +366,7 @@ def _finite_and_bounded(rec: object) -> None:
 def test_every_decoded_mutation_is_json_safe(base: dict) -> None:
     """Any one field dropped or replaced by junk: a RecordError, or a record that encodes and round-trips."""
     decoded = 0
-    for variant in mutations(base):
+    for variant in mutations(base, JUNK):
         try:
             rec = decode(dumps(variant), b"BTCUSDT")
         except InvalidRecordError as e:
