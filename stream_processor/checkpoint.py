@@ -33,14 +33,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 
-from .exceptions import StateRecordError, TransactionStateError
+from .exceptions import TransactionStateError
 from .state import ChangelogStore, offset_marker
 
 
@@ -75,22 +74,6 @@ def transactional_id(app_id: str, group: str, inputs: Sequence[TopicPartition]) 
     """
     topics = "+".join(sorted(tp.topic for tp in inputs))
     return f"{app_id}-{group}-{topics}-{inputs[0].partition}"
-
-
-def encode_state(store: ChangelogStore, key: str, limit: int | None) -> bytes:
-    """The changelog value of ``store``'s ``key``.
-
-    Raises:
-        StateRecordError: the state cannot be encoded as JSON, or its record is larger than ``limit`` bytes.
-    """
-    try:
-        value = orjson.dumps(store.data[key].to_state())
-    except (TypeError, ValueError, OverflowError) as exc:  # orjson.JSONEncodeError is a TypeError
-        raise StateRecordError(key, "state_unserializable", f"state of {key!r} cannot be written: {exc}") from None
-    if limit is not None and len(value) + len(key) > limit:
-        raise StateRecordError(key, "state_too_large",
-                               f"state of {key!r} is {len(value)} bytes, above the changelog's {limit}")
-    return value
 
 
 class Checkpoint:
@@ -294,13 +277,11 @@ class Checkpoint:
         """Add the store's dirty keys and (under exactly_once) the offset markers to the changelog partition.
 
         Every dirty key is encoded (and checked against ``changelog_limit``) before any is appended, so a
-        :class:`StateRecordError` leaves the transaction's batches as they were.
+        :class:`~stream_processor.exceptions.StateRecordError` leaves the transaction's batches as they were.
         """
         if self.store is None or self.changelog_topic is None:
             return
-        store, limit = self.store, self.changelog_limit
-        records = [(key.encode(), encode_state(store, key, limit)) for key in store.dirty]
-        store.dirty = set()
+        records = list(self.store.changelog_records(self.changelog_limit))
         partition, topic = self.task, self.changelog_topic
         for key, value in records:
             self.append(topic, value, key=key, partition=partition)

@@ -60,7 +60,7 @@ from aiokafka.errors import (
 
 from .assignor import CopartitionedAssignor
 from .breaker import CircuitBreaker, CircuitState, TaskHealth, worst
-from .checkpoint import Checkpoint, CheckpointState, encode_state, transactional_id
+from .checkpoint import Checkpoint, CheckpointState, transactional_id
 from .exceptions import ConfigError, RecordError, StateRecordError
 from .metrics import Metrics
 from .processors.base import Processor
@@ -152,7 +152,6 @@ class ProcessorRunner:
         self.stats = RunnerStats()
         self.state = "starting"
         self.error: str | None = None  # why the runner failed
-        self.assigned_once = False
         self.tasks: dict[int, Checkpoint] = {}  # open tasks by partition number
         self.assigned: dict[int, tuple[TopicPartition, ...]] = {}  # every assigned task's input partitions
         self.task_health: dict[int, TaskHealth] = {}
@@ -177,7 +176,7 @@ class ProcessorRunner:
     @property
     def ready(self) -> bool:
         """Partitions assigned and every assigned task open, its state restored."""
-        return self.state == "running" and self.assigned_once and all(q in self.tasks for q in self.assigned)
+        return self.state == "running" and all(q in self.tasks for q in self.assigned)  # running: assigned once
 
     @property
     def circuit_state(self) -> CircuitState:
@@ -321,7 +320,6 @@ class ProcessorRunner:
                     self.task_health.setdefault(q, TaskHealth(last_commit=now)).retry_at = None
                     await self._try_open(q, previous)
                 self.metrics.assigned_partitions.labels(self.name).set(len(assigned))
-                self.assigned_once = True
                 if not self._stopping.is_set():
                     self.state = "running"
         except Exception as exc:  # noqa: BLE001 - aiokafka only logs listener errors; make the loop raise it
@@ -564,24 +562,24 @@ class ProcessorRunner:
                 log.exception("processor %s failed on %s@%d", self.name, tp, offset)
                 self._mark_poison(tp, offset, "processing_error", repr(exc))
                 raise _Rollback from exc
+            # Outputs are appended as they are checked: a rollback aborts the transaction, which drops them all.
             for out_topic, key, out_value in results:
                 size = len(out_value) + (len(key) if key else 0)
                 if size > limits.get(out_topic, size):
                     self._mark_poison(tp, offset, "output_too_large",
                                       f"its {out_topic} record is {size} bytes, above the topic's {limits[out_topic]}")
                     raise _Rollback
+                append(out_topic, out_value, key)
+                outputs[out_topic] += 1
             if check:
                 limit = limits.get(self.changelog)
                 for key in store.dirty:
                     try:
-                        encode_state(store, key, limit)
+                        store.encode(key, limit)
                     except StateRecordError as exc:
                         self._mark_poison(tp, offset, exc.reason, str(exc))
                         raise _Rollback from exc
                 store.dirty |= before
-            for out_topic, key, out_value in results:
-                append(out_topic, out_value, key)
-                outputs[out_topic] += 1
 
     def _mark_poison(
         self, tp: TopicPartition, offset: int, reason: str, error: str, by_reference: bool = False

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .exceptions import StateRecordError
+
 OFFSET_KEY = b"\x00offset"
 """Prefix of the offset markers' changelog keys (``OFFSET_KEY + b":" + topic``; a bare ``OFFSET_KEY`` is the one
 input's marker of changelogs written before co-partitioned inputs): ``{"offset": n}``, the next input offset the
@@ -71,11 +73,27 @@ class ChangelogStore:
         """Say that the live object of ``key`` was changed in place."""
         self.dirty.add(key)
 
-    def changelog_records(self) -> Iterator[tuple[bytes, bytes]]:
-        """The ``(key, value)`` changelog records of the dirty keys, JSON-encoded; the dirty set is cleared."""
-        data = self.data
+    def encode(self, key: str, limit: int | None = None) -> bytes:
+        """The changelog value of ``key``: its state as JSON.
+
+        Raises:
+            StateRecordError: the state cannot be encoded (``state_unserializable``), or its record (key and value)
+                is larger than ``limit`` bytes (``state_too_large``).
+        """
+        try:
+            value = orjson.dumps(self.data[key].to_state())
+        except (TypeError, ValueError, OverflowError) as exc:  # orjson.JSONEncodeError is a TypeError
+            raise StateRecordError(key, "state_unserializable", f"state of {key!r} cannot be written: {exc}") from None
+        if limit is not None and len(value) + len(key) > limit:
+            raise StateRecordError(key, "state_too_large",
+                                   f"state of {key!r} is {len(value)} bytes, above the changelog's {limit}")
+        return value
+
+    def changelog_records(self, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The ``(key, value)`` changelog records of the dirty keys (see :meth:`encode`); the dirty set is cleared
+        once every one is encoded (a StateRecordError leaves it as it was)."""
         for key in self.dirty:
-            yield key.encode(), orjson.dumps(data[key].to_state())
+            yield key.encode(), self.encode(key, limit)
         self.dirty = set()
 
     def load(self, key: bytes, value: bytes | None) -> None:

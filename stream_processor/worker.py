@@ -26,14 +26,12 @@ from .exceptions import ConfigError
 from .health import health_app, metrics_app, serve
 from .metrics import Metrics
 from .processors import build_processor
+from .retry import with_retry
 from .runner import ProcessorRunner
 from .settings import Settings
 from .topics import ensure_topics, required_topics
 
 log = logging.getLogger(__name__)
-
-# Backoff of the start-up attempts (topics, consumers) while the broker is unreachable, in seconds.
-START_BACKOFF_S = (0.2, 5.0)
 
 
 class BrokerProbe:
@@ -187,26 +185,24 @@ class Worker:
                 await site.cleanup()
 
     async def _until_started(self, what: str, step: Any, runner: ProcessorRunner | None = None) -> bool:
-        """Await ``step()`` until it succeeds or a stop is requested (False); a ConfigError fails the runner."""
-        delay, top = START_BACKOFF_S
-        while not self._stop.is_set():
+        """Retry ``step()`` until it succeeds (True) or a stop is requested (False); a ConfigError fails the runner
+        (True: start-up goes on with the others)."""
+
+        async def attempt(_: int) -> bool:
             self.starting = what
             try:
                 await step()
-                return True
             except ConfigError as exc:
                 if runner is None:
                     raise
                 runner.state, runner.error = "failed", str(exc)
                 log.error("processor %s cannot start: %s", runner.name, exc)
-                return True
-            except Exception as exc:  # noqa: BLE001 - the broker is unreachable or still starting
+            except Exception as exc:  # the broker is unreachable or still starting: say so on /health
                 self.starting = f"{what}: {exc!r}"
-                log.warning("%s failed (%r); retrying in %.1f s", what, exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
-            delay = min(delay * 2, top)
-        return False
+                raise
+            return True
+
+        return bool(await with_retry(attempt, what, timeout_s=None, stop=self._stop))
 
     async def _stopped_on_failure(self, runner: ProcessorRunner) -> None:
         """A runner's loop ended without a stop request: it failed. Leave its groups; the others go on."""

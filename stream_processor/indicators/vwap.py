@@ -40,10 +40,14 @@ class VWAP(Indicator):
         self._vol_comp = 0.0
         self._value: float | None = None
 
-    @property
-    def day(self) -> int | None:
-        """The session's UTC day (days since the epoch), None before the first trade."""
-        return self._day
+    def check(self, time_ms: int) -> None:
+        """Raise ValueError if :meth:`update` must refuse a trade at ``time_ms``: not an int, or on an earlier UTC day
+        than the session's. Changes nothing."""
+        day = time_ms // DAY_MS
+        if not isinstance(day, int):
+            raise ValueError(f"VWAP: time_ms must be an int (ms since the epoch), got {time_ms!r}")
+        if self._day is not None and day < self._day:
+            raise ValueError(f"VWAP: trade at {time_ms} ms is on an earlier UTC day than the session (day {self._day})")
 
     def update(self, price: float, size: float, time_ms: int) -> float | None:
         """Consume one trade; return the VWAP of the day so far, or None while its volume is 0."""
@@ -52,12 +56,7 @@ class VWAP(Indicator):
             raise ValueError(f"VWAP: price and size must be finite, size >= 0; got {price!r}, {size!r}")
         day = time_ms // DAY_MS
         if day != self._day:
-            if not isinstance(day, int):
-                raise ValueError(f"VWAP: time_ms must be an int (ms since the epoch), got {time_ms!r}")
-            if self._day is not None and day < self._day:
-                raise ValueError(
-                    f"VWAP: trade at {time_ms} ms is on an earlier UTC day than the session (day {self._day})"
-                )
+            self.check(time_ms)
             self._day = day
             self._pv_sum = self._pv_comp = self._vol_sum = self._vol_comp = 0.0
             self._value = None

@@ -125,7 +125,8 @@ class KlinesProcessor(Processor):
             if state.ids is not None and state.ids.seen(record.trade_id):  # type: ignore[union-attr]
                 self.events["duplicate_trade"] += 1
                 return []
-            check_price_band(record, state.last_price, self.params.max_price_jump)  # type: ignore[arg-type]
+            check_price_band(f"trade {record.trade_id}: price", record.price, state.last_price,  # type: ignore[union-attr]
+                             self.params.max_price_jump)
             builders = []
             for name, ms in self.intervals.items():
                 builder = state.builders.get(name) or KlineBuilder(ms, self.params.grace_ms)
@@ -149,12 +150,8 @@ class KlinesProcessor(Processor):
                     indicators.check(record)  # type: ignore[arg-type]
                 except ValueError as exc:
                     raise InvalidRecordError(str(exc)) from None
-            last_close = state.last_close.get(interval)
-            jump = self.params.max_price_jump
-            if jump is not None and last_close is not None and not -jump <= record.close / last_close - 1 <= jump:  # type: ignore[union-attr]
-                raise InvalidRecordError(f"kline {interval} at {record.open_time_ms}: close {record.close} is "  # type: ignore[union-attr]
-                                         f"{record.close / last_close - 1:+.1%} from the last close {last_close} "  # type: ignore[union-attr]
-                                         f"(max_price_jump {jump})")
+            check_price_band(f"kline {interval} at {record.open_time_ms}: close", record.close,  # type: ignore[union-attr]
+                             state.last_close.get(interval), self.params.max_price_jump)
             state.last_close[interval] = record.close  # type: ignore[union-attr]
             closed = [record]  # type: ignore[list-item]
         store.data[key] = state

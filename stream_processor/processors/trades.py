@@ -19,18 +19,19 @@ from ..state import ChangelogStore
 from .base import Output, Processor
 
 
-def check_price_band(trade: Trade, last_price: float | None, max_jump: float | None) -> None:
-    """Raise InvalidRecordError if ``trade``'s price moved more than ``max_jump`` (a fraction) from ``last_price``.
+def check_price_band(what: str, price: float, last_price: float | None, max_jump: float | None) -> None:
+    """Raise InvalidRecordError if ``price`` moved more than ``max_jump`` (a fraction) from ``last_price``.
 
     The sanity band of the trades and klines processors: a price of 1e300, or one in the wrong unit, would poison
-    every EMA and the day's VWAP. Nothing is checked before a symbol's first trade or with ``max_jump`` None.
+    every EMA and the day's VWAP. Nothing is checked before a symbol's first price or with ``max_jump`` None.
+    ``what`` names the price in the message, e.g. ``"trade 42: price"``.
     """
     if max_jump is None or last_price is None:
         return
-    jump = trade.price / last_price - 1.0
+    jump = price / last_price - 1.0
     if not -max_jump <= jump <= max_jump:
-        raise InvalidRecordError(f"trade {trade.trade_id}: price {trade.price} is {jump:+.1%} from the last price "
-                                 f"{last_price} (max_price_jump {max_jump})")
+        raise InvalidRecordError(f"{what} {price} is {jump:+.1%} from the last {last_price} "
+                                 f"(max_price_jump {max_jump})")
 
 
 class SymbolTrades:
@@ -45,7 +46,7 @@ class SymbolTrades:
 
     Before it changes anything, :meth:`check` refuses a trade of an earlier UTC day than the session's and a
     price outside the sanity band; ``ids`` (``params.dedup_window`` > 0) remembers recent trade ids so that a
-    re-sent trade is recognized (:meth:`is_duplicate`).
+    re-sent trade is recognized.
     """
 
     __slots__ = ("sma", "ema", "vwap", "momentum", "volume", "buy_volume", "sell_volume", "trades", "last_price",
@@ -63,17 +64,13 @@ class SymbolTrades:
         self.last_price: float | None = None
         self.ids = TradeIdWindow(params.dedup_window) if params.dedup_window else None
 
-    def is_duplicate(self, trade: Trade) -> bool:
-        """True if ``trade``'s id was seen within the dedup window (changes nothing)."""
-        return self.ids is not None and self.ids.seen(trade.trade_id)
-
     def check(self, trade: Trade, max_price_jump: float | None) -> None:
         """Raise InvalidRecordError if :meth:`update` must refuse ``trade``; changes nothing."""
-        day = self.vwap.day
-        if day is not None and trade.time_ms // 86_400_000 < day:
-            raise InvalidRecordError(f"trade {trade.trade_id}: at {trade.time_ms} ms it is on an earlier UTC day than "
-                                     f"the session's VWAP (day {day})")
-        check_price_band(trade, self.last_price, max_price_jump)
+        try:
+            self.vwap.check(trade.time_ms)
+        except ValueError as exc:
+            raise InvalidRecordError(f"trade {trade.trade_id}: {exc}") from None
+        check_price_band(f"trade {trade.trade_id}: price", trade.price, self.last_price, max_price_jump)
 
     def update(self, trade: Trade) -> dict[str, Any]:
         """Consume one trade; return its indicator values.
@@ -156,22 +153,17 @@ class TradesProcessor(Processor):
         key = f"{record.venue}/{record.market}/{symbol}"  # state_key, inlined on the hot path
         data = store.data
         state = data.get(key)
-        if state is None:
-            state = data[key] = SymbolTrades(self.params)  # unchanged if check refuses: an empty state is dropped
-            new = True
+        if state is None:  # a new state has nothing to refuse a trade for
+            state = SymbolTrades(self.params)
+            enriched = state.update(record)
+            data[key] = state
         else:
-            new = False
             ids = state.ids  # type: ignore[union-attr]
             if ids is not None and ids.seen(record.trade_id):
                 self.events["duplicate_trade"] += 1
                 return []
-        try:
             state.check(record, self.params.max_price_jump)  # type: ignore[union-attr]
-        except InvalidRecordError:
-            if new:
-                del data[key]
-            raise
-        enriched = state.update(record)  # type: ignore[union-attr]
+            enriched = state.update(record)  # type: ignore[union-attr]
         store.dirty.add(key)
         enriched.update(
             venue=record.venue,

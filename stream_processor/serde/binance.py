@@ -48,7 +48,9 @@ A COIN-M kline's ``v`` is in contracts and its ``q`` in the base asset, so ``vol
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from itertools import chain
 
 from stream_processor.exceptions import InvalidRecordError
@@ -123,14 +125,14 @@ def integer(value: object, field: str, lo: int, hi: int) -> int:
 
 def ident(value: object, field: str) -> int:
     """Return ``value`` as an id (trade id, update id, count): an integer in ``[0, MAX_ID]`` (see :func:`integer`)."""
-    if type(value) is int and 0 <= value <= 9_223_372_036_854_775_807:
+    if type(value) is int and 0 <= value <= MAX_ID:
         return value
     return integer(value, field, 0, MAX_ID)
 
 
 def ms(value: object, field: str) -> int:
     """Return ``value`` as a time in ms since the epoch: an integer in ``[0, MAX_TIME_MS]`` (see :func:`integer`)."""
-    if type(value) is int and 0 <= value <= 253_402_300_799_999:
+    if type(value) is int and 0 <= value <= MAX_TIME_MS:
         return value
     return integer(value, field, 0, MAX_TIME_MS)
 
@@ -158,43 +160,34 @@ def _number(value: object) -> float | int | None:
     return None
 
 
-def price(value: object, field: str) -> float:
-    """Return ``value`` (a JSON number or decimal string) as a price, 0 < price <= MAX_PRICE, else FieldError.
+def _bounded(lo: float, hi: float, refusal: str) -> Callable[[object, str], float]:
+    """A parser of a JSON number or decimal string ``x`` with ``lo <= x <= hi``; ``refusal`` ends its message.
 
-    A decimal string is ASCII text that ``float()`` reads, without ``_`` separators (``float()`` alone would
-    take non-ASCII digits and ``"1_000"``); ``"NaN"`` and ``"inf"`` fail the range. Bools are refused.
+    A decimal string is ASCII text that ``float()`` reads, without ``_`` separators (``float()`` alone would take
+    non-ASCII digits and ``"1_000"``); ``"NaN"`` and ``"inf"`` fail the range. Bools are refused.
     """
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise FieldError(f"field '{field}' is not a number: {show_value(value)}") from None
-    if type(value) is str and 0.0 < x <= MAX_PRICE and value.isascii() and "_" not in value:
-        return x  # the fast path: a Binance decimal string
-    x = _number(value)  # type: ignore[assignment]
-    if x is None:
-        raise FieldError(f"field '{field}' is not a number: {show_value(value)}")
-    if 0.0 < x <= MAX_PRICE:
-        return float(x)
-    raise FieldError(f"field '{field}' must be a finite price, 0 < price <= {MAX_PRICE:g}, got {show_value(value)}")
+
+    def parse(value: object, field: str) -> float:
+        try:
+            x = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            raise FieldError(f"field '{field}' is not a number: {show_value(value)}") from None
+        if type(value) is str and lo <= x <= hi and value.isascii() and "_" not in value:
+            return x  # the fast path: a Binance decimal string
+        x = _number(value)  # type: ignore[assignment]
+        if x is None:
+            raise FieldError(f"field '{field}' is not a number: {show_value(value)}")
+        if lo <= x <= hi:
+            return float(x)
+        raise FieldError(f"field '{field}' must be {refusal}, got {show_value(value)}")
+
+    return parse
 
 
-def size(value: object, field: str) -> float:
-    """Return ``value`` (a JSON number or decimal string) as a size, 0 <= size <= MAX_SIZE, else FieldError.
-
-    Decimal strings as in :func:`price`; bools are refused.
-    """
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise FieldError(f"field '{field}' is not a number: {show_value(value)}") from None
-    if type(value) is str and 0.0 <= x <= MAX_SIZE and value.isascii() and "_" not in value:
-        return x
-    x = _number(value)  # type: ignore[assignment]
-    if x is None:
-        raise FieldError(f"field '{field}' is not a number: {show_value(value)}")
-    if 0.0 <= x <= MAX_SIZE:
-        return float(x)
-    raise FieldError(f"field '{field}' must be a finite size, 0 <= size <= {MAX_SIZE:g}, got {show_value(value)}")
+#: ``value`` as a price, 0 < price <= MAX_PRICE (the smallest positive float is the lower bound), else FieldError.
+price = _bounded(math.ulp(0.0), MAX_PRICE, f"a finite price, 0 < price <= {MAX_PRICE:g}")
+#: ``value`` as a size, 0 <= size <= MAX_SIZE, else FieldError.
+size = _bounded(0.0, MAX_SIZE, f"a finite size, 0 <= size <= {MAX_SIZE:g}")
 
 
 def contracts_to_base(contracts: float, at_price: float, contract_usd: float, field: str) -> float:

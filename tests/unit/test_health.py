@@ -177,7 +177,7 @@ async def test_health_and_ready_endpoints() -> None:
         resp = await client.get("/ready")
         assert resp.status == 503 and (await resp.json()) == {"ready": False, "problems": []}
 
-        runner.state, runner.assigned_once = "running", True
+        runner.state = "running"
         assert (await client.get("/ready")).status == 200
 
         worker.probe.last_contact = time.monotonic() - 60  # the broker is gone: neither healthy nor ready
