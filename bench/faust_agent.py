@@ -152,7 +152,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def real_trades() -> list[tuple[str, bytes]]:
     """(symbol, raw Binance trade message) of the four spot files, in file order (as bench/trades_throughput)."""
-    from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
+    from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
 
     out = []
     for path in FILES:

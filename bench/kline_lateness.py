@@ -5,7 +5,7 @@ Usage: ``python bench/kline_lateness.py [--data DIR] [--interval-ms MS]``.
 Tapes, each in arrival order (the shared data folder, ``../shared/data`` or ``$SHARED_DATA``; read in place):
 
 - Binance spot BTCUSDT and ETHUSDT (files 0808 then 0809) and USD-M BTCUSDT (0808) from
-  ``feeds/binance-hftbacktest``: the ``@trade`` lines in file order, decoded with ``stream_processor.serde``;
+  ``feeds/binance-hftbacktest``: the ``@trade`` lines in file order, decoded with ``stream_processor.market.serde``;
 - bitFlyer BTC_JPY (the 8 daily files 20180121..20180128, in turn) and ETH_BTC (20180128) from
   ``trades/bitflyer-kazamidori``, in row order (a REST tape polled every minute: each poll batch is in descending
   id order and batches overlap); ``exec_date`` is ISO-8601 with a +09:00 offset; rows with a blank
@@ -34,11 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_processor.dedup import TradeIdWindow  # noqa: E402
-from stream_processor.klines.builder import KlineBuilder, LateTradeError  # noqa: E402
-from stream_processor.models import Trade  # noqa: E402
-from stream_processor.serde.decode import decode  # noqa: E402
-from stream_processor.serde.feed import iter_feed  # noqa: E402
+from stream_processor.market.dedup import TradeIdWindow  # noqa: E402
+from stream_processor.market.klines.builder import KlineBuilder, LateTradeError  # noqa: E402
+from stream_processor.market.models import Trade  # noqa: E402
+from stream_processor.market.serde.decode import decode  # noqa: E402
+from stream_processor.market.serde.feed import iter_feed  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

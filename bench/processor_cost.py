@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from stream_processor.processors import build_processor  # noqa: E402
-from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
-from stream_processor.settings import PROCESSOR_SETTINGS  # noqa: E402
+from stream_processor.market.processors import build_processor  # noqa: E402
+from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
+from stream_processor.engine.settings import PROCESSOR_SETTINGS  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SPOT = DATA / "feeds" / "binance-hftbacktest" / "spot"

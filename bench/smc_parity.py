@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_processor.smc import Candle, Liquidity, SmcDetector  # noqa: E402
-from stream_processor.smc.events import f32  # noqa: E402
+from stream_processor.market.smc import Candle, Liquidity, SmcDetector  # noqa: E402
+from stream_processor.market.smc.events import f32  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -1,3 +1,27 @@
-"""Market-data stream processor: raw Kafka topics in, enriched and signal topics out, exactly once."""
+"""Exactly-once stream processing on Kafka in Python, and a market-data application built on it.
 
-__version__ = "0.1.0"
+``stream_processor.engine`` is the engine (App, agents, tables, timers, the processor API, the test driver);
+``stream_processor.market`` the market application (decoders, indicators, order books, klines, SMC). The engine's
+public names are re-exported here, so a Faust agent ports by changing ``import faust`` to
+``import stream_processor as faust``.
+"""
+
+from .engine import (
+    Agent,
+    App,
+    Processor,
+    ProcessorContext,
+    PunctuationType,
+    Record,
+    StoreSpec,
+    Stream,
+    Table,
+    Topic,
+    WindowedTable,
+    register_serde,
+)
+
+__version__ = "0.2.0"
+
+__all__ = ["Agent", "App", "Processor", "ProcessorContext", "PunctuationType", "Record", "Stream", "StoreSpec",
+           "Table", "Topic", "WindowedTable", "register_serde"]

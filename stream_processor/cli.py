@@ -1,52 +1,93 @@
-"""The ``stream-processor`` command: worker, replay, topics, tail, check-config."""
+"""The ``stream-processor`` command: worker, replay, topics, tail, check-config.
+
+``-A module:attribute`` names the :class:`~stream_processor.engine.app.App` to run (Faust's ``faust -A app
+worker`` habit); without it, the market application (:mod:`stream_processor.market.app`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
 
-from .exceptions import ConfigError
-from .logs import configure as configure_logging
-from .settings import DEFAULT_CONFIG, Settings, load_settings
+from .engine.exceptions import ConfigError
+from .engine.logs import configure as configure_logging
+from .engine.settings import Settings
+
+DEFAULT_APP = "stream_processor.market.app:app"
 
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="YAML configuration; environment variables override it.",
+    default=None,
+    help="YAML configuration (default: the app's, else config/streams-config.yaml); environment variables "
+         "override it.",
 )
 
 
-def _settings(config_path: Path) -> Settings:
+def load_app(spec: str) -> Any:
+    """The App named by ``module:attribute`` (``module`` alone: its ``app``). Raises click.UsageError."""
+    module_name, _, attribute = spec.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
     try:
-        settings = load_settings(config_path)
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(f"-A {spec}: cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attribute or "app", None)
+    if app is None:
+        raise click.UsageError(f"-A {spec}: {module_name} has no attribute {attribute or 'app'!r}")
+    return app
+
+
+def _app(ctx: click.Context, config_path: Path | None) -> Any:
+    obj = ctx.find_root().obj
+    app = obj if not isinstance(obj, dict) else load_app(obj.get("app") or DEFAULT_APP)
+    if config_path is not None:
+        app.config = config_path
+        app._settings = None  # noqa: SLF001 - loaded again from the file named on the command line
+    return app
+
+
+def _settings(config_path: Path | None, ctx: click.Context | None = None) -> Settings:
+    ctx = ctx or click.get_current_context()
+    try:
+        settings = _app(ctx, config_path).settings
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:
+        click.echo(f"app error: {exc}", err=True)
         sys.exit(2)
     configure_logging(settings.monitoring.log_level)
     return settings
 
 
 @click.group()
-def main() -> None:
-    """Market-data stream processor: raw Kafka topics in, enriched topics out, exactly once."""
+@click.option("-A", "--app", "app_spec", default=None, metavar="MODULE:APP",
+              help=f"The App to run (default {DEFAULT_APP}).")
+@click.pass_context
+def main(ctx: click.Context, app_spec: str | None) -> None:
+    """Exactly-once stream processing on Kafka: agents, tables and the market processors."""
+    if ctx.obj is None or isinstance(ctx.obj, dict):
+        ctx.obj = {"app": app_spec}
 
 
 @main.command()
 @config_option
 @click.option("--processor", "processors", multiple=True, help="Run only this processor (repeatable).")
-def worker(config_path: Path, processors: tuple[str, ...]) -> None:
-    """Run the configured processors until SIGTERM or SIGINT."""
-    from .worker import Worker
+@click.pass_context
+def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, ...]) -> None:
+    """Run the app's agents and the configured processors until SIGTERM or SIGINT."""
+    from .engine.worker import Worker
 
-    settings = _settings(config_path)
-    worker = Worker(settings, list(processors) or None)
+    settings = _settings(config_path, ctx)
+    worker = Worker(settings, list(processors) or None, app=_app(ctx, None))
     worker.hard_exit_s = settings.shutdown_timeout_ms / 1000 + 5
     asyncio.run(worker.run())
 
@@ -59,10 +100,10 @@ def worker(config_path: Path, processors: tuple[str, ...]) -> None:
 @click.option("--only", type=click.Choice(["trades", "orderbook", "klines"]), multiple=True,
               help="Publish only these message families (repeatable).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def replay(config_path: Path, files: tuple[str, ...], speed: float, limit: int | None,
+def replay(config_path: Path | None, files: tuple[str, ...], speed: float, limit: int | None,
            only: tuple[str, ...], no_progress: bool) -> None:
     """Publish recorded feed files to the raw topics, keyed by symbol."""
-    from .replay import replay as run_replay
+    from .market.replay import replay as run_replay
 
     settings = _settings(config_path)
     counts = asyncio.run(
@@ -74,9 +115,9 @@ def replay(config_path: Path, files: tuple[str, ...], speed: float, limit: int |
 
 @main.command()
 @config_option
-def topics(config_path: Path) -> None:
+def topics(config_path: Path | None) -> None:
     """Create every topic the configuration needs (existing ones are left as they are)."""
-    from .topics import ensure_topics, required_topics
+    from .engine.topics import ensure_topics, required_topics
 
     settings = _settings(config_path)
     created = asyncio.run(ensure_topics(settings, required_topics(settings)))
@@ -87,9 +128,9 @@ def topics(config_path: Path) -> None:
 @config_option
 @click.argument("topic")
 @click.option("-n", "count", default=10, show_default=True, help="Print the last N committed records.")
-def tail(config_path: Path, topic: str, count: int) -> None:
+def tail(config_path: Path | None, topic: str, count: int) -> None:
     """Print the last N committed (read_committed) records of TOPIC as JSON lines."""
-    from .tail import tail_topic
+    from .engine.tail import tail_topic
 
     settings = _settings(config_path)
     for record in asyncio.run(tail_topic(settings, topic, count)):
@@ -98,7 +139,7 @@ def tail(config_path: Path, topic: str, count: int) -> None:
 
 @main.command("check-config")
 @config_option
-def check_config(config_path: Path) -> None:
+def check_config(config_path: Path | None) -> None:
     """Validate the configuration and print it."""
     settings = _settings(config_path)
     click.echo(orjson.dumps(settings.model_dump(), option=orjson.OPT_INDENT_2).decode())

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_processor.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 
 
 def isolated_settings(

@@ -50,14 +50,14 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream_processor.exceptions import RecordError
-from stream_processor.models import Trade
-from stream_processor.processors import build_processor
-from stream_processor.processors.trades import SymbolTrades
-from stream_processor.serde.decode import decode
-from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
-from stream_processor.settings import ProcessorSettings, Settings, TradesParams
-from stream_processor.topics import ensure_topics, required_topics
+from stream_processor.engine.exceptions import RecordError
+from stream_processor.market.models import Trade
+from stream_processor.market.processors import build_processor
+from stream_processor.market.processors.trades import SymbolTrades
+from stream_processor.market.serde.decode import decode
+from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
+from stream_processor.engine.settings import ProcessorSettings, Settings, TradesParams
+from stream_processor.engine.topics import ensure_topics, required_topics
 from tests import broker as brokers
 from tests.helpers import read_topic
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from stream_processor.processors import build_processor
-from stream_processor.replay import replay
-from stream_processor.settings import Settings
-from stream_processor.worker import Worker
+from stream_processor.market.processors import build_processor
+from stream_processor.market.replay import replay
+from stream_processor.engine.settings import Settings
+from stream_processor.engine.worker import Worker
 from tests.conftest import FEEDS
 from tests.helpers import end_offsets, isolated_settings, read_topic, wait_for
 

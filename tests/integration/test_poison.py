@@ -29,12 +29,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream_processor.processors import build_processor
-from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
-from stream_processor.settings import Settings
-from stream_processor.state import OFFSET_KEY
-from stream_processor.topics import changelog_topic, ensure_topics, required_topics
-from stream_processor.worker import Worker
+from stream_processor.market.processors import build_processor
+from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
+from stream_processor.engine.settings import Settings
+from stream_processor.engine.state import OFFSET_KEY
+from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
+from stream_processor.engine.worker import Worker
 from tests.conftest import FEEDS, SHARED_DATA
 from tests.helpers import isolated_settings, read_topic, wait_for
 

@@ -30,11 +30,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from stream_processor.processors.eos_check import CheckRecord, EosCheckProcessor, KeyAggregate
-from stream_processor.settings import Settings
-from stream_processor.state import OFFSET_KEY, ChangelogStore
-from stream_processor.topics import changelog_topic, ensure_topics, required_topics
-from stream_processor.worker import Worker
+from stream_processor.market.processors.eos_check import CheckRecord, EosCheckProcessor, KeyAggregate
+from stream_processor.engine.settings import Settings
+from stream_processor.engine.state import OFFSET_KEY, ChangelogStore
+from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
+from stream_processor.engine.worker import Worker
 from tests.helpers import isolated_settings, read_topic, wait_for
 
 FAILURES = {666: "processing_error", 777: "output_too_large", 888: "state_too_large", 999: "state_unserializable",

@@ -6,9 +6,9 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 
-from stream_processor.settings import TopicSettings
-from stream_processor.tail import tail_topic
-from stream_processor.topics import ensure_topics
+from stream_processor.engine.settings import TopicSettings
+from stream_processor.engine.tail import tail_topic
+from stream_processor.engine.topics import ensure_topics
 from tests.helpers import isolated_settings
 
 

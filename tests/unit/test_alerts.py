@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from stream_processor.alerts import AlertRule, evaluate, update_trends
+from stream_processor.market.alerts import AlertRule, evaluate, update_trends
 
 BOS_UP = {"type": "bos", "direction": 1, "level": 1.1}
 BOS_DOWN = {"type": "bos", "direction": -1, "level": 1.0}

@@ -6,7 +6,7 @@ from collections import Counter
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
-from stream_processor.assignor import CopartitionedAssignor
+from stream_processor.engine.assignor import CopartitionedAssignor
 
 
 class Cluster:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_processor.breaker import CircuitBreaker, CircuitState, TaskHealth, worst
+from stream_processor.engine.breaker import CircuitBreaker, CircuitState, TaskHealth, worst
 
 
 def test_failures_below_the_threshold_retry_at_once_and_a_success_resets() -> None:

@@ -11,12 +11,12 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
-from stream_processor.checkpoint import Checkpoint, CheckpointState, transactional_id
-from stream_processor.exceptions import TransactionStateError
-from stream_processor.models import Trade
-from stream_processor.processors.trades import SymbolTrades
-from stream_processor.settings import TradesParams
-from stream_processor.state import OFFSET_KEY, ChangelogStore
+from stream_processor.engine.checkpoint import Checkpoint, CheckpointState, transactional_id
+from stream_processor.engine.exceptions import TransactionStateError
+from stream_processor.market.models import Trade
+from stream_processor.market.processors.trades import SymbolTrades
+from stream_processor.engine.settings import TradesParams
+from stream_processor.engine.state import OFFSET_KEY, ChangelogStore
 
 TP = TopicPartition("raw_trades", 5)
 GROUP = "trades-enricher"

@@ -15,8 +15,8 @@ from functools import cache
 import orjson
 import pytest
 
-from stream_processor.dedup import MAX_ID, RUN_BYTES, STATE_OVERHEAD_BYTES, TradeIdWindow
-from stream_processor.exceptions import InvalidRecordError, RecordError
+from stream_processor.market.dedup import MAX_ID, RUN_BYTES, STATE_OVERHEAD_BYTES, TradeIdWindow
+from stream_processor.engine.exceptions import InvalidRecordError, RecordError
 from tests.unit.klines import SHARED_DATA, require
 
 BITFLYER = SHARED_DATA / "trades" / "bitflyer-kazamidori"

@@ -13,13 +13,13 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from stream_processor import runner as runner_module
-from stream_processor.breaker import CircuitState, TaskHealth
-from stream_processor.health import HEALTHY_STATES, health_app, health_document
-from stream_processor.metrics import Metrics
-from stream_processor.processors import build_processor
-from stream_processor.runner import THROUGHPUT_WINDOW_S, ProcessorRunner, RunnerStats
-from stream_processor.settings import DEFAULT_CONFIG, Settings, load_settings
-from stream_processor.worker import BrokerProbe
+from stream_processor.engine.breaker import CircuitState, TaskHealth
+from stream_processor.engine.health import HEALTHY_STATES, health_app, health_document
+from stream_processor.engine.metrics import Metrics
+from stream_processor.market.processors import build_processor
+from stream_processor.engine.runner import THROUGHPUT_WINDOW_S, ProcessorRunner, RunnerStats
+from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.worker import BrokerProbe
 
 METRIC_KEYS = {"messages_processed", "messages_failed", "processing_latency_ms", "throughput_per_second"}
 ALL_STATES = ["starting", "rebalancing", "running", "stopping", "stopped", "failed"]

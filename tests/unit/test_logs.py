@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from stream_processor.logs import MAX_TEMPLATES, RepeatFilter
+from stream_processor.engine.logs import MAX_TEMPLATES, RepeatFilter
 
 
 def _record(msg: str, *args: object, name: str = "aiokafka", level: int = logging.ERROR) -> logging.LogRecord:
@@ -32,7 +32,7 @@ def test_different_templates_levels_loggers_and_first_arguments_are_apart() -> N
     assert flt.filter(_record("a %s %s", 1, "x"))
     assert flt.filter(_record("b %s %s", 1, "x"))
     assert flt.filter(_record("a %s %s", 1, "x", level=logging.WARNING))
-    assert flt.filter(_record("a %s %s", 1, "x", name="stream_processor.runner"))
+    assert flt.filter(_record("a %s %s", 1, "x", name="stream_processor.engine.runner"))
     assert flt.filter(_record("a %s %s", 2, "x"))  # another processor, say
     assert not flt.filter(_record("a %s %s", 1, "y"))
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from stream_processor import retry
-from stream_processor.retry import with_retry
+from stream_processor.engine.retry import with_retry
 
 
 async def test_retries_until_the_call_succeeds_and_passes_the_attempt_number(monkeypatch) -> None:

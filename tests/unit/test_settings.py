@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stream_processor.exceptions import ConfigError, StreamProcessorError
-from stream_processor.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.exceptions import ConfigError, StreamProcessorError
+from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "streams-config.yaml"
 

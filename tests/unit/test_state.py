@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_processor.models import Trade
-from stream_processor.processors.trades import SymbolTrades
-from stream_processor.settings import TradesParams
-from stream_processor.state import ChangelogStore
+from stream_processor.market.models import Trade
+from stream_processor.market.processors.trades import SymbolTrades
+from stream_processor.engine.settings import TradesParams
+from stream_processor.engine.state import ChangelogStore
 
 PARAMS = TradesParams(sma_length=3, ema_length=3, momentum_length=2, volume_window=4)
 DAY_MS = 86_400_000

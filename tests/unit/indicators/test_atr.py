@@ -9,7 +9,7 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators.atr import ATR
+from stream_processor.market.indicators.atr import ATR
 from tests.unit.klines import CS_DIR, DATASETS, load_klines, parity, require, restored
 
 

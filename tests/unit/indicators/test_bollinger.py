@@ -10,7 +10,7 @@ import pandas_ta as ta
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stream_processor.indicators.bollinger import BollingerBands, BollingerResult
+from stream_processor.market.indicators.bollinger import BollingerBands, BollingerResult
 from tests.unit.klines import CS_DIR, DATASETS, field, load_klines, parity, require, restored
 
 # pandas-ta column order: BBL, BBM, BBU, BBB, BBP.

@@ -4,7 +4,7 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators import EMA
+from stream_processor.market.indicators import EMA
 
 
 @pytest.mark.parametrize("length", [1, 2, 10, 50, 200])

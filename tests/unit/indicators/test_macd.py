@@ -9,8 +9,8 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators.ema import EMA
-from stream_processor.indicators.macd import MACD, MACDResult
+from stream_processor.market.indicators.ema import EMA
+from stream_processor.market.indicators.macd import MACD, MACDResult
 from tests.unit.klines import CS_DIR, DATASETS, field, load_klines, parity, require, restored
 
 # pandas-ta column order: MACD line, histogram, signal.

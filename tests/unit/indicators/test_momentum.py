@@ -3,7 +3,7 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators import Momentum
+from stream_processor.market.indicators import Momentum
 
 
 @pytest.mark.parametrize("length", [1, 10, 50, 200])

@@ -8,8 +8,8 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators.momentum import Momentum
-from stream_processor.indicators.returns import Returns, ReturnsResult
+from stream_processor.market.indicators.momentum import Momentum
+from stream_processor.market.indicators.returns import Returns, ReturnsResult
 from tests.unit.klines import DATASETS, field, load_klines, parity, restored
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators.rma import RMA
+from stream_processor.market.indicators.rma import RMA
 from tests.unit.klines import DATASETS, load_klines, parity, restored
 
 

@@ -4,7 +4,7 @@ import random
 import pandas as pd
 import pytest
 
-from stream_processor.indicators import RollingSum
+from stream_processor.market.indicators import RollingSum
 
 
 def _volumes(trades, which):

@@ -9,8 +9,8 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators.rma import RMA
-from stream_processor.indicators.rsi import RSI
+from stream_processor.market.indicators.rma import RMA
+from stream_processor.market.indicators.rsi import RSI
 from tests.unit.klines import CS_DIR, DATASETS, load_klines, parity, require, restored
 
 

@@ -2,7 +2,7 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators import SMA
+from stream_processor.market.indicators import SMA
 
 
 @pytest.mark.parametrize("length", [2, 10, 50, 200])

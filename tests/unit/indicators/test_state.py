@@ -5,7 +5,7 @@ from collections import deque
 import orjson
 import pytest
 
-from stream_processor.indicators import EMA, SMA, VWAP, Indicator, Momentum, RollingSum
+from stream_processor.market.indicators import EMA, SMA, VWAP, Indicator, Momentum, RollingSum
 
 FACTORIES = {
     "SMA(10)": lambda: SMA(10),

@@ -5,7 +5,7 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.indicators import VWAP
+from stream_processor.market.indicators import VWAP
 
 DAY_MS = 86_400_000
 

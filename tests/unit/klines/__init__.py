@@ -25,7 +25,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from stream_processor.models import Kline
+from stream_processor.market.models import Kline
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

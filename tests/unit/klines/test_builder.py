@@ -16,11 +16,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError, RecordError
-from stream_processor.klines import KlineBuilder, LateTradeError, interval_name
-from stream_processor.models import Kline, Trade
-from stream_processor.serde.decode import decode
-from stream_processor.serde.feed import iter_feed
+from stream_processor.engine.exceptions import InvalidRecordError, RecordError
+from stream_processor.market.klines import KlineBuilder, LateTradeError, interval_name
+from stream_processor.market.models import Kline, Trade
+from stream_processor.market.serde.decode import decode
+from stream_processor.market.serde.feed import iter_feed
 from tests.unit.klines import SHARED_DATA, require
 
 SPOT = SHARED_DATA / "feeds" / "binance-hftbacktest" / "spot"

@@ -10,8 +10,8 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from stream_processor.klines import KLINE_INDICATOR_FIELDS, KlineIndicatorParams, KlineIndicators
-from stream_processor.models import Kline
+from stream_processor.market.klines import KLINE_INDICATOR_FIELDS, KlineIndicatorParams, KlineIndicators
+from stream_processor.market.models import Kline
 from tests.unit.klines import DATASETS, load_klines, parity
 
 WARMUP = {

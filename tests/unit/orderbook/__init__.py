@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate
-from stream_processor.serde.decode import decode
-from stream_processor.serde.feed import iter_feed
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate
+from stream_processor.market.serde.decode import decode
+from stream_processor.market.serde.feed import iter_feed
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT / ".." / "shared" / "data"))

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate
-from stream_processor.orderbook import BookMetrics, OrderBook
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate
+from stream_processor.market.orderbook import BookMetrics, OrderBook
 from tests.unit.orderbook import book_records
 
 BIDS = [(100.0, 1.0), (99.5, 2.0), (99.0, 3.0), (90.0, 1.0)]

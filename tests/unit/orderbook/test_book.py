@@ -9,9 +9,9 @@ import time
 import orjson
 import pytest
 
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Trade
-from stream_processor.orderbook import BookMetrics, BookStatus, OrderBook
-from stream_processor.serde.decode import decode
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Trade
+from stream_processor.market.orderbook import BookMetrics, BookStatus, OrderBook
+from stream_processor.market.serde.decode import decode
 from tests.unit.orderbook import book_records, shared_file
 from tests.unit.orderbook import diff as _diff
 from tests.unit.orderbook import snap as _snap

@@ -11,8 +11,8 @@ import math
 import orjson
 import pytest
 
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate
-from stream_processor.orderbook import RESYNC_POLICIES, BookMetrics, BookStatus, OrderBook, diff_state_bytes
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate
+from stream_processor.market.orderbook import RESYNC_POLICIES, BookMetrics, BookStatus, OrderBook, diff_state_bytes
 from tests.unit.orderbook import book_records
 from tests.unit.orderbook import diff as _diff
 from tests.unit.orderbook import snap as _snap

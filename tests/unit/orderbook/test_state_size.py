@@ -13,8 +13,8 @@ import struct
 import orjson
 import pytest
 
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate
-from stream_processor.orderbook import (
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate
+from stream_processor.market.orderbook import (
     MAX_DEFERRED_TICKERS,
     RESYNC_POLICIES,
     BookMetrics,
@@ -23,7 +23,7 @@ from stream_processor.orderbook import (
     diff_state_bytes,
     max_state_bytes,
 )
-from stream_processor.orderbook.book import (
+from stream_processor.market.orderbook.book import (
     DIFF_FIXED_BYTES,
     LEVEL_BYTES,
     MAX_SYMBOL_LENGTH,

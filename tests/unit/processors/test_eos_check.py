@@ -7,11 +7,11 @@ import random
 import orjson
 import pytest
 
-from stream_processor.exceptions import DecodeError, InvalidRecordError
-from stream_processor.processors import build_processor
-from stream_processor.processors.eos_check import EosCheckProcessor, KeyAggregate
-from stream_processor.settings import EosCheckProcessorSettings
-from stream_processor.state import ChangelogStore
+from stream_processor.engine.exceptions import DecodeError, InvalidRecordError
+from stream_processor.market.processors import build_processor
+from stream_processor.market.processors.eos_check import EosCheckProcessor, KeyAggregate
+from stream_processor.engine.settings import EosCheckProcessorSettings
+from stream_processor.engine.state import ChangelogStore
 
 
 def _processor(outputs: list[str] | None = None) -> EosCheckProcessor:

@@ -12,17 +12,17 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError
-from stream_processor.klines.builder import KlineBuilder, LateTradeError
-from stream_processor.klines.indicators import KLINE_INDICATOR_FIELDS, KlineIndicators
-from stream_processor.models import BookTicker, Kline, Trade
-from stream_processor.processors import build_processor
-from stream_processor.processors.klines import KlinesProcessor
-from stream_processor.serde.decode import decode
-from stream_processor.serde.feed import iter_feed, stream_kind
-from stream_processor.settings import KlinesProcessorSettings
-from stream_processor.smc.detector import SmcDetector
-from stream_processor.state import ChangelogStore
+from stream_processor.engine.exceptions import InvalidRecordError
+from stream_processor.market.klines.builder import KlineBuilder, LateTradeError
+from stream_processor.market.klines.indicators import KLINE_INDICATOR_FIELDS, KlineIndicators
+from stream_processor.market.models import BookTicker, Kline, Trade
+from stream_processor.market.processors import build_processor
+from stream_processor.market.processors.klines import KlinesProcessor
+from stream_processor.market.serde.decode import decode
+from stream_processor.market.serde.feed import iter_feed, stream_kind
+from stream_processor.engine.settings import KlinesProcessorSettings
+from stream_processor.market.smc.detector import SmcDetector
+from stream_processor.engine.state import ChangelogStore
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

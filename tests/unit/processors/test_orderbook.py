@@ -8,14 +8,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, MarketRecord, Trade
-from stream_processor.processors import build_processor
-from stream_processor.processors.orderbook import OrderbookProcessor
-from stream_processor.serde.decode import decode
-from stream_processor.serde.feed import iter_feed
-from stream_processor.settings import OrderbookProcessorSettings
-from stream_processor.state import ChangelogStore
+from stream_processor.engine.exceptions import InvalidRecordError
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, MarketRecord, Trade
+from stream_processor.market.processors import build_processor
+from stream_processor.market.processors.orderbook import OrderbookProcessor
+from stream_processor.market.serde.decode import decode
+from stream_processor.market.serde.feed import iter_feed
+from stream_processor.engine.settings import OrderbookProcessorSettings
+from stream_processor.engine.state import ChangelogStore
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

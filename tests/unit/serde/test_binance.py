@@ -7,10 +7,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
-from stream_processor.serde.binance import normalize_binance
-from stream_processor.serde.feed import iter_feed
+from stream_processor.engine.exceptions import InvalidRecordError
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
+from stream_processor.market.serde.binance import normalize_binance
+from stream_processor.market.serde.feed import iter_feed
 
 FEEDS = Path("/work/shared/data/feeds/binance-hftbacktest")
 SPOT = FEEDS / "spot/btcusdt_20240808.gz"

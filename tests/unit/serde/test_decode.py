@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_processor.exceptions import DecodeError, InvalidRecordError, RecordError
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Trade
-from stream_processor.serde.decode import decode, encode
-from stream_processor.serde.feed import iter_feed
-from stream_processor.serde.normalized import to_normalized
+from stream_processor.engine.exceptions import DecodeError, InvalidRecordError, RecordError
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Trade
+from stream_processor.market.serde.decode import decode, encode
+from stream_processor.market.serde.feed import iter_feed
+from stream_processor.market.serde.normalized import to_normalized
 
 SPOT_BTC = Path("/work/shared/data/feeds/binance-hftbacktest/spot/btcusdt_20240808.gz")
 

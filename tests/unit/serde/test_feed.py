@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError
-from stream_processor.serde.feed import iter_feed, record_symbol, stream_kind
+from stream_processor.engine.exceptions import InvalidRecordError
+from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
 
 FEEDS = Path("/work/shared/data/feeds/binance-hftbacktest")
 SPOT_BTC = FEEDS / "spot/btcusdt_20240808.gz"

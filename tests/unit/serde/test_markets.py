@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
-from stream_processor.serde.binance import contract_usd, normalize_binance
-from stream_processor.serde.decode import decode
-from stream_processor.serde.feed import iter_feed, record_symbol
+from stream_processor.engine.exceptions import InvalidRecordError
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
+from stream_processor.market.serde.binance import contract_usd, normalize_binance
+from stream_processor.market.serde.decode import decode
+from stream_processor.market.serde.feed import iter_feed, record_symbol
 
 FEEDS = Path("/work/shared/data/feeds/binance-hftbacktest")
 FILES = sorted(FEEDS.glob("*/*.gz"))

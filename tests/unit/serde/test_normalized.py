@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_processor.exceptions import InvalidRecordError
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
-from stream_processor.serde import normalized
-from stream_processor.serde.decode import decode, encode
-from stream_processor.serde.normalized import normalize_normalized, to_normalized
+from stream_processor.engine.exceptions import InvalidRecordError
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
+from stream_processor.market.serde import normalized
+from stream_processor.market.serde.decode import decode, encode
+from stream_processor.market.serde.normalized import normalize_normalized, to_normalized
 
 
 def documented_examples() -> dict[str, dict]:

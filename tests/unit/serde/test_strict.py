@@ -14,12 +14,12 @@ import re
 import orjson
 import pytest
 
-from stream_processor.exceptions import DecodeError, InvalidRecordError
-from stream_processor.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
-from stream_processor.serde import binance
-from stream_processor.serde.binance import MAX_LEVELS, MAX_PRICE, MAX_SIZE, FieldError
-from stream_processor.serde.decode import decode, encode
-from stream_processor.serde.normalized import to_normalized
+from stream_processor.engine.exceptions import DecodeError, InvalidRecordError
+from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
+from stream_processor.market.serde import binance
+from stream_processor.market.serde.binance import MAX_LEVELS, MAX_PRICE, MAX_SIZE, FieldError
+from stream_processor.market.serde.decode import decode, encode
+from stream_processor.market.serde.normalized import to_normalized
 from tests.unit.serde.test_decode import mutations
 
 TRADE = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",

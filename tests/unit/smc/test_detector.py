@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from bench.smc_parity import load_candles
-from stream_processor.models import Kline
-from stream_processor.smc import (
+from stream_processor.market.models import Kline
+from stream_processor.market.smc import (
     BosChoch,
     Candle,
     FairValueGaps,
@@ -19,7 +19,7 @@ from stream_processor.smc import (
     SmcDetector,
     SwingDetector,
 )
-from stream_processor.smc.events import STARTUP_CANDLES, Stateful
+from stream_processor.market.smc.events import STARTUP_CANDLES, Stateful
 
 PRIMARY = {"swing_high", "swing_low", "bos", "choch", "fvg", "order_block", "liquidity"}
 CORRECTIONS = {"swing_replaced", "bos_cancelled", "choch_cancelled", "order_block_cancelled"}

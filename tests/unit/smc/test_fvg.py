@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_processor.smc import Candle, FairValueGaps
+from stream_processor.market.smc import Candle, FairValueGaps
 
 # (open, high, low, close)
 BARS = [

@@ -9,8 +9,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from stream_processor.smc import Candle, Liquidity, make_event
-from stream_processor.smc.events import f32
+from stream_processor.market.smc import Candle, Liquidity, make_event
+from stream_processor.market.smc.events import f32
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from stream_processor.smc import Candle, OrderBlocks, make_event
-from stream_processor.smc.events import f32
+from stream_processor.market.smc import Candle, OrderBlocks, make_event
+from stream_processor.market.smc.events import f32
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

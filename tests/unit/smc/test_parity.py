@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.smc_parity import Parity, load_candles, parity_all, run
-from stream_processor.smc import Candle, SmcDetector
+from stream_processor.market.smc import Candle, SmcDetector
 
 N_CANDLES = 24_424
 

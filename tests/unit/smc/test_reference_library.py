@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from bench.smc_parity import DETECTORS, clear_ghost_broken, compare, compared_rows
-from stream_processor.smc import Candle, SmcDetector
-from stream_processor.smc.events import f32
+from stream_processor.market.smc import Candle, SmcDetector
+from stream_processor.market.smc.events import f32
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

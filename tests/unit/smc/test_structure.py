@@ -9,7 +9,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from stream_processor.smc import BosChoch, Candle, make_event
+from stream_processor.market.smc import BosChoch, Candle, make_event
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

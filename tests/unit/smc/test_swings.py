@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from stream_processor.smc import Candle, SwingDetector
-from stream_processor.smc.events import STARTUP_CANDLES
+from stream_processor.market.smc import Candle, SwingDetector
+from stream_processor.market.smc.events import STARTUP_CANDLES
 
 
 def _candles(highs: list[float], lows: list[float]) -> list[Candle]:

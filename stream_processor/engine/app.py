@@ -1,0 +1,434 @@
+"""The App: topics, agents, tables, processors and timers, registered by decorator and run exactly once.
+
+.. code-block:: python
+
+    from stream_processor import App
+
+    app = App("market", config="config/streams-config.yaml")
+    trades = app.topic("raw_trades", value_type=Trade)
+    enriched = app.topic("enriched_trades")
+    counts = app.Table("trade_counts", default=int)
+
+    @app.agent(trades, sink=[enriched])
+    async def enrich(stream):
+        async for trade in stream:
+            counts[trade.symbol] += 1
+            yield {"symbol": trade.symbol, "n": counts[trade.symbol]}
+
+Run it with ``stream-processor -A mymodule:app worker``. The YAML (``config``) supplies Kafka, ports, the
+processing guarantee and per-agent settings: an entry ``stream_processors.<agent name>`` may set ``enabled``,
+``processing_mode``, ``consumer_group`` (default ``<app_id>-<name>``), ``params`` (validated by the agent's
+``params`` model), ``dead_letter_topic`` and the other keys of
+:class:`~stream_processor.engine.settings.ProcessorSettings`. Entries of other registered types (``@app.processor``
+classes, the built-in market processors) run beside the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from .agent import Agent, AgentProcessor
+from .exceptions import ConfigError, DecodeError, InvalidRecordError
+from .processor import Processor, current_context, encode_key, encode_value
+from .registry import ProcessorType
+from .settings import DEFAULT_CONFIG, ProcessorSettings, Settings, load_settings
+from .table import Table
+
+log = logging.getLogger(__name__)
+
+SERDES: dict[type, Callable[[bytes | None, bytes | None, int | None], Any]] = {}
+"""Decoders by value type: ``decode(value, key, timestamp_ms)`` raising RecordError. The market package adds its
+record types (Trade, Kline, DepthUpdate, ...): their decoder checks the key and event times like the built-in
+processors do."""
+
+
+def register_serde(value_type: type, decode: Callable[[bytes | None, bytes | None, int | None], Any]) -> None:
+    """Decode values of topics declared with ``value_type`` by ``decode``."""
+    SERDES[value_type] = decode
+
+
+class Topic:
+    """A Kafka topic of the app: how its values decode (``value_type``) and encode, and how many partitions it
+    gets when the worker creates it (``partitions``; the YAML's ``topics`` section wins).
+
+    ``value_type``: None (JSON values), ``bytes`` (raw), ``str``, a registered type (:data:`SERDES`), a pydantic
+    model, a :class:`~stream_processor.engine.records.Record` or a dataclass (built from the JSON object).
+    """
+
+    def __init__(self, app: App, name: str, value_type: type | None = None, key_type: type | None = None,
+                 partitions: int | None = None) -> None:
+        self.app = app
+        self.name = name
+        self.value_type = value_type
+        self.key_type = key_type
+        self.partitions = partitions
+        self._decode = _decoder(value_type)
+
+    def __repr__(self) -> str:
+        return f"<Topic {self.name}>"
+
+    def decode_value(self, value: bytes | None, key: bytes | None, timestamp_ms: int | None) -> Any:
+        """The value of one record of this topic. Raises RecordError (dead-lettered) when it does not decode."""
+        return self._decode(value, key, timestamp_ms)
+
+    def encode_value(self, value: Any) -> bytes | None:
+        """The bytes of a value sent to this topic (see :func:`~stream_processor.engine.processor.encode_value`)."""
+        return encode_value(value)
+
+    def send(self, key: Any = None, value: Any = None, headers: list[tuple[str, bytes]] | None = None,
+             partition: int | None = None) -> Any:
+        """Send one record; await the result.
+
+        Inside an agent (or a processor), the record goes in the transaction of the record being processed, exactly
+        once, and the await completes at once. Elsewhere (an ``app.timer``) it goes through the app's idempotent
+        producer, at least once, and the await waits for the broker's acknowledgement.
+        """
+        ctx = current_context.get()
+        if ctx is not None:
+            ctx.send(self.name, self.encode_value(value), key, headers, partition)
+            return _done()
+        return self.app.send_outside(self.name, encode_key(key), self.encode_value(value), headers, partition)
+
+
+@__import__("types").coroutine
+def _done() -> Any:
+    return None
+    yield  # noqa: B901 - makes this a generator-based coroutine that completes at once
+
+
+def _decoder(value_type: type | None) -> Callable[[bytes | None, bytes | None, int | None], Any]:
+    if value_type in SERDES:
+        return SERDES[value_type]
+    if value_type is bytes:
+        return lambda value, key, ts: value
+    if value_type is str:
+        def text(value: bytes | None, key: bytes | None, ts: int | None) -> Any:
+            try:
+                return value.decode() if value is not None else None
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"not UTF-8: {exc}") from None
+        return text
+
+    def json_value(value: bytes | None, key: bytes | None, ts: int | None) -> Any:
+        if value is None:
+            raise DecodeError("record has no value")
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"not JSON: {exc}") from None
+
+    if value_type is None:
+        return json_value
+    build: Callable[[Any], Any]
+    if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+        build = value_type.model_validate
+    elif hasattr(value_type, "from_data"):
+        build = value_type.from_data  # type: ignore[attr-defined]
+    elif dataclasses.is_dataclass(value_type):
+        build = lambda doc: value_type(**doc)  # noqa: E731
+    else:
+        raise TypeError(f"no serde for value_type {value_type!r}: use bytes, str, a pydantic model, a Record, a "
+                        "dataclass, or register_serde()")
+
+    def typed(value: bytes | None, key: bytes | None, ts: int | None) -> Any:
+        doc = json_value(value, key, ts)
+        if not isinstance(doc, dict):
+            raise InvalidRecordError(f"{value_type.__name__}: expected a JSON object, got {type(doc).__name__}")
+        try:
+            return build(doc)
+        except Exception as exc:  # noqa: BLE001 - a record that does not fit the type is invalid, not a bug
+            raise InvalidRecordError(f"not a valid {value_type.__name__}: {exc}"[:500]) from None
+
+    return typed
+
+
+class AgentSettings(ProcessorSettings):
+    """An agent's YAML entry: a processor's keys, ``params`` free-form (validated by the agent's model)."""
+
+    params: dict[str, Any] = {}
+
+
+class App:
+    """A stream-processing application: register topics, tables, agents, processors and timers, then run it with
+    ``stream-processor -A module:app worker`` (or :meth:`main`).
+
+    ``id``: the default ``app_id`` (prefix of changelog topics, transactional ids and consumer groups; the YAML's
+    ``app_id`` wins). ``config``: the YAML file (default the repo's ``config/streams-config.yaml``), or
+    ``settings``: the document as a mapping (tests, examples).
+    """
+
+    def __init__(self, id: str, config: str | Path | None = None, settings: Mapping[str, Any] | None = None) -> None:  # noqa: A002 - Faust's name
+        self.id = id
+        self.config = Path(config) if config is not None else None
+        self.settings_doc = settings
+        self.topics: dict[str, Topic] = {}
+        self.tables: dict[str, Table] = {}
+        self.agents: dict[str, Agent] = {}
+        self.types: dict[str, ProcessorType] = {}
+        self.timers: list[tuple[str, Callable[[], float], Callable[[], Any]]] = []
+        self._settings: Settings | None = None
+        self._producer: Any = None
+        self._finalized = False
+
+    def __repr__(self) -> str:
+        return f"<App {self.id}>"
+
+    # ---- declarations -------------------------------------------------------------------------------
+    def topic(self, name: str, value_type: type | None = None, key_type: type | None = None,
+              partitions: int | None = None) -> Topic:
+        """The topic ``name`` (the same object when declared twice with the same types)."""
+        existing = self.topics.get(name)
+        if existing is not None:
+            if value_type is not None and existing.value_type not in (None, value_type):
+                raise ValueError(f"topic {name!r} is already declared with value_type {existing.value_type!r}")
+            return existing
+        topic = self.topics[name] = Topic(self, name, value_type, key_type, partitions)
+        return topic
+
+    def Table(self, name: str, default: Callable[[], Any] | None = None, value_type: type | None = None,  # noqa: N802 - Faust's name
+              help: str | None = None, on_error: str = "reset") -> Table:  # noqa: A002
+        """A changelog-backed table (see :mod:`stream_processor.engine.table`)."""
+        if name in self.tables:
+            raise ValueError(f"table {name!r} is already declared")
+        table = self.tables[name] = Table(name, default, value_type, help, on_error)
+        return table
+
+    def agent(self, channel: Topic | str | list[Topic | str], *, name: str | None = None,
+              sink: list[Any] | None = None, tables: list[Any] | None = None, params: type | None = None,
+              concurrency: int = 1) -> Callable[[Callable[..., Any]], Agent]:
+        """Register an async function over a stream of ``channel``'s records (see :mod:`~.agent`).
+
+        ``sink``: topics (or agents, or plain callables) every ``yield``-ed value goes to, keyed like the input
+        record. ``tables``: the tables it uses (default: those its code names). ``params``: a pydantic model for its
+        YAML ``params``. Several topics must be co-partitioned.
+        """
+        topics = [self.topic(c) if isinstance(c, str) else c
+                  for c in (channel if isinstance(channel, list) else [channel])]
+        sinks = [self.topic(s) if isinstance(s, str) else s for s in (sink or [])]
+
+        def register(fun: Callable[..., Any]) -> Agent:
+            agent_name = name or fun.__name__
+            if agent_name in self.agents or agent_name in self.types:
+                raise ValueError(f"agent {agent_name!r} is already registered")
+            agent = Agent(self, fun, topics, agent_name, sinks, tables, params, concurrency)
+            self.agents[agent_name] = agent
+            return agent
+
+        return register
+
+    def processor(self, type_name: str | None = None, *, settings: type[ProcessorSettings] = AgentSettings,
+                  implicit: bool = False, **defaults: Any) -> Callable[[type[Processor]], type[Processor]]:
+        """Register a :class:`~stream_processor.engine.processor.Processor` class as a processor type (default
+        name: the class name, lowercased). YAML entries name it by ``type``; ``settings``: its entries' settings
+        class (a ProcessorSettings subclass with its ``params``). With ``implicit`` it runs under its type name
+        even without a YAML entry, with ``defaults`` (e.g. ``input_topics=[...]``)."""
+
+        def register(cls: type[Processor]) -> type[Processor]:
+            name = type_name or cls.__name__.lower()
+            if name in self.types or name in self.agents:
+                raise ValueError(f"processor type {name!r} is already registered")
+            self.types[name] = ProcessorType(name, settings, cls, defaults, implicit)
+            return cls
+
+        return register
+
+    def timer(self, interval: float, *, on_leader: bool = False) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Run an async function every ``interval`` seconds of wall-clock time while the worker runs.
+
+        Timers run outside any partition's transaction: they must not use tables, and what they send goes out at
+        least once (see :meth:`Topic.send`). For a punctuation inside a partition's transaction, use a processor's
+        ``context.schedule``. ``on_leader`` is accepted for Faust compatibility and ignored: every worker runs it.
+        """
+        if interval <= 0:
+            raise ValueError(f"timer interval must be positive, got {interval}")
+
+        def register(fun: Callable[[], Any]) -> Callable[[], Any]:
+            self.timers.append((fun.__name__, lambda: interval, fun))
+            return fun
+
+        return register
+
+    def crontab(self, cron_format: str, *, timezone: dt.tzinfo | None = None,
+                on_leader: bool = False) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Run an async function at the times of ``cron_format`` (``"*/5 * * * *"``; in ``timezone``, default UTC);
+        like :meth:`timer` otherwise. Raises ValueError for a malformed expression."""
+        from croniter import croniter
+
+        if not croniter.is_valid(cron_format):
+            raise ValueError(f"not a cron expression: {cron_format!r}")
+        tz = timezone or dt.UTC
+
+        def register(fun: Callable[[], Any]) -> Callable[[], Any]:
+            def delay() -> float:
+                now = dt.datetime.now(tz)
+                return max(0.0, (croniter(cron_format, now).get_next(dt.datetime) - now).total_seconds())
+
+            self.timers.append((fun.__name__, delay, fun))
+            return fun
+
+        return register
+
+    # ---- stateless helpers --------------------------------------------------------------------------
+    def filter(self, source: Topic | str, predicate: Callable[[Any], bool], to: Topic | str, *,
+               name: str | None = None) -> Agent:
+        """An agent sending each value of ``source`` for which ``predicate(value)`` is true to ``to``, exactly once
+        (keyed like its input)."""
+
+        async def filter_agent(stream: Any) -> Any:
+            async for value in stream:
+                if predicate(value):
+                    yield value
+
+        return self.agent(source, name=name or f"filter-{_topic_name(source)}-{_topic_name(to)}", sink=[to],
+                          tables=[])(filter_agent)
+
+    def map(self, source: Topic | str, fn: Callable[[Any], Any], to: Topic | str, *,
+            name: str | None = None) -> Agent:
+        """An agent sending ``fn(value)`` of each value of ``source`` to ``to``, exactly once (keyed like its input).
+        ``fn`` returning None drops the value."""
+
+        async def map_agent(stream: Any) -> Any:
+            async for value in stream:
+                out = fn(value)
+                if out is not None:
+                    yield out
+
+        return self.agent(source, name=name or f"map-{_topic_name(source)}-{_topic_name(to)}", sink=[to],
+                          tables=[])(map_agent)
+
+    def branch(self, source: Topic | str, branches: Mapping[Topic | str, Callable[[Any], bool]], *,
+               default: Topic | str | None = None, name: str | None = None) -> Agent:
+        """An agent sending each value of ``source`` to the first topic of ``branches`` whose predicate is true (to
+        ``default`` when none is, else nowhere), exactly once, keyed like its input (Kafka Streams' ``branch``)."""
+        routes = [(self.topic(t) if isinstance(t, str) else t, p) for t, p in branches.items()]
+        fallback = self.topic(default) if isinstance(default, str) else default
+
+        async def branch_agent(stream: Any) -> None:
+            async for value in stream:
+                for topic, predicate in routes:
+                    if predicate(value):
+                        await topic.send(key=stream.current_event.key, value=value)
+                        break
+                else:
+                    if fallback is not None:
+                        await fallback.send(key=stream.current_event.key, value=value)
+
+        return self.agent(source, name=name or f"branch-{_topic_name(source)}", tables=[])(branch_agent)
+
+    # ---- running ------------------------------------------------------------------------------------
+    def finalize(self) -> None:
+        """Check the registrations and register every agent as a processor type (done once, before running).
+
+        Raises ValueError: two agents use one table, or an agent's group_by is malformed.
+        """
+        if self._finalized:
+            return
+        owners: dict[str, str] = {}
+        for agent in self.agents.values():
+            agent.probe()
+            for table in agent.tables():
+                other = owners.setdefault(table.name, agent.name)
+                if other != agent.name:
+                    raise ValueError(f"table {table.name!r} is used by agents {other!r} and {agent.name!r}: a table "
+                                     "is partitioned like one agent's input; give each agent its own")
+            self._register_agent(agent)
+        self._finalized = True
+
+    def _register_agent(self, agent: Agent) -> None:
+        inputs = [t.name for t in agent.topics]
+        sinks = [s.name if isinstance(s, Topic) else s.topics[0].name for s in agent.sinks
+                 if isinstance(s, Topic | Agent)]
+        if agent.group_by is None:
+            self.types[agent.name] = ProcessorType(
+                agent.name, AgentSettings, lambda name, settings, a=agent: AgentProcessor(a, name, settings),
+                {"input_topics": inputs, "output_topics": sinks}, implicit=True)
+            return
+        repartition = agent.repartition_topic
+        partitions = max((self.topics[t].partitions or 0) for t in inputs) or None
+        self.topic(repartition, partitions=partitions)
+        stage1 = f"{agent.name}-repartition"
+        self.types[stage1] = ProcessorType(
+            stage1, AgentSettings, lambda name, settings, a=agent: AgentProcessor(a, name, settings, "repartition"),
+            {"input_topics": inputs, "output_topics": [repartition]}, implicit=True)
+        self.types[agent.name] = ProcessorType(
+            agent.name, AgentSettings, lambda name, settings, a=agent: AgentProcessor(a, name, settings),
+            {"input_topics": [repartition], "output_topics": sinks}, implicit=True)
+
+    @property
+    def settings(self) -> Settings:
+        """The validated configuration (loaded once). Raises ConfigError naming the file and key."""
+        if self._settings is None:
+            self.finalize()
+            topics = {name: {"partitions": t.partitions} for name, t in self.topics.items() if t.partitions}
+            self._settings = load_settings(self.config or DEFAULT_CONFIG, types=self.types, doc=self.settings_doc,
+                                           defaults={"app_id": self.id}, extra_topics=topics)
+        return self._settings
+
+    def build(self, name: str, settings: Settings | None = None) -> Processor:
+        """The processor of entry ``stream_processors.<name>``."""
+        from .registry import lookup
+
+        settings = settings or self.settings
+        psettings = settings.stream_processors[name]
+        type_ = lookup(psettings.type, self.types)
+        if type_ is None:
+            raise ConfigError("(app)", f"stream_processors.{name}.type", f"no processor type {psettings.type!r}")
+        return type_.factory(name, psettings)
+
+    async def send_outside(self, topic: str, key: bytes | None, value: bytes | None,
+                           headers: list[tuple[str, bytes]] | None, partition: int | None) -> Any:
+        """Send through the app's idempotent (not transactional) producer: for timers; at least once."""
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap_servers,
+                                        enable_idempotence=True, acks="all",
+                                        client_id=f"{self.settings.processor_id}-timers")
+            await producer.start()
+            self._producer = producer
+        return await self._producer.send_and_wait(topic, value, key=key, headers=headers, partition=partition)
+
+    async def run_timers(self, stopping: asyncio.Event) -> None:
+        """Run every timer until ``stopping`` is set (the worker calls this)."""
+        if not self.timers:
+            await stopping.wait()
+            return
+
+        async def loop(name: str, delay: Callable[[], float], fun: Callable[[], Any]) -> None:
+            while not stopping.is_set():
+                try:
+                    await asyncio.wait_for(stopping.wait(), delay())
+                    return
+                except TimeoutError:
+                    pass
+                try:
+                    await fun()
+                except Exception:  # noqa: BLE001 - a failing timer is logged and tried again next time
+                    log.exception("timer %s failed", name)
+
+        await asyncio.gather(*(loop(*t) for t in self.timers))
+
+    async def close(self) -> None:
+        """Stop the timers' producer."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    def main(self, argv: list[str] | None = None) -> None:
+        """Run the command line with this app (``python mymodule.py worker``)."""
+        from ..cli import main
+
+        main(argv, obj=self)
+
+
+def _topic_name(topic: Topic | str) -> str:
+    return topic if isinstance(topic, str) else topic.name

@@ -1,0 +1,336 @@
+"""Configuration: ``config/streams-config.yaml`` plus environment overrides, validated once at start.
+
+``load_settings(path, environ)`` returns a frozen :class:`Settings`; any invalid value raises
+:class:`~stream_processor.engine.exceptions.ConfigError` naming the file (or ``environment``) and the key,
+for example ``config/streams-config.yaml: stream_processors.trades.batch_size: Input should be a
+valid integer``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from .exceptions import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "streams-config.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyedError(ValueError):
+    """A cross-field check failed at ``key`` (a dotted path in the YAML); ``load_settings`` names that key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def _bootstrap_address(address: str) -> str:
+    """``host:port`` (``[v6]:port`` for IPv6) with a port in 1..65535; raises ValueError otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or host.endswith(":"):
+        raise ValueError(f"bootstrap server {address!r} must be host:port, e.g. kafka-0.kafka:9092")
+    return address
+
+
+class KafkaSettings(_Strict):
+    """Broker connection and the exactly-once commit cadence (times in ms)."""
+
+    bootstrap_servers: list[str] = Field(min_length=1)
+    commit_interval_ms: int = Field(default=100, gt=0)
+    max_poll_records: int = Field(default=2000, gt=0)
+    transaction_timeout_ms: int = Field(default=10_000, gt=0)
+    session_timeout_ms: int = Field(default=30_000, gt=0)
+    replication_factor: int = Field(default=1, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [_bootstrap_address(a) for a in value]
+
+    @model_validator(mode="after")
+    def _transactions_end_before_sessions(self) -> KafkaSettings:
+        # A dead worker's open transaction must abort (timeout) before its partitions could be handed over by
+        # the session timeout alone, so read_committed readers are never held up by it longer than that.
+        if self.transaction_timeout_ms >= self.session_timeout_ms:
+            raise ValueError(
+                f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be below session_timeout_ms "
+                f"({self.session_timeout_ms})"
+            )
+        return self
+
+
+class TopicSettings(_Strict):
+    """One topic this project creates when it is missing."""
+
+    partitions: int = Field(gt=0)
+    compacted: bool = False
+    retention_ms: int | None = None
+
+
+class EventTimeSettings(_Strict):
+    """The window around a record's Kafka timestamp that its event times must fall in (ms); None: unbounded.
+
+    A record whose event time is later than its Kafka timestamp + ``max_future_ms`` (a nanosecond or year-2100
+    time, or a clock far ahead) or earlier than its Kafka timestamp - ``max_past_ms`` (a time in seconds) is
+    dead-lettered (reason "invalid") before it reaches state. Replays publish old data with the current Kafka
+    timestamp, hence the wide default past bound (10 years).
+    """
+
+    max_future_ms: int | None = Field(default=5_000, ge=0)
+    max_past_ms: int | None = Field(default=315_576_000_000, ge=0)
+
+
+class ProcessorSettings(_Strict):
+    """One stream processor or agent: its consumer group, topics and mode; each ``type`` adds its own ``params``.
+
+    ``type`` names a registered processor type (see :mod:`stream_processor.engine.registry`); left out, it is the
+    entry's name (an agent's or processor's registered name). ``consumer_group`` defaults to
+    ``<app_id>-<name>``. Several ``input_topics`` must be co-partitioned (same partition count, keyed alike):
+    partition q of every input is one task, one transaction and one changelog partition. ``state_errors``: what a
+    changelog snapshot this code cannot read does on restore (``reset``: that key starts empty, logged and counted
+    as the event ``state_reset``; ``fail``: the processor fails at once, naming the key).
+    """
+
+    type: str
+    consumer_group: str = Field(min_length=1)
+    processing_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    batch_size: int = Field(default=500, gt=0)
+    input_topics: list[str] = Field(min_length=1)
+    output_topics: list[str] = []
+    dead_letter_topic: str = "dead_letter"
+    state_errors: Literal["reset", "fail"] = "reset"
+    enabled: bool = True
+    max_input_bytes: int = Field(default=1_048_576, gt=0)  # a larger input record is dead-lettered undecoded
+    event_time: EventTimeSettings = EventTimeSettings()
+
+    @model_validator(mode="after")
+    def _topics_apart(self) -> ProcessorSettings:
+        for field in ("output_topics", "dead_letter_topic"):
+            value = getattr(self, field)
+            for i, topic in enumerate(value if isinstance(value, list) else [value]):
+                if topic in self.input_topics:
+                    key = f"{field}.{i}" if isinstance(value, list) else field
+                    raise KeyedError(key, f"{topic!r} is also an input topic: the processor would read its own "
+                                          "output")
+        if len(set(self.input_topics)) != len(self.input_topics):
+            raise KeyedError("input_topics", f"lists a topic twice: {self.input_topics}")
+        return self
+
+
+class ReplaySettings(_Strict):
+    """Where the replay producer publishes each message family (``trades``, ``orderbook``, ``klines``)."""
+
+    topics: dict[str, str]
+
+
+class MonitoringSettings(_Strict):
+    """HTTP ports and log level."""
+
+    host: str = "0.0.0.0"  # address the HTTP ports listen on
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    health_check_port: int = Field(default=8081, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class CircuitBreakerSettings(_Strict):
+    """When a partition's transactions keep aborting: how many in a row open the circuit, and the backoff (ms)."""
+
+    failures: int = Field(default=3, gt=0)  # consecutive aborted commits or failed opens that open the circuit
+    backoff_ms: int = Field(default=1_000, gt=0)  # first wait before the partition is tried again; doubles
+    max_backoff_ms: int = Field(default=30_000, gt=0)
+
+
+class HealthSettings(_Strict):
+    """What makes ``/health`` unhealthy (and ``/ready`` 503), besides a failed processor and an open circuit."""
+
+    broker_timeout_ms: int = Field(default=15_000, gt=0)  # the broker has not answered for this long
+    stuck_partition_ms: int = Field(default=60_000, gt=0)  # a partition with input has not committed for this long
+    probe_interval_ms: int = Field(default=2_000, gt=0)  # how often the broker is asked for metadata
+
+
+class Settings(_Strict):
+    """The whole validated configuration."""
+
+    app_id: str = Field(default="stream-processor", min_length=1)
+    processor_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    kafka: KafkaSettings
+    topics: dict[str, TopicSettings] = {}
+    stream_processors: dict[str, ProcessorSettings] = Field(min_length=1)
+    replay: ReplaySettings | None = None
+    monitoring: MonitoringSettings = MonitoringSettings()
+    health: HealthSettings = HealthSettings()
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    # SIGTERM: the worker commits and leaves within this, even with a hung broker; keep it below Kubernetes'
+    # terminationGracePeriodSeconds (30 s by default).
+    shutdown_timeout_ms: int = Field(default=20_000, gt=0)
+
+    @field_validator("stream_processors", mode="before")
+    @classmethod
+    def _processors(cls, value: Any, info: ValidationInfo) -> Any:
+        """Validate each entry with the settings class of its registered ``type`` (the registry comes with the
+        validation context, else the global one)."""
+        from .registry import resolve_entries
+
+        if not isinstance(value, dict):
+            return value
+        context = info.context or {}
+        app_id = info.data.get("app_id", "stream-processor")
+        return resolve_entries(value, app_id, context.get("types"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        groups: dict[str, str] = {}
+        for name, proc in self.stream_processors.items():
+            if not proc.enabled:
+                continue
+            other = groups.setdefault(proc.consumer_group, name)
+            if other != name:
+                raise KeyedError(f"stream_processors.{name}.consumer_group",
+                                 f"{proc.consumer_group!r} is also {other!r}'s group: the two would split the "
+                                 "partitions between them and each miss part of its input")
+            counts = {t: self.topics[t].partitions for t in proc.input_topics if t in self.topics}
+            if len(set(counts.values())) > 1:
+                raise KeyedError(f"stream_processors.{name}.input_topics",
+                                 f"inputs must be co-partitioned (same partition count), got {counts}")
+        mon = self.monitoring
+        if mon.metrics_port and mon.metrics_port == mon.health_check_port:
+            raise KeyedError("monitoring.health_check_port", f"equals metrics_port ({mon.metrics_port})")
+        return self
+
+    def topic(self, name: str) -> TopicSettings:
+        """The settings of topic ``name``; a topic not listed gets 1 partition."""
+        return self.topics.get(name, TopicSettings(partitions=1))
+
+
+# Environment variable -> (path in the YAML document, parser). None in the path means "every processor".
+def _int(raw: str) -> int:
+    return int(raw.strip())
+
+
+def _servers(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+ENV_OVERRIDES: dict[str, tuple[tuple[str | None, ...], Any]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": (("kafka", "bootstrap_servers"), _servers),
+    "PROCESSOR_ID": (("processor_id",), str),
+    "BATCH_SIZE": (("stream_processors", None, "batch_size"), _int),
+    "COMMIT_INTERVAL_MS": (("kafka", "commit_interval_ms"), _int),
+    "MAX_POLL_RECORDS": (("kafka", "max_poll_records"), _int),
+    "METRICS_PORT": (("monitoring", "metrics_port"), _int),
+    "HEALTH_CHECK_PORT": (("monitoring", "health_check_port"), _int),
+    "LOG_LEVEL": (("monitoring", "log_level"), str),
+}
+
+
+def _apply_env(doc: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, (path, parse) in ENV_OVERRIDES.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise ConfigError("environment", name, f"cannot parse {raw!r}") from None
+        if path[1:2] == (None,):
+            for proc in (doc.get(path[0]) or {}).values():
+                if isinstance(proc, dict):
+                    proc[path[2]] = value
+            continue
+        node = doc
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+
+
+def _location(error: Any) -> tuple[Any, ...]:
+    """The error's path in the YAML document (pydantic adds the processor type, the union's tag, to it)."""
+    loc = tuple(error["loc"])
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "type")
+    keyed = (error.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedError):
+        loc = (*loc, *keyed.key.split("."))
+    return loc
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    types: Mapping[str, Any] | None = None,
+    doc: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    extra_topics: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, override from ``environ`` (default ``os.environ``) and validate the configuration.
+
+    ``types``: the processor types entries may name (an App's registry; default the global one, see
+    :mod:`stream_processor.engine.registry`). ``doc``: the document itself instead of reading ``path`` (which then
+    only names it in errors). ``defaults``: top-level keys used where the document has none (an App's id).
+    ``extra_topics``: ``topics`` entries used where the document has none (an App's declared partitions).
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is unknown, missing or of a wrong type.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    environ = os.environ if environ is None else environ
+    source = str(path) if doc is None or path != DEFAULT_CONFIG else "(settings)"
+    if doc is None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
+        try:
+            doc = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, "(file)", f"not valid YAML: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(source, "(top level)", "must be a mapping")
+    else:
+        doc = copy.deepcopy(dict(doc))
+    for key, value in (defaults or {}).items():
+        doc.setdefault(key, value)
+    if extra_topics:
+        doc["topics"] = {**extra_topics, **(doc.get("topics") or {})}
+    _apply_env(doc, environ)
+    try:
+        return Settings.model_validate(doc, context={"types": types})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = _location(first)
+        key = _key_of(loc)
+        origin = next(
+            (f"environment {name}" for name, (p, _) in ENV_OVERRIDES.items()
+             if environ.get(name) and _matches(p, loc)),
+            source,
+        )
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        keyed = (first.get("ctx") or {}).get("error")
+        reason = keyed.reason if isinstance(keyed, KeyedError) else first["msg"]
+        raise ConfigError(origin, key, reason + more) from None
+
+
+def _matches(path: tuple[str | None, ...], loc: tuple[Any, ...]) -> bool:
+    return len(path) == len(loc) and all(p is None or p == str(part) for p, part in zip(path, loc, strict=True))

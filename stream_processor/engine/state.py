@@ -1,0 +1,329 @@
+"""Changelog-backed key-value state of one input partition: live objects in memory, dirty keys to Kafka.
+
+A store holds live state objects (anything with ``to_state() -> dict``) keyed by string. The
+processor marks a key dirty when it changes the object; at each checkpoint the dirty objects are
+written to partition ``q`` of the store's compacted changelog topic inside the transaction of input
+partition ``q``, so the changelog and the input offsets always agree. Under exactly_once each such
+transaction also writes an offset marker per input topic (key :data:`OFFSET_KEY` + ``b":" + topic``): the
+next input offset of partition ``q`` of that topic that the state reflects, committed atomically with it
+(a processor with co-partitioned inputs writes one marker per input topic to the same changelog partition).
+On assignment (and after an abort) the store is rebuilt by reading its changelog partition to the end with
+``read_committed``; a store kept across a rebalance is brought up to date by reading only what was written after
+its own last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .exceptions import StateRecordError, StateRestoreError
+
+log = logging.getLogger(__name__)
+
+OFFSET_KEY = b"\x00offset"
+"""Prefix of the offset markers' changelog keys (``OFFSET_KEY + b":" + topic``; a bare ``OFFSET_KEY`` is the one
+input's marker of changelogs written before co-partitioned inputs): ``{"offset": n}``, the next input offset the
+state reflects."""
+
+
+def offset_marker(topic: str, next_offset: int) -> tuple[bytes, bytes]:
+    """The changelog record ``(key, value)`` saying the state reflects ``topic``'s input up to ``next_offset``
+    (exclusive) on this changelog partition's input partition."""
+    return OFFSET_KEY + b":" + topic.encode(), orjson.dumps({"offset": next_offset})
+
+
+def _marker_topic(key: bytes | None) -> str | None | bool:
+    """The input topic an offset-marker key names (None: the legacy single-input marker); False if not a marker."""
+    if key is None or not key.startswith(OFFSET_KEY):
+        return False
+    if key == OFFSET_KEY:
+        return None
+    return key[len(OFFSET_KEY) + 1 :].decode()
+
+
+class Snapshottable(Protocol):
+    """A state object the changelog can hold."""
+
+    def to_state(self) -> dict[str, Any]: ...
+
+
+STORE_PREFIX = b"\x01"
+"""Changelog keys of a named store (a Table) are ``STORE_PREFIX + name + b"\\x00" + key``; the default store's
+(name ``""``) are the bare key."""
+
+
+def _to_state(obj: Any) -> Any:
+    return obj.to_state()
+
+
+def _identity(obj: Any) -> Any:
+    return obj
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How one named store of a processor turns its values into changelog records and back.
+
+    ``from_state``/``to_state``: JSON document <-> live object (None: the values are JSON documents themselves;
+    ``to_state`` None with a ``from_state`` means ``obj.to_state()``). ``version``: the layout version written with
+    every snapshot (None: snapshots are written bare, as before versions existed); a snapshot of another version
+    is passed through ``migrate(state, its_version)`` first (a snapshot without a version is version 0).
+    ``on_error``: what a snapshot that cannot be read (no migration, ``migrate`` or ``from_state`` raised) does:
+    ``"reset"`` drops that key (it starts from empty state; logged and counted by :attr:`ChangelogStore.resets`),
+    ``"fail"`` raises :class:`~stream_processor.engine.exceptions.StateRestoreError` (the processor fails at once,
+    with the reason on ``/health``).
+    """
+
+    name: str = ""
+    from_state: Callable[[Any], Any] | None = None
+    to_state: Callable[[Any], Any] | None = None
+    version: int | None = None
+    migrate: Callable[[Any, int], Any] | None = None
+    on_error: str = "reset"
+    expire: Callable[[ChangelogStore], None] | None = None  # run before each commit (windowed tables' expiry)
+
+
+class ChangelogStore:
+    """In-memory state of one input partition, with the set of keys changed since the last checkpoint.
+
+    A key changed with :meth:`put` or :meth:`mark_dirty` is written to the changelog at the next commit; a key
+    removed with :meth:`delete` is written as a tombstone (value None), which compaction then removes.
+    """
+
+    __slots__ = ("data", "dirty", "spec", "resets", "meta", "_from_state", "_to_state", "_prefix")
+
+    def __init__(self, from_state: Callable[[Any], Any] | StoreSpec | None = None) -> None:
+        spec = from_state if isinstance(from_state, StoreSpec) else StoreSpec(from_state=from_state)
+        self.spec = spec
+        self.data: dict[str, Any] = {}
+        self.dirty: set[str] = set()
+        self.resets = 0  # snapshots dropped because they could not be read (on_error "reset")
+        self.meta: dict[str, Any] = {}  # in memory only (a windowed table's latest time)
+        self._from_state = spec.from_state or _identity
+        self._to_state = spec.to_state or (_to_state if spec.from_state is not None else _identity)
+        self._prefix = STORE_PREFIX + spec.name.encode() + b"\x00" if spec.name else b""
+
+    def get(self, key: str) -> Any:
+        """The live object of ``key``, or None."""
+        return self.data.get(key)
+
+    def put(self, key: str, obj: Any) -> None:
+        """Set ``key`` and mark it dirty."""
+        self.data[key] = obj
+        self.dirty.add(key)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; its changelog record becomes a tombstone at the next commit."""
+        self.data.pop(key, None)
+        self.dirty.add(key)
+
+    def mark_dirty(self, key: str) -> None:
+        """Say that the live object of ``key`` was changed in place."""
+        self.dirty.add(key)
+
+    def encode(self, key: str, limit: int | None = None) -> bytes | None:
+        """The changelog value of ``key``: its state as JSON (versioned if the spec has a version); None (a
+        tombstone) for a deleted key.
+
+        Raises:
+            StateRecordError: the state cannot be encoded (``state_unserializable``), or its record (key and value)
+                is larger than ``limit`` bytes (``state_too_large``).
+        """
+        obj = self.data.get(key, _MISSING)
+        if obj is _MISSING:
+            return None
+        try:
+            state = self._to_state(obj)
+            version = self.spec.version
+            value = orjson.dumps(state if version is None else {"v": version, "state": state})
+        except (TypeError, ValueError, OverflowError, AttributeError) as exc:  # JSONEncodeError is a TypeError
+            raise StateRecordError(key, "state_unserializable", f"state of {key!r} cannot be written: {exc}") from None
+        if limit is not None and len(value) + len(key) > limit:
+            raise StateRecordError(key, "state_too_large",
+                                   f"state of {key!r} is {len(value)} bytes, above the changelog's {limit}")
+        return value
+
+    def changelog_records(self, limit: int | None = None) -> Iterator[tuple[bytes, bytes | None]]:
+        """The ``(key, value)`` changelog records of the dirty keys (see :meth:`encode`); the dirty set is cleared
+        once every one is encoded (a StateRecordError leaves it as it was)."""
+        prefix = self._prefix
+        for key in self.dirty:
+            yield prefix + key.encode(), self.encode(key, limit)
+        self.dirty = set()
+
+    def load(self, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record of this store (``key`` without the store prefix; a None value deletes it).
+
+        Raises:
+            StateRestoreError: the snapshot cannot be read and the spec's ``on_error`` is ``"fail"``.
+        """
+        name = key.decode()
+        if value is None:
+            self.data.pop(name, None)
+            return
+        try:
+            state = orjson.loads(value)
+            version = self.spec.version
+            if version is not None:
+                found = 0
+                if type(state) is dict and len(state) == 2 and "v" in state and "state" in state:
+                    found, state = state["v"], state["state"]
+                if found != version:
+                    if self.spec.migrate is None:
+                        raise ValueError(f"snapshot layout version {found}, this code reads {version} and has no "
+                                         "migration")
+                    state = self.spec.migrate(state, found)
+            self.data[name] = self._from_state(state)
+        except Exception as exc:  # noqa: BLE001 - a snapshot this code cannot read: reset the key or fail, per spec
+            store = self.spec.name or "state"
+            if self.spec.on_error == "fail":
+                raise StateRestoreError(f"store {store!r}: the snapshot of {name!r} cannot be read: {exc!r}") from exc
+            self.data.pop(name, None)
+            self.resets += 1
+            log.error("store %r: the snapshot of %r cannot be read (%r); the key starts from empty state", store,
+                      name, exc)
+
+
+_MISSING = object()
+
+
+class TaskStores:
+    """The stores of one task, by name (``""`` is the default store), sharing one changelog partition."""
+
+    __slots__ = ("stores", "_by_prefix")
+
+    def __init__(self, specs: list[StoreSpec]) -> None:
+        self.stores: dict[str, ChangelogStore] = {spec.name: ChangelogStore(spec) for spec in specs}
+        self._by_prefix = {spec.name.encode(): store for spec, store in zip(specs, self.stores.values(),
+                                                                            strict=True)}
+
+    def __getitem__(self, name: str) -> ChangelogStore:
+        return self.stores[name]
+
+    @property
+    def dirty(self) -> bool:
+        """True if any store has a key changed since the last commit."""
+        return any(store.dirty for store in self.stores.values())
+
+    @property
+    def resets(self) -> int:
+        """Snapshots dropped by every store so far (see :class:`StoreSpec`)."""
+        return sum(store.resets for store in self.stores.values())
+
+    def keys(self) -> int:
+        """How many keys the stores hold."""
+        return sum(len(store.data) for store in self.stores.values())
+
+    def clear(self) -> None:
+        for store in self.stores.values():
+            store.data.clear()
+            store.dirty = set()
+            store.meta.clear()
+
+    def changelog_records(self, limit: int | None = None) -> list[tuple[bytes, bytes | None]]:
+        """Every store's changelog records (see :meth:`ChangelogStore.changelog_records`), all encoded before any
+        dirty set is cleared."""
+        for store in self.stores.values():
+            if store.spec.expire is not None:
+                store.spec.expire(store)
+        pending = [(store, list(store.dirty)) for store in self.stores.values() if store.dirty]
+        records = [(store._prefix + key.encode(), store.encode(key, limit))  # noqa: SLF001
+                   for store, keys in pending for key in keys]
+        for store, _ in pending:
+            store.dirty = set()
+        return records
+
+    def take_dirty(self) -> list[set[str]]:
+        """Set every dirty set aside (check mode); :meth:`merge_dirty` puts them back."""
+        before = []
+        for store in self.stores.values():
+            before.append(store.dirty)
+            store.dirty = set()
+        return before
+
+    def merge_dirty(self, before: list[set[str]]) -> None:
+        for store, keys in zip(self.stores.values(), before, strict=True):
+            store.dirty |= keys
+
+    def check_dirty(self, limit: int | None) -> None:
+        """Encode every dirty key (check mode). Raises StateRecordError for the first that cannot be written."""
+        for store in self.stores.values():
+            for key in store.dirty:
+                store.encode(key, limit)
+
+    def load(self, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record to its store; a record of a store this code no longer has is skipped."""
+        if key[:1] == STORE_PREFIX:
+            name, sep, rest = key[1:].partition(b"\x00")
+            store = self._by_prefix.get(name) if sep else None
+            if store is not None:
+                store.load(rest, value)
+            return
+        store = self._by_prefix.get(b"")
+        if store is not None:
+            store.load(key, value)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What :func:`restore` read: records applied, the last offset marker seen per input topic, the end reached.
+
+    ``offsets`` maps an input topic to its next offset; the key None holds a legacy marker without a topic.
+    """
+
+    applied: int
+    offsets: dict[str | None, int]
+    end: int
+
+    def offset(self, topic: str, only_input: bool) -> int | None:
+        """The next offset of ``topic``'s partition, or None; a legacy marker counts when it is the only input."""
+        found = self.offsets.get(topic)
+        if found is None and only_input:
+            found = self.offsets.get(None)
+        return found
+
+
+async def restore(
+    store: TaskStores, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None = None
+) -> Restored:
+    """Bring ``store`` up to date from changelog partition ``tp``, read to its last stable offset.
+
+    With ``start`` None the store is cleared and rebuilt from the beginning; otherwise the records from
+    changelog offset ``start`` on are applied on top of it (each record is a whole snapshot of its key, so
+    re-applying one the store already reflects changes nothing). ``consumer`` must be a group-less consumer
+    with ``isolation_level="read_committed"``; it is left unassigned.
+    """
+    if start is None:
+        store.clear()
+    else:
+        store.take_dirty()
+    consumer.assign([tp])
+    try:
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        end = (await consumer.end_offsets([tp]))[tp]
+        applied = 0
+        offsets: dict[str | None, int] = {}
+        load = store.load
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            for record in batch.get(tp, ()):
+                key = record.key
+                if key is not None and key[:1] == b"\x00":
+                    topic = _marker_topic(key)
+                    if topic is not False:
+                        offsets[topic] = orjson.loads(record.value)["offset"]  # type: ignore[index]
+                        continue
+                load(key, record.value)
+                applied += 1
+        return Restored(applied, offsets, end)
+    finally:
+        consumer.assign([])

@@ -1,0 +1,135 @@
+"""The market processors' common base: market records decoded and checked, one versioned state store."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+from ...engine.exceptions import InvalidRecordError
+from ...engine.processor import Processor
+from ...engine.settings import EventTimeSettings
+from ...engine.state import StoreSpec
+from ..models import BookTicker, DepthSnapshot, DepthUpdate, Kline, MarketRecord, Trade
+from ..serde.decode import decode as decode_market
+
+STATE_VERSION = 1
+"""Layout version of the market processors' snapshots. Version 0 (written before versions existed) has the same
+layout; bump this and extend :func:`migrate_state` when a layout changes."""
+
+
+def migrate_state(state: Any, version: int) -> Any:
+    """A market snapshot of layout ``version`` in the current layout. Raises ValueError for a version it does not
+    know (the key then starts from empty state, see :class:`~stream_processor.engine.state.StoreSpec`)."""
+    if version == 0:
+        return state
+    raise ValueError(f"no migration from layout version {version} to {STATE_VERSION}")
+
+
+class MarketProcessor(Processor):
+    """A processor of market records (see :mod:`stream_processor.engine.processor` for the contract).
+
+    It keeps one store of live state objects (``state_from`` rebuilds one from its snapshot), versioned
+    :data:`STATE_VERSION`, and decodes every input as a checked market record (:meth:`decode`).
+    """
+
+    def stores(self) -> list[StoreSpec]:
+        return [StoreSpec(from_state=self.state_from, version=STATE_VERSION, migrate=migrate_state)]
+
+    def decode(self, value: bytes | None, key: bytes | None, timestamp_ms: int | None = None,
+               topic: str | None = None) -> Any:
+        """The record :meth:`process` takes, from one input message; by default a checked market record.
+
+        ``timestamp_ms`` is the Kafka record's timestamp (None or negative: none). A market record must be keyed by
+        its symbol (case aside), or it would sit on another partition than its symbol's state, and its event times
+        must lie within ``settings.event_time`` of the Kafka timestamp.
+
+        Raises:
+            RecordError: the bytes cannot be decoded or are not a valid record (see
+                :mod:`stream_processor.market.serde`), the key is not the symbol, or an event time is outside the
+                window.
+        """
+        record = decode_market(value, key)
+        if key is None or key != record.symbol.encode():
+            check_key(record, key)  # raises unless only the case differs
+        if timestamp_ms is not None and timestamp_ms >= 0:
+            window = self.settings.event_time
+            future, past = window.max_future_ms, window.max_past_ms
+            if type(record) is Trade and future is not None and past is not None:  # the hot path, inlined
+                low, high = timestamp_ms - past, timestamp_ms + future
+                if low <= record.time_ms <= high and low <= record.event_time_ms <= high:
+                    return record
+            check_times(record, timestamp_ms, future, past)
+        return record
+
+    @abstractmethod
+    def state_from(self, state: dict[str, Any]) -> Any:
+        """Rebuild one key's live state object from its changelog snapshot."""
+
+
+def state_key(record: MarketRecord) -> str:
+    """The store key of a market record's state: ``venue/market/symbol`` (spot and USD-M BTCUSDT apart)."""
+    return f"{record.venue}/{record.market}/{record.symbol}"
+
+
+def check_key(record: MarketRecord, key: bytes | None) -> None:
+    """Raise InvalidRecordError unless the Kafka ``key`` is the record's symbol (compared without case)."""
+    if key is None:
+        raise InvalidRecordError(f"no key: records of {record.symbol} must be keyed by the symbol (a record without a "
+                                 "key lands on any partition, away from its symbol's state)")
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        raise InvalidRecordError(f"key {key[:64]!r} is not UTF-8; records must be keyed by the symbol") from None
+    if text.upper() != record.symbol:
+        raise InvalidRecordError(f"key {text[:64]!r} is not the record's symbol {record.symbol!r}: it would sit on "
+                                 "another partition than the symbol's state")
+
+
+def event_times(record: MarketRecord) -> list[tuple[str, int]]:
+    """The event times of a market record that must lie near its Kafka timestamp: ``(field, ms)`` pairs."""
+    kind = type(record)
+    if kind is Trade:
+        return [("time_ms", record.time_ms), ("event_time_ms", record.event_time_ms)]  # type: ignore[union-attr]
+    if kind is Kline:
+        times = [("open_time_ms", record.open_time_ms)]  # type: ignore[union-attr]
+    elif kind in (DepthUpdate, DepthSnapshot, BookTicker):
+        times = []
+    else:
+        return []
+    event = record.event_time_ms
+    if event is not None:
+        times.append(("event_time_ms", event))
+    return times
+
+
+def check_times(record: MarketRecord, timestamp_ms: int, max_future_ms: int | None, max_past_ms: int | None) -> None:
+    """Raise InvalidRecordError if an event time is after ``timestamp_ms + max_future_ms`` or before
+    ``timestamp_ms - max_past_ms`` (None: that side unbounded)."""
+    for field, value in event_times(record):
+        if max_future_ms is not None and value > timestamp_ms + max_future_ms:
+            raise InvalidRecordError(f"{field} {value} is {value - timestamp_ms} ms after the record's Kafka timestamp "
+                                     f"{timestamp_ms} (max_future_ms {max_future_ms})")
+        if max_past_ms is not None and value < timestamp_ms - max_past_ms:
+            raise InvalidRecordError(f"{field} {value} is {timestamp_ms - value} ms before the record's Kafka "
+                                     f"timestamp {timestamp_ms} (max_past_ms {max_past_ms})")
+
+
+def market_serde(kind: type) -> Any:
+    """The decoder of a topic declared with ``value_type=kind`` (Trade, Kline, ...): a market record decoded, its
+    key and event times checked as the built-in processors check them (default window), and of that kind.
+
+    Raises (from the decoder) RecordError: undecodable, invalid, or another kind of market record.
+    """
+    window = EventTimeSettings()
+
+    def decode(value: bytes | None, key: bytes | None, timestamp_ms: int | None) -> Any:
+        record = decode_market(value, key)
+        if key is None or key != record.symbol.encode():
+            check_key(record, key)
+        if timestamp_ms is not None and timestamp_ms >= 0:
+            check_times(record, timestamp_ms, window.max_future_ms, window.max_past_ms)
+        if type(record) is not kind:
+            raise InvalidRecordError(f"expected a {kind.__name__}, got a {type(record).__name__}")
+        return record
+
+    return decode

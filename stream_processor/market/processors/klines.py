@@ -1,0 +1,226 @@
+"""The klines processor: klines (built from trades, or the venue's), their indicators, SMC signals and alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ...engine.exceptions import InvalidRecordError
+from ...engine.processor import ProcessorContext, PunctuationType
+from ..alerts import evaluate, update_trends
+from ..dedup import TradeIdWindow
+from ..klines.builder import KlineBuilder
+from ..klines.indicators import KlineIndicatorParams, KlineIndicators
+from ..models import Kline, MarketRecord, Trade
+from ..settings import KlinesParams, KlinesProcessorSettings, interval_ms
+from ..smc.detector import SmcDetector
+from .base import MarketProcessor, state_key
+from .trades import check_price_band
+
+IDLE_CHECK_MS = 1_000
+"""How often, in stream time, idle symbols' windows are checked for closing."""
+
+
+class SymbolKlines:
+    """The klines state of one symbol: per interval a builder (trades input), indicators and SMC detectors.
+
+    ``trends`` holds, per interval, the direction of its latest BOS or CHoCH (for the alert rules); ``ids`` the
+    recent trade ids (dedup), ``last_price`` the last trade's price and ``last_close`` each venue interval's last
+    close (the sanity band).
+    """
+
+    __slots__ = ("builders", "indicators", "smc", "trends", "ids", "last_price", "last_close")
+
+    def __init__(self, dedup_window: int = 0) -> None:
+        self.builders: dict[str, KlineBuilder] = {}
+        self.indicators: dict[str, KlineIndicators] = {}
+        self.smc: dict[str, SmcDetector] = {}
+        self.trends: dict[str, int] = {}
+        self.ids = TradeIdWindow(dedup_window) if dedup_window else None
+        self.last_price: float | None = None
+        self.last_close: dict[str, float] = {}
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-safe snapshot for the changelog."""
+        return {
+            "builders": {k: v.to_state() for k, v in self.builders.items()},
+            "indicators": {k: v.to_state() for k, v in self.indicators.items()},
+            "smc": {k: v.to_state() for k, v in self.smc.items()},
+            "trends": dict(self.trends),
+            "ids": None if self.ids is None else self.ids.to_state(),
+            "last_price": self.last_price,
+            "last_close": dict(self.last_close),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SymbolKlines:
+        """Rebuild from :meth:`to_state`; it continues with identical outputs."""
+        obj = cls()
+        obj.builders = {k: KlineBuilder.from_state(v) for k, v in state["builders"].items()}
+        obj.indicators = {k: KlineIndicators.from_state(v) for k, v in state["indicators"].items()}
+        obj.smc = {k: SmcDetector.from_state(v) for k, v in state["smc"].items()}
+        obj.trends = dict(state["trends"])
+        ids = state.get("ids")
+        obj.ids = None if ids is None else TradeIdWindow.from_state(ids)
+        obj.last_price = state.get("last_price")
+        obj.last_close = dict(state.get("last_close", {}))
+        return obj
+
+
+class KlinesProcessor(MarketProcessor):
+    """Closed klines of every configured interval, enriched, with SMC events and alerts.
+
+    Input, per ``params.source``: trades (each symbol's klines are built per ``params.intervals`` with
+    ``params.grace_ms``; a trade for a window already closed goes to the dead-letter topic as ``late``, a re-sent
+    trade id is dropped, a price outside the sanity band is ``invalid``), or venue klines (a closed ``Kline`` is
+    used as it is for its own interval; an open one is ignored; one not after the interval's last, or whose close
+    is outside the sanity band, is ``invalid``). A record of the other kind is ``invalid``: mixed in one state
+    they would refuse each other. State is kept per venue, market and symbol. For each closed kline, in time
+    order:
+
+    - ``output_topics[0]`` (enriched klines), keyed by symbol: the kline (``venue, symbol, interval,
+      open_time_ms, close_time_ms, open, high, low, close, volume, quote_volume, trade_count``) and its indicators
+      (:data:`~stream_processor.market.klines.indicators.KLINE_INDICATOR_FIELDS`);
+    - ``output_topics[1]`` (SMC signals), when ``params.smc.enabled``: one record per event the SMC detectors
+      confirm at this kline, with ``symbol`` and ``interval`` added;
+    - ``output_topics[2]`` (alerts), when ``params.alerts`` has rules: one record per rule an event fires.
+
+    An idle symbol's last kline closes by stream time: with trades as the source, every second of the
+    partition's stream time (the latest trade time seen on it) the windows of every symbol that ended
+    ``params.idle_close_ms`` or more before it are closed (a stream-time punctuation, so a replay closes them at
+    the same trade); a trade for such a window afterwards is ``late``. The source fields of those klines name
+    the record that moved stream time.
+
+    Raises (at construction) ValueError when ``output_topics`` is too short for what is enabled.
+    """
+
+    def __init__(self, name: str, settings: KlinesProcessorSettings) -> None:
+        super().__init__(name, settings)
+        p: KlinesParams = settings.params
+        self.params = p
+        needed = 1 + p.smc.enabled + bool(p.alerts)  # alerts need SMC events: the settings check that
+        if len(settings.output_topics) < needed:
+            raise ValueError(
+                f"stream_processors.{name}.output_topics: needs [enriched_klines, smc_signals, alerts] for what is "
+                f"enabled, got {settings.output_topics}"
+            )
+        topics = [*settings.output_topics, None, None]
+        self.klines_topic, self.signals_topic, self.alerts_topic = topics[0], topics[1], topics[2]
+        self.intervals = {name_: interval_ms(name_) for name_ in p.intervals}
+        self.indicator_params = KlineIndicatorParams(
+            sma_length=p.sma_length, ema_length=p.ema_length, rsi_length=p.rsi_length, macd_fast=p.macd_fast,
+            macd_slow=p.macd_slow, macd_signal=p.macd_signal, atr_length=p.atr_length, bb_length=p.bb_length,
+            bb_std=p.bb_std,
+        )
+
+    def state_from(self, state: dict[str, Any]) -> SymbolKlines:
+        return SymbolKlines.from_state(state)
+
+    def event_time(self, record: Any) -> int:  # type: ignore[override]
+        """A trade's time (ms): stream time, which closes idle symbols' klines; -1 for anything else."""
+        return record.time_ms if type(record) is Trade else -1
+
+    def init(self, ctx: ProcessorContext) -> None:
+        if self.params.source == "trades" and self.params.idle_close_ms is not None:
+            ctx.schedule(IDLE_CHECK_MS, PunctuationType.STREAM_TIME, lambda now: self._close_idle(ctx, now))
+
+    def _close_idle(self, ctx: ProcessorContext, now_ms: int) -> None:
+        """Close every symbol's windows that ended ``idle_close_ms`` or more before stream time ``now_ms``."""
+        watermark = now_ms - self.params.idle_close_ms  # type: ignore[operator]
+        store = ctx.state()
+        for key, state in store.data.items():
+            closed = [kline for builder in state.builders.values()
+                      if builder.watermark_ms is not None and builder.watermark_ms < watermark
+                      for kline in builder.close_until(watermark)]
+            if not closed:
+                continue
+            store.dirty.add(key)
+            closed.sort(key=lambda k: (k.close_time_ms, self.intervals[k.interval]))
+            market = key.split("/")[1]
+            for kline in closed:
+                self._closed(state, kline, market, ctx)
+
+    def process(self, record: MarketRecord, ctx: ProcessorContext) -> None:
+        kind = type(record)
+        want = Trade if self.params.source == "trades" else Kline
+        if kind is not want:
+            raise InvalidRecordError(f"klines processor {self.name} takes {self.params.source} (params.source), got "
+                                     f"{kind.__name__}")
+        key = state_key(record)
+        store = ctx.state()
+        state = store.data.get(key)
+        if state is None:
+            state = SymbolKlines(self.params.dedup_window)
+        assert isinstance(state, SymbolKlines)
+        if kind is Trade:
+            if state.ids is not None and state.ids.seen(record.trade_id):  # type: ignore[union-attr]
+                self.events["duplicate_trade"] += 1
+                return
+            check_price_band(f"trade {record.trade_id}: price", record.price, state.last_price,  # type: ignore[union-attr]
+                             self.params.max_price_jump)
+            builders = []
+            for name, ms in self.intervals.items():
+                builder = state.builders.get(name) or KlineBuilder(ms, self.params.grace_ms)
+                builder.check(record)  # LateTradeError (a RecordError): dead-lettered, no builder changed
+                builders.append((name, builder))
+            # Nothing below refuses a record: from here on the state changes.
+            for name, builder in builders:
+                state.builders[name] = builder
+            closed: list[Kline] = [kline for _, builder in builders for kline in builder.add(record)]
+            state.last_price = record.price  # type: ignore[union-attr]
+            if state.ids is not None:
+                state.ids.add(record.trade_id)  # type: ignore[union-attr]
+            closed.sort(key=lambda k: (k.close_time_ms, self.intervals[k.interval]))
+        else:
+            if not record.is_closed:  # type: ignore[union-attr]
+                return
+            interval = record.interval  # type: ignore[union-attr]
+            indicators = state.indicators.get(interval)
+            if indicators is not None:
+                try:
+                    indicators.check(record)  # type: ignore[arg-type]
+                except ValueError as exc:
+                    raise InvalidRecordError(str(exc)) from None
+            check_price_band(f"kline {interval} at {record.open_time_ms}: close", record.close,  # type: ignore[union-attr]
+                             state.last_close.get(interval), self.params.max_price_jump)
+            state.last_close[interval] = record.close  # type: ignore[union-attr]
+            closed = [record]  # type: ignore[list-item]
+        store.data[key] = state
+        store.dirty.add(key)
+        for kline in closed:
+            self._closed(state, kline, record.market, ctx)
+
+    def _closed(self, state: SymbolKlines, kline: Kline, market: str, ctx: ProcessorContext) -> None:
+        """Send one closed kline, enriched, and the SMC events and alerts it confirms."""
+        interval = kline.interval
+        indicators = state.indicators.get(interval)
+        if indicators is None:
+            indicators = state.indicators[interval] = KlineIndicators(self.indicator_params)
+        values = indicators.update(kline)  # checked before any change (a failure here is a bug: rolled back)
+        key = kline.symbol.encode()
+        doc = {
+            "venue": kline.venue, "market": market, "symbol": kline.symbol, "interval": interval,
+            "open_time_ms": kline.open_time_ms,
+            "close_time_ms": kline.close_time_ms, "open": kline.open, "high": kline.high, "low": kline.low,
+            "close": kline.close, "volume": kline.volume, "quote_volume": kline.quote_volume,
+            "trade_count": kline.trade_count, **values,
+            "source_topic": ctx.topic, "source_partition": ctx.partition, "source_offset": ctx.offset,
+        }
+        ctx.send(self.klines_topic, orjson.dumps(doc), key)
+        smc = self.params.smc
+        if not smc.enabled:
+            return
+        detector = state.smc.get(interval)
+        if detector is None:
+            detector = state.smc[interval] = SmcDetector(
+                swing_length=smc.swing_length, close_break=smc.close_break, close_mitigation=smc.close_mitigation,
+                range_percent=smc.range_percent, pip_range=smc.pip_range,
+            )
+        for event in detector.update(kline):
+            signal = {"symbol": kline.symbol, "interval": interval, **event}
+            ctx.send(self.signals_topic, orjson.dumps(signal), key)  # type: ignore[arg-type]
+            if self.alerts_topic is not None:
+                for alert in evaluate(self.params.alerts, event, kline.symbol, interval, state.trends):
+                    ctx.send(self.alerts_topic, orjson.dumps(alert), key)
+            update_trends(state.trends, event, interval)

@@ -1,0 +1,170 @@
+"""Settings of the market processors: their ``params`` and their YAML entries' types."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..engine.settings import KeyedError, ProcessorSettings, _Strict
+from .alerts import AlertRule
+
+
+class TradesParams(_Strict):
+    """Window lengths of the trades processor, in trades."""
+
+    sma_length: int = Field(default=20, gt=0)
+    ema_length: int = Field(default=20, gt=0)
+    momentum_length: int = Field(default=20, gt=0)
+    volume_window: int = Field(default=100, gt=0)
+    # A trade whose price moves more than this fraction from its symbol's last accepted price is dead-lettered
+    # (reason "invalid"), e.g. 0.5: the price must stay within [0.5, 1.5] x the last one. None: no band.
+    max_price_jump: float | None = Field(default=0.5, gt=0)
+    dedup_window: int = Field(default=1_000_000, ge=0)  # trade ids remembered per symbol to drop re-sent trades; 0: off
+
+
+# The largest changelog record a processor's configured state may need (Kafka's default max.message.bytes, less
+# the batch and record framing).
+MAX_STATE_BYTES = 1_000_000
+
+
+class OrderbookParams(_Strict):
+    """The order-book processor's book size and metrics (see stream_processor/orderbook)."""
+
+    depth_levels: int = Field(default=1000, gt=0)  # levels kept per side
+    max_pending: int = Field(default=500, gt=0)  # diffs buffered while waiting for a snapshot
+    max_pending_bytes: int = Field(default=262_144, gt=0)  # ... and at most this much of them, in changelog bytes
+    # After a sequence gap or a bookTicker mismatch: "snapshot" emits nothing until the next snapshot resyncs the
+    # book; "unsynced" keeps applying diffs and emits with state "unsynced" (for venues that send no snapshots).
+    resync: Literal["snapshot", "unsynced"] = "snapshot"
+    bands_bps: list[float] = Field(default=[5.0, 10.0, 25.0], min_length=1)  # depth bands around mid, bps
+    imbalance_levels: int = Field(default=10, gt=0)  # top-N levels per side of the imbalance
+    wall_levels: int = Field(default=20, gt=0)  # levels per side searched for walls
+    wall_multiple: float = Field(default=5.0, gt=0)  # a wall is > this many times the median level size
+
+    @model_validator(mode="after")
+    def _state_fits_a_record(self) -> OrderbookParams:
+        from .orderbook.book import max_state_bytes
+
+        most = max_state_bytes(self.depth_levels, self.max_pending_bytes)
+        if most > MAX_STATE_BYTES:
+            raise KeyedError("depth_levels", f"a book of {self.depth_levels} levels per side with "
+                             f"max_pending_bytes {self.max_pending_bytes} can take {most} bytes in the changelog, "
+                             f"more than a Kafka record holds ({MAX_STATE_BYTES})")
+        return self
+
+
+# Default grace of klines built from trades, in ms (see the README's "Bad input and failures").
+GRACE_MS = 2_000
+
+_INTERVAL_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def interval_ms(name: str) -> int:
+    """Milliseconds of an interval named like Binance's: ``"30s"``, ``"1m"``, ``"15m"``, ``"1h"``, ``"1d"``.
+
+    Raises ValueError for another form, or an interval that does not divide a day (windows align to UTC days).
+    """
+    number, unit = name[:-1], name[-1:]
+    if unit not in _INTERVAL_UNITS or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"interval {name!r} is not like 30s, 1m, 15m, 1h or 1d")
+    ms = int(number) * _INTERVAL_UNITS[unit]
+    if 86_400_000 % ms:
+        raise ValueError(f"interval {name!r} does not divide a day")
+    return ms
+
+
+class SmcParams(_Strict):
+    """Smart Money Concepts detectors on each closed kline (see stream_processor/smc)."""
+
+    enabled: bool = True
+    swing_length: int = Field(default=5, gt=0)  # candles on each side of a swing high/low
+    close_break: bool = True  # BOS/CHoCH confirmed by the close (else the wick)
+    close_mitigation: bool = False  # order blocks mitigated by the body (else the wick)
+    range_percent: float = Field(default=0.01, gt=0)  # liquidity: equal highs/lows within this share of range
+    pip_range: float | None = Field(default=None, gt=0)  # liquidity: a fixed tolerance instead, in price units
+
+
+class KlinesParams(_Strict):
+    """Intervals, indicator periods (in bars), SMC detectors and alert rules of the klines processor."""
+
+    # "trades": klines are built from trades per `intervals`; "klines": the venue's closed klines are used as
+    # they are. A record of the other kind is dead-lettered (invalid).
+    source: Literal["trades", "klines"] = "trades"
+    intervals: list[str] = Field(default=["1m"], min_length=1)  # built from trades; venue klines keep theirs
+    grace_ms: int = Field(default=GRACE_MS, ge=0)  # a window closes when a trade this much after its end arrives
+    # ... or when the partition's stream time (its latest trade) is this much past its end (an idle symbol); None: off
+    idle_close_ms: int | None = Field(default=60_000, ge=0)
+    max_price_jump: float | None = Field(default=0.5, gt=0)  # as for trades (and a venue kline's close)
+    dedup_window: int = Field(default=1_000_000, ge=0)  # as for trades
+    sma_length: int = Field(default=20, gt=0)
+    ema_length: int = Field(default=20, gt=0)
+    rsi_length: int = Field(default=14, gt=0)
+    macd_fast: int = Field(default=12, gt=0)
+    macd_slow: int = Field(default=26, gt=0)
+    macd_signal: int = Field(default=9, gt=0)
+    atr_length: int = Field(default=14, gt=0)
+    bb_length: int = Field(default=20, gt=0)
+    bb_std: float = Field(default=2.0, gt=0)
+    smc: SmcParams = SmcParams()
+    alerts: list[AlertRule] = []
+
+    @field_validator("intervals")
+    @classmethod
+    def _intervals(cls, value: list[str]) -> list[str]:
+        for name in value:
+            interval_ms(name)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KlinesParams:
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"macd_fast ({self.macd_fast}) must be below macd_slow ({self.macd_slow})")
+        if self.idle_close_ms is not None and self.idle_close_ms < self.grace_ms:
+            raise KeyedError("idle_close_ms", f"{self.idle_close_ms} is below grace_ms ({self.grace_ms}): an idle "
+                             "close would refuse trades the grace still lets in")
+        if self.alerts and not self.smc.enabled:
+            raise ValueError("alerts are raised by SMC events: smc.enabled must be true")
+        if self.source == "trades":
+            for i, rule in enumerate(self.alerts):
+                for field in ("intervals", "against_trend", "with_trend"):
+                    value = getattr(rule, field)
+                    names = value if isinstance(value, list) else [] if value is None else [value]
+                    unknown = [n for n in names if n not in self.intervals]
+                    if unknown:
+                        raise KeyedError(f"alerts.{i}.{field}", f"interval(s) {unknown} are not among intervals "
+                                         f"{self.intervals}")
+        return self
+
+
+class MarketProcessorSettings(ProcessorSettings):
+    """A market processor's entry: like any processor's, with at least one output topic."""
+
+    output_topics: list[str] = Field(min_length=1)
+
+
+class TradesProcessorSettings(MarketProcessorSettings):
+    """``type: trades``: per-symbol indicators on every trade (see processors/trades.py)."""
+
+    type: Literal["trades"]
+    params: TradesParams = TradesParams()
+
+
+class EosCheckProcessorSettings(MarketProcessorSettings):
+    """``type: eos_check``: the topology of the exactly-once harness (see processors/eos_check.py)."""
+
+    type: Literal["eos_check"]
+
+
+class OrderbookProcessorSettings(MarketProcessorSettings):
+    """``type: orderbook``: a per-symbol L2 book and its metrics (see processors/orderbook.py)."""
+
+    type: Literal["orderbook"]
+    params: OrderbookParams = OrderbookParams()
+
+
+class KlinesProcessorSettings(MarketProcessorSettings):
+    """``type: klines``: klines, their indicators, SMC signals and alerts (see processors/klines.py)."""
+
+    type: Literal["klines"]
+    params: KlinesParams = KlinesParams()
