@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import processor as _processor
 from .processor import Processor, ProcessorContext, PunctuationType, encode_value
 from .state import StoreSpec
 
@@ -127,7 +127,7 @@ class Stream:
             self._driver.want_ticks(int(min(within, 1.0) * 1000))
         while True:
             value = await self._next_or_tick()
-            now = time.monotonic()
+            now = _processor.wall_clock_ms() / 1000
             if value is not _TICK:
                 if not buffer:
                     deadline = now + within

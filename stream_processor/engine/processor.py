@@ -22,6 +22,7 @@ The contract a processor keeps:
 from __future__ import annotations
 
 import enum
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +33,8 @@ import orjson
 
 from .exceptions import DecodeError
 from .state import ChangelogStore, StoreSpec, TaskStores
+
+_module = sys.modules[__name__]
 
 Output = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None, int | None]
 """One output record: ``(topic, key, value, headers, partition)``; partition None: by key, as Kafka's default
@@ -70,6 +73,11 @@ class Punctuator:
 
 
 _NEVER = 1 << 62
+
+
+def wall_clock_ms() -> int:
+    """The engine's wall clock, ms since the epoch (the test driver replaces it with its own)."""
+    return int(time.time() * 1000)
 
 
 def _default(obj: Any) -> Any:
@@ -165,7 +173,7 @@ class ProcessorContext:
         if type is PunctuationType.STREAM_TIME:
             due = (self.stream_time // interval_ms + 1) * interval_ms if self.stream_time >= 0 else -1
         else:
-            due = int(time.time() * 1000) + interval_ms
+            due = _module.wall_clock_ms() + interval_ms
         punctuator = Punctuator(interval_ms, type, callback, due)
         self.punctuators.append(punctuator)
         self._reschedule()

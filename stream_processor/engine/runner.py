@@ -58,6 +58,7 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from . import processor as _processor
 from .assignor import CopartitionedAssignor
 from .breaker import CircuitBreaker, CircuitState, TaskHealth, worst
 from .checkpoint import Checkpoint, CheckpointState, transactional_id
@@ -649,7 +650,7 @@ class ProcessorRunner:
 
     async def _punctuate_wall_clock(self) -> None:
         """Fire the wall-clock punctuations due, each task's in its own transaction (opened if need be)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = _processor.wall_clock_ms()
         for q, cp in list(self.tasks.items()):
             ctx = cp.context
             if ctx is None or not ctx.wall_clock_due(now_ms):

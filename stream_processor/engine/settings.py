@@ -172,7 +172,7 @@ class Settings(_Strict):
     processor_id: str = Field(default_factory=socket.gethostname, min_length=1)
     kafka: KafkaSettings
     topics: dict[str, TopicSettings] = {}
-    stream_processors: dict[str, ProcessorSettings] = Field(min_length=1)
+    stream_processors: dict[str, ProcessorSettings] = Field(default_factory=dict, validate_default=True)
     replay: ReplaySettings | None = None
     monitoring: MonitoringSettings = MonitoringSettings()
     health: HealthSettings = HealthSettings()
@@ -196,6 +196,8 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if not self.stream_processors:
+            raise KeyedError("stream_processors", "no processors: configure one here or register an agent")
         groups: dict[str, str] = {}
         for name, proc in self.stream_processors.items():
             if not proc.enabled:

@@ -18,12 +18,12 @@ default and is deleted (tombstoned) at the next commit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
 
+from . import processor as _processor
 from .processor import current_context
 from .state import ChangelogStore, StoreSpec
 
@@ -257,7 +257,7 @@ class WindowSet:
 
     def now(self) -> Any:
         """The value of the latest-starting window containing the wall clock."""
-        return self._at(int(time.time() * 1000))
+        return self._at(_processor.wall_clock_ms())
 
     def delta(self, seconds: float) -> Any:
         """The value of the latest-starting window containing the current time minus ``seconds``."""
@@ -290,7 +290,7 @@ def _stream_time() -> int:
 
 
 def _wall_clock() -> int:
-    return int(time.time() * 1000)
+    return _processor.wall_clock_ms()
 
 
 def _current_value() -> Any:

@@ -1,0 +1,346 @@
+"""A test driver that needs no broker, like Kafka Streams' TopologyTestDriver (and Faust's ``test_context``).
+
+.. code-block:: python
+
+    driver = TestDriver(app)                      # or TestDriver(settings=..., processors=["trades"])
+    driver.pipe("raw_trades", trade_json, key=b"BTCUSDT", timestamp=1_700_000_000_000)
+    driver.values("enriched_trades")              # the JSON values written since the last read
+    driver.table("trade_counts")                  # a table's contents, over every partition
+    driver.advance_time(60_000)                   # the wall clock: timers of take(), wall-clock punctuation
+    driver.restart()                              # drop every task; restore the stores from the changelog kept
+
+It runs the processors' own code on the engine's own pieces (processor contexts, stores, punctuation, agents), with
+the runtime's rules: a record's effects are committed together after it (one transaction per record), a
+RecordError dead-letters the record with the same headers, any other exception rolls the task back (its stores
+restored from the changelog) and dead-letters the record as ``processing_error``; records an agent still buffers
+(``stream.take``) are re-read after :meth:`restart`. Outputs on topics another processor reads are processed next,
+so a re-keyed agent (``group_by``) and chained agents run as they do on Kafka. Partitions are Kafka's (murmur2 of
+the key); a topic gets the partitions of the settings' ``topics`` section (1 if absent) unless ``partitions``
+says otherwise. Times are ms since the epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+
+from . import processor as processor_module
+from .exceptions import RecordError, StateRecordError
+from .processor import Processor, ProcessorContext, current_context, encode_key, encode_value
+from .registry import build_processor
+from .settings import Settings
+from .state import TaskStores
+from .topics import changelog_topic
+
+_PARTITIONER = DefaultPartitioner()
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """One record of a driver's topic."""
+
+    __test__ = False  # not a pytest class
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp: int
+
+    def json(self) -> Any:
+        """The value as JSON."""
+        return None if self.value is None else orjson.loads(self.value)
+
+    def header(self, name: str) -> str | None:
+        """The first header ``name``, as text."""
+        return next((v.decode() for k, v in self.headers if k == name), None)
+
+
+class _Task:
+    def __init__(self, processor: Processor, q: int, stores: TaskStores) -> None:
+        self.ctx = ProcessorContext(processor.name, q, stores)
+        self.stores = stores
+
+
+class TestDriver:
+    """Pipe records into an app's input topics; read its output topics and tables (see the module docstring).
+
+    ``app``: an :class:`~stream_processor.engine.app.App` (its enabled agents and processors run), or ``settings``
+    with ``processors`` (names of entries; default every enabled one) for processors of the global registry.
+    ``start_ms``: the driver's wall clock at the start.
+    """
+
+    __test__ = False
+
+    def __init__(self, app: Any = None, *, settings: Settings | None = None, processors: list[str] | None = None,
+                 partitions: dict[str, int] | None = None, start_ms: int = 1_700_000_000_000) -> None:
+        if app is not None:
+            settings = settings or app.settings
+        if settings is None:
+            raise ValueError("TestDriver needs an app or settings")
+        self.settings = settings
+        types = app.types if app is not None else None
+        names = processors or [n for n, p in settings.stream_processors.items() if p.enabled]
+        self.processors: dict[str, Processor] = {n: build_processor(n, settings, types) for n in names}
+        self._partitions = dict(partitions or {})
+        self.now_ms = start_ms
+        self.topics: dict[str, dict[int, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
+        self._read: dict[str, int] = defaultdict(int)  # records of each topic already returned by read()
+        self._order: dict[str, list[TestRecord]] = defaultdict(list)  # every record of a topic, in write order
+        self._tasks: dict[tuple[str, int], _Task] = {}
+        self._committed: dict[tuple[str, str, int], int] = {}  # (processor, topic, partition) -> next offset
+        self._position: dict[tuple[str, str, int], int] = {}
+        self._queue: deque[TestRecord] = deque()
+        self._readers: dict[str, list[str]] = defaultdict(list)
+        for name, proc in self.processors.items():
+            for topic in proc.settings.input_topics:
+                self._readers[topic].append(name)
+        self._previous_clock = processor_module.wall_clock_ms
+        processor_module.wall_clock_ms = lambda: self.now_ms
+
+    def close(self) -> None:
+        """Close every task and give the engine its wall clock back."""
+        for (name, _), task in list(self._tasks.items()):
+            self.processors[name].close(task.ctx)
+        self._tasks.clear()
+        processor_module.wall_clock_ms = self._previous_clock
+
+    def __enter__(self) -> TestDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- topics ----------------------------------------------------------------------------------------
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has here."""
+        return self._partitions.get(topic) or self.settings.topic(topic).partitions
+
+    def _partition_of(self, topic: str, key: bytes | None, partition: int | None) -> int:
+        if partition is not None:
+            return partition
+        n = self.partitions(topic)
+        if key is None:
+            return 0
+        parts = list(range(n))
+        return _PARTITIONER(key, parts, parts)
+
+    def _append(self, topic: str, key: bytes | None, value: bytes | None, headers: Any, timestamp: int,
+                partition: int | None) -> TestRecord:
+        p = self._partition_of(topic, key, partition)
+        log = self.topics[topic][p]
+        record = TestRecord(topic, p, len(log), key, value, tuple(headers or ()), timestamp)
+        log.append(record)
+        self._order[topic].append(record)
+        return record
+
+    def pipe(self, topic: str, value: Any, key: Any = None, *, timestamp: int | None = None,
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> TestRecord:
+        """Write one record to ``topic`` (value and key encoded like ``context.send`` does) and process it, and
+        everything it causes, to the end. Raises RuntimeError if an agent awaits real I/O (use :meth:`apipe`)."""
+        record = self._append(topic, encode_key(key), encode_value(value), headers,
+                              self.now_ms if timestamp is None else timestamp, partition)
+        self._queue.append(record)
+        self._drain_sync()
+        return record
+
+    async def apipe(self, topic: str, value: Any, key: Any = None, *, timestamp: int | None = None,
+                    headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> TestRecord:
+        """:meth:`pipe` for agents that await real I/O."""
+        record = self._append(topic, encode_key(key), encode_value(value), headers,
+                              self.now_ms if timestamp is None else timestamp, partition)
+        self._queue.append(record)
+        while self._queue:
+            await self._handle(self._queue.popleft(), allow_io=True)
+        return record
+
+    def _drain_sync(self) -> None:
+        while self._queue:
+            coro = self._handle(self._queue.popleft(), allow_io=False)
+            try:
+                coro.send(None)
+            except StopIteration:
+                continue
+            coro.close()
+            raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`")
+
+    def read(self, topic: str) -> list[TestRecord]:
+        """The records written to ``topic`` since the last read of it, in write order."""
+        records = self._order.get(topic, [])
+        start, self._read[topic] = self._read[topic], len(records)
+        return records[start:]
+
+    def values(self, topic: str) -> list[Any]:
+        """The JSON values of :meth:`read`."""
+        return [r.json() for r in self.read(topic)]
+
+    def all(self, topic: str) -> list[TestRecord]:
+        """Every record written to ``topic``, in write order."""
+        return list(self._order.get(topic, []))
+
+    def dead_letters(self, processor: str | None = None) -> list[TestRecord]:
+        """Every dead-lettered record (of ``processor``'s dead-letter topic, default every one)."""
+        topics = {p.settings.dead_letter_topic for n, p in self.processors.items() if processor in (None, n)}
+        return [r for t in sorted(topics) for r in self._order.get(t, [])]
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def table(self, name: str = "", processor: str | None = None) -> dict[Any, Any]:
+        """The contents of store ``name`` (a table's name; ``""``: a processor's default store) over every open
+        task, keys as the table gives them. ``processor``: whose store, when several have one of that name."""
+        from .table import _ukey
+
+        out: dict[Any, Any] = {}
+        for (pname, _), task in sorted(self._tasks.items()):
+            if processor not in (None, pname) or name not in task.stores.stores:
+                continue
+            for key, value in task.stores.stores[name].data.items():
+                out[_ukey(key) if name else key] = value
+        return out
+
+    def changelog(self, processor: str) -> list[TestRecord]:
+        """The changelog records ``processor`` committed."""
+        return self.all(changelog_topic(self.settings, processor))
+
+    def advance_time(self, ms: int) -> None:
+        """Move the wall clock forward and fire the wall-clock punctuation due (each task commits after)."""
+        self.now_ms += ms
+        for (name, _), task in list(self._tasks.items()):
+            ctx = task.ctx
+            if not ctx.wall_clock_due(self.now_ms):
+                continue
+            ctx.topic = ctx.partition = ctx.offset = ctx.key = None
+            ctx.timestamp, ctx.headers = self.now_ms, ()
+            token = current_context.set(ctx)
+            try:
+                ctx.punctuate_wall_clock(self.now_ms)
+            finally:
+                current_context.reset(token)
+            self._commit(name, task, None)
+            self._drain_sync()
+
+    def restart(self) -> None:
+        """Lose every task's memory, as a crash would: stores are restored from the changelog, and the records
+        after each input partition's committed offset (those an agent still buffered) are processed again."""
+        for (name, _), task in list(self._tasks.items()):
+            self.processors[name].close(task.ctx)
+        self._tasks.clear()
+        for (name, topic, p), position in sorted(self._position.items()):
+            committed = self._committed.get((name, topic, p), position)
+            for record in self.topics[topic][p][committed:position]:
+                self._queue.append(_Replay(record, name))
+            self._position[(name, topic, p)] = committed
+        self._drain_sync()
+
+    # ---- processing ----------------------------------------------------------------------------------
+    def _task(self, name: str, q: int) -> _Task:
+        task = self._tasks.get((name, q))
+        if task is None:
+            proc = self.processors[name]
+            stores = TaskStores(proc.stores())
+            for record in self.topics[changelog_topic(self.settings, name)][q]:
+                stores.load(record.key, record.value)  # type: ignore[arg-type]
+            task = self._tasks[(name, q)] = _Task(proc, q, stores)
+            proc.init(task.ctx)
+        return task
+
+    async def _handle(self, item: Any, allow_io: bool) -> None:
+        record, only = (item.record, item.processor) if isinstance(item, _Replay) else (item, None)
+        for name in self._readers.get(record.topic, []):
+            if only is not None and name != only:
+                continue
+            await self._process(name, record, allow_io)
+
+    async def _process(self, name: str, record: TestRecord, allow_io: bool) -> None:
+        proc = self.processors[name]
+        task = self._task(name, record.partition)
+        ctx = task.ctx
+        position = (name, record.topic, record.partition)
+        ctx.topic, ctx.partition, ctx.offset = record.topic, record.partition, record.offset
+        ctx.timestamp, ctx.key, ctx.headers = record.timestamp, record.key, record.headers
+        token = current_context.set(ctx)
+        reason: tuple[str, str] | None = None
+        try:
+            value = record.value
+            if value is not None and len(value) > proc.settings.max_input_bytes:
+                raise _TooLarge(f"value of {len(value)} bytes is above max_input_bytes "
+                                f"({proc.settings.max_input_bytes})")
+            decoded = proc.decode(value, record.key, record.timestamp, record.topic)
+            moment = record.timestamp if proc.event_time is None else proc.event_time(decoded)
+            if moment > ctx.stream_time:
+                ctx.stream_time = moment
+            pending = proc.process(decoded, ctx)
+            if pending is not None:
+                if not allow_io:
+                    await asyncio.sleep(0)  # makes pipe() raise: the caller must use apipe()
+                await pending
+            if ctx.stream_time >= ctx.next_stream_due:
+                ctx.punctuate_stream_time()
+        except _TooLarge as exc:
+            reason = ("too_large", str(exc))
+        except RecordError as exc:
+            reason = (exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 - as the runtime: roll back, dead-letter
+            reason = ("processing_error", repr(exc))
+            self._rollback(name, record.partition)
+        finally:
+            current_context.reset(token)
+        if reason is not None:
+            ctx.outputs.clear()
+            self._dead_letter(proc, record, *reason)
+        else:
+            try:
+                self._commit(name, task, record)
+            except StateRecordError as exc:
+                ctx.outputs.clear()
+                self._rollback(name, record.partition)
+                self._dead_letter(proc, record, exc.reason, str(exc))
+        self._position[position] = record.offset + 1
+        held = task.ctx.held.get(record.topic) if (name, record.partition) in self._tasks else None
+        self._committed[position] = held if held is not None else record.offset + 1
+
+    def _commit(self, name: str, task: _Task, record: TestRecord | None) -> None:
+        changelog = task.stores.changelog_records()  # raises StateRecordError before anything is written
+        ctx = task.ctx
+        timestamp = record.timestamp if record is not None else self.now_ms
+        for topic, key, value, headers, partition in ctx.outputs:
+            out = self._append(topic, key, value, headers, timestamp, partition)
+            if topic in self._readers:
+                self._queue.append(out)
+        ctx.outputs.clear()
+        cl = changelog_topic(self.settings, name)
+        for key, value in changelog:
+            self._append(cl, key, value, (), timestamp, ctx.task)
+
+    def _rollback(self, name: str, q: int) -> None:
+        task = self._tasks.pop((name, q), None)
+        if task is not None:
+            self.processors[name].close(task.ctx)
+        self._task(name, q)
+
+    def _dead_letter(self, proc: Processor, record: TestRecord, reason: str, error: str) -> None:
+        headers = [
+            ("reason", reason.encode()),
+            ("error", error.encode(errors="replace")[:1000]),
+            ("processor", proc.name.encode()),
+            ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+        ]
+        self._append(proc.settings.dead_letter_topic, record.key, record.value, headers, record.timestamp, None)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Replay:
+    record: TestRecord
+    processor: str
