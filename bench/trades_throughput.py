@@ -8,7 +8,9 @@ trades) ``--copies`` times, copy i under the symbol aliases ``BTCUSDT.i`` and ``
 keys spread over the partitions like a many-symbol feed. Then, per round, each contender reads that same
 input with its own consumer group and output topic:
 
-- ``exactly_once`` and ``at_least_once``: the worker with the full trades enrichment (in this process);
+- ``exactly_once`` and ``at_least_once``: the worker with the full trades enrichment (in this process), the
+  built-in ``trades`` processor (processor API);
+- ``agent_exactly_once``: the same enrichment written as a user agent with a Table (bench/trades_agent.py);
 - ``passthrough_send`` and ``passthrough_batch``: consume, copy bytes, produce, commit every 100 ms,
   transactional (bench/passthrough.py), producing record by record (``send``) or in record batches.
 
@@ -26,6 +28,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,7 +45,7 @@ from tests.helpers import isolated_settings  # noqa: E402
 FEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
 FILES = [FEEDS / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
 PARTITIONS = 8
-CONTENDERS = ("exactly_once", "at_least_once", "passthrough_send", "passthrough_batch")
+CONTENDERS = ("exactly_once", "agent_exactly_once", "at_least_once", "passthrough_send", "passthrough_batch")
 
 
 def real_trades() -> list[tuple[str, bytes]]:
@@ -82,9 +85,25 @@ def worker_settings(bootstrap: str, mode: str, source: str) -> Settings:
     return Settings.model_validate(doc)
 
 
+def agent_app(bootstrap: str, source: str) -> Any:
+    """The enrichment as an agent app reading ``source``, with its own group, sink and app id."""
+    from bench.trades_agent import make_app
+
+    base = isolated_settings(bootstrap).model_dump()
+    run = uuid.uuid4().hex[:6]
+    sink = f"bench-agent-out-{run}"
+    doc = {"app_id": f"bench-agent-{run}", "kafka": base["kafka"], "monitoring": base["monitoring"],
+           "topics": {source: {"partitions": PARTITIONS}, sink: {"partitions": PARTITIONS}}}
+    return make_app(doc, source, sink)
+
+
 async def run_worker(bootstrap: str, mode: str, source: str, total: int) -> tuple[float, int, float]:
     """(seconds from the first commit to the last, records in them, seconds the loop spent committing)."""
-    worker = Worker(worker_settings(bootstrap, mode, source))
+    if mode == "agent_exactly_once":
+        app = agent_app(bootstrap, source)
+        worker = Worker(app.settings, app=app)
+    else:
+        worker = Worker(worker_settings(bootstrap, mode, source))
     task = asyncio.create_task(worker.run())
     stats = worker.runners[0].stats
     first_at = first_count = None
@@ -131,6 +150,7 @@ async def main(copies: int, rounds: int) -> None:
         for name, rate in med.items():
             print(f"median {name:>17}: {rate:,.0f} records/s")
         eos = med["exactly_once"]
+        print(f"agent_exactly_once / exactly_once = {med['agent_exactly_once'] / eos:.2f}")
         print(f"exactly_once / passthrough_send = {eos / med['passthrough_send']:.2f}; "
               f"exactly_once / passthrough_batch = {eos / med['passthrough_batch']:.2f}; "
               f"exactly_once / at_least_once = {eos / med['at_least_once']:.2f}")

@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.testing import TestDriver
 
 
 def isolated_settings(
@@ -79,3 +80,26 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> No
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def driver_run(bootstrap: str, settings: Settings, processors: list[str],
+                     skip: frozenset[tuple[str, int, int]] | set[tuple[str, int, int]] = frozenset()) -> TestDriver:
+    """The broker-less TestDriver run of ``processors`` over their input topics as the broker holds them (every
+    record at its own partition and offset, topic by topic), without the ``skip`` records ``(topic, partition,
+    offset)``: what the worker must have written, computed by the same code without Kafka."""
+    driver = TestDriver(settings=settings, processors=processors)
+    inputs = sorted({t for name in processors for t in settings.stream_processors[name].input_topics})
+    for topic in inputs:
+        for rec in await read_topic(bootstrap, topic, "read_uncommitted"):
+            if (rec.topic, rec.partition, rec.offset) in skip:
+                continue
+            driver.pipe(topic, rec.value, rec.key, timestamp=rec.timestamp, headers=list(rec.headers or ()),
+                        partition=rec.partition, offset=rec.offset)
+    return driver
+
+
+def unwrap_state(value: Any) -> Any:
+    """A changelog snapshot's state without its layout version wrapper (``{"v": n, "state": ...}``)."""
+    if isinstance(value, dict) and set(value) == {"v", "state"}:
+        return value["state"]
+    return value

@@ -28,13 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import types
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import processor as _processor
+from .exceptions import RecordError
 from .processor import Processor, ProcessorContext, PunctuationType, encode_value
 from .state import StoreSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .app import App, Topic
@@ -197,13 +201,28 @@ class AgentDriver:
         self.current: Any = None
         self.stream = Stream(self, ctx, processor.params)
         self._tick_punctuator: Any = None
-        gen = agent.fun(self.stream)
+        self.stopped = False
+        self._start()
+
+    def _start(self) -> None:
+        gen = self.agent.fun(self.stream)
         self.is_gen = inspect.isasyncgen(gen)
         if not self.is_gen and not inspect.iscoroutine(gen):
-            raise TypeError(f"agent {agent.name}: must be an async def function (with or without yield)")
+            raise TypeError(f"agent {self.agent.name}: must be an async def function (with or without yield)")
         self.gen = gen
         self.step: Any = gen.__anext__() if self.is_gen else gen
-        self.stopped = False
+        self.stream._pending = _EMPTY  # noqa: SLF001
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """The agent raised ``exc`` (its instance is over): start a new one for the next record, and say what the
+        runtime must do. A RecordError while a take() batch is buffered becomes a processing error, so the
+        transaction is rolled back and the buffered records are read again instead of skipped."""
+        held = bool(self.ctx.held)
+        self.ctx.held.clear()
+        self._start()  # the old instance raised: it is finished
+        if held and isinstance(exc, RecordError):
+            return RuntimeError(f"agent {self.agent.name} refused a record while a take() batch was buffered: {exc}")
+        return exc
 
     def group_by(self, stream: Stream, key: Any) -> Any:
         if self.processor.stage == "repartition":
@@ -240,11 +259,13 @@ class AgentDriver:
                     self._emit(stop.value)
                     self.step = self.gen.__anext__()
                     continue
-                self.stopped = True
+                self._stopped()
                 return None
             except StopAsyncIteration:
-                self.stopped = True
+                self._stopped()
                 return None
+            except Exception as exc:
+                raise self._failed(exc)  # noqa: B904 - the same exception, or one that carries it
             if signal is _WANT:
                 return None
             return self._wait(signal)
@@ -268,7 +289,7 @@ class AgentDriver:
                 signal = self.step.send(None)
             except StopIteration as stop:
                 if not self.is_gen:
-                    self.stopped = True
+                    self._stopped()
                     return
                 self._emit(stop.value)
                 self.step = self.gen.__anext__()
@@ -277,33 +298,38 @@ class AgentDriver:
                     await rest
                 return
             except StopAsyncIteration:
-                self.stopped = True
+                self._stopped()
                 return
+            except Exception as exc:
+                raise self._failed(exc)  # noqa: B904
             if signal is _WANT:
                 return
+
+    def _stopped(self) -> None:
+        self.stopped = True
+        log.warning("agent %s returned: partition %s of its input is no longer processed by it until the task "
+                    "reopens", self.agent.name, self.ctx.task)
 
     def _emit(self, value: Any) -> None:
         ctx = self.ctx
         key = ctx.key
-        for sink in self.agent.sinks:
-            name = getattr(sink, "name", None)
-            if name is not None and hasattr(sink, "encode_value"):
-                ctx.send(name, sink.encode_value(value), key)
-            elif isinstance(sink, Agent):
-                ctx.send(sink.topics[0].name, encode_value(value), key)
+        for sink in self.processor.sinks:
+            if hasattr(sink, "encode_value"):
+                ctx.send(sink.name, sink.encode_value(value), key)
             else:
                 sink(value)
 
     def close(self) -> None:
         """Stop the agent's instance (GeneratorExit inside it)."""
         try:
-            closer = self.gen.aclose() if self.is_gen else self.gen
-            if self.is_gen:
-                closer.send(None)
-            else:
-                closer.close()
+            self.step.throw(GeneratorExit)  # where the instance waits (its in-flight __anext__ or await)
         except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
             pass
+        if self.is_gen:
+            try:
+                self.gen.aclose().send(None)
+            except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
+                pass
 
 
 class Agent:
@@ -342,14 +368,14 @@ class Agent:
         step = gen.__anext__() if inspect.isasyncgen(gen) else gen
         try:
             step.send(None)
-        except (StopIteration, StopAsyncIteration):
+            step.throw(GeneratorExit)
+        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
             pass
         finally:
-            step.close()
             if inspect.isasyncgen(gen):
                 try:
                     gen.aclose().send(None)
-                except (StopIteration, StopAsyncIteration, RuntimeError):
+                except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
                     pass
         if len(stream.group_by_calls) > 1:
             raise ValueError(f"agent {self.name}: group_by is called {len(stream.group_by_calls)} times; once only")
@@ -411,10 +437,16 @@ class AgentProcessor(Processor):
             params = agent.params_model.model_validate(params)
         self.params = params
         app = agent.app
-        if stage == "body" and agent.group_by is not None:
-            self._codecs = {agent.repartition_topic: agent.topics[0]}
+        # The YAML may rename the agent's topics (input_topics, output_topics): a topic keeps the serde it was
+        # declared with, a renamed one gets that of the agent's first topic.
+        first = agent.topics[0]
+        if stage == "body" and agent.group_by is not None:  # the repartition topic holds the input's values
+            self._codecs = dict.fromkeys(settings.input_topics, first)
         else:
-            self._codecs = {t.name: t for t in agent.topics}
+            self._codecs = {t: app.topics.get(t, first) for t in settings.input_topics}
+        self.sinks: list[Any] = [app.topic(t) for t in settings.output_topics]
+        if stage == "body":
+            self.sinks += [s for s in agent.sinks if not hasattr(s, "encode_value") and not isinstance(s, Agent)]
         self._outputs = sorted({*settings.output_topics, *(t for t in app.topics if t not in self._codecs)})
         self._tables = agent.tables() if stage == "body" else []
 

@@ -133,20 +133,27 @@ class TestDriver:
         return _PARTITIONER(key, parts, parts)
 
     def _append(self, topic: str, key: bytes | None, value: bytes | None, headers: Any, timestamp: int,
-                partition: int | None) -> TestRecord:
+                partition: int | None, offset: int | None = None) -> TestRecord:
         p = self._partition_of(topic, key, partition)
         log = self.topics[topic][p]
-        record = TestRecord(topic, p, len(log), key, value, tuple(headers or ()), timestamp)
+        following = log[-1].offset + 1 if log else 0
+        if offset is not None and offset < following:
+            raise ValueError(f"{topic}-{p}: offset {offset} is below the next one ({following})")
+        record = TestRecord(topic, p, following if offset is None else offset, key, value, tuple(headers or ()),
+                            timestamp)
         log.append(record)
         self._order[topic].append(record)
         return record
 
     def pipe(self, topic: str, value: Any, key: Any = None, *, timestamp: int | None = None,
-             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> TestRecord:
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+             offset: int | None = None) -> TestRecord:
         """Write one record to ``topic`` (value and key encoded like ``context.send`` does) and process it, and
-        everything it causes, to the end. Raises RuntimeError if an agent awaits real I/O (use :meth:`apipe`)."""
+        everything it causes, to the end. ``partition``/``offset``: where it lands (default: by key; the next
+        offset), e.g. to replay records read from Kafka at their own offsets. Raises RuntimeError if an agent
+        awaits real I/O (use :meth:`apipe`), ValueError for an offset below the partition's next one."""
         record = self._append(topic, encode_key(key), encode_value(value), headers,
-                              self.now_ms if timestamp is None else timestamp, partition)
+                              self.now_ms if timestamp is None else timestamp, partition, offset)
         self._queue.append(record)
         self._drain_sync()
         return record
@@ -204,6 +211,11 @@ class TestDriver:
                 out[_ukey(key) if name else key] = value
         return out
 
+    def state(self, processor: str, store: str = "") -> dict[int, dict[str, Any]]:
+        """The live objects of ``processor``'s store ``store`` per partition (keys as stored)."""
+        return {q: dict(task.stores.stores[store].data) for (name, q), task in sorted(self._tasks.items())
+                if name == processor and store in task.stores.stores}
+
     def changelog(self, processor: str) -> list[TestRecord]:
         """The changelog records ``processor`` committed."""
         return self.all(changelog_topic(self.settings, processor))
@@ -233,8 +245,9 @@ class TestDriver:
         self._tasks.clear()
         for (name, topic, p), position in sorted(self._position.items()):
             committed = self._committed.get((name, topic, p), position)
-            for record in self.topics[topic][p][committed:position]:
-                self._queue.append(_Replay(record, name))
+            for record in self.topics[topic][p]:
+                if committed <= record.offset < position:
+                    self._queue.append(_Replay(record, name))
             self._position[(name, topic, p)] = committed
         self._drain_sync()
 

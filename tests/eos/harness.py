@@ -50,14 +50,14 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream_processor.engine.exceptions import RecordError
+from stream_processor.engine.settings import Settings
+from stream_processor.engine.testing import TestDriver
+from stream_processor.engine.topics import ensure_topics, required_topics
 from stream_processor.market.models import Trade
-from stream_processor.market.processors import build_processor
 from stream_processor.market.processors.trades import SymbolTrades
 from stream_processor.market.serde.decode import decode
 from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
-from stream_processor.engine.settings import ProcessorSettings, Settings, TradesParams
-from stream_processor.engine.topics import ensure_topics, required_topics
+from stream_processor.market.settings import TradesParams
 from tests import broker as brokers
 from tests.helpers import read_topic
 
@@ -582,25 +582,21 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> Out
 
 
 def verify_by_replay(
-    psettings: ProcessorSettings, inputs: list[Any], outputs: dict[str, list[Any]]
+    settings: Settings, name: str, inputs: list[Any], outputs: dict[str, list[Any]]
 ) -> list[OutputCheck]:
-    """Outputs against the processor run again in this process over ``inputs`` (per partition, in offset order).
+    """Outputs against processor ``name`` run again in this process over ``inputs`` by the broker-less TestDriver
+    (each record at its own partition and offset).
 
     The processor is deterministic given its input records and their offsets, so every output record must equal
     one expected record byte for byte: a surplus copy of an expected record is a duplicate, a missing one a loss,
     a record not expected at all is wrong (so a record whose values changed counts as wrong and as a loss).
     """
-    proc = build_processor(psettings.type, psettings)
-    stores: dict[int, Any] = {}
-    expected: dict[str, Counter[tuple[bytes | None, bytes]]] = {t: Counter() for t in outputs}
-    for rec in inputs:
-        store = stores.setdefault(rec.partition, proc.new_store())
-        try:
-            results = proc.process(proc.decode(rec.value, rec.key), store, rec.topic, rec.partition, rec.offset)
-        except RecordError:
-            continue
-        for topic, key, value in results:
-            expected[topic][(key, value)] += 1
+    driver = TestDriver(settings=settings, processors=[name])
+    for rec in sorted(inputs, key=lambda r: (r.topic, r.partition, r.offset)):
+        driver.pipe(rec.topic, rec.value, rec.key, timestamp=rec.timestamp, headers=list(rec.headers or ()),
+                    partition=rec.partition, offset=rec.offset)
+    expected: dict[str, Counter[tuple[bytes | None, bytes]]] = {
+        t: Counter((r.key, r.value) for r in driver.all(t)) for t in outputs}
     checks = []
     for topic, records in outputs.items():
         check = OutputCheck(topic, records=len(records))
@@ -645,7 +641,7 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     report.dead_letters = len(await read_topic(bootstrap, topo.dead_letter))
     report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo)]
     replayed = {topic: await read_topic(bootstrap, topic) for topic in (topo.klines, topo.signals, topo.alerts)}
-    report.checks.extend(verify_by_replay(settings.stream_processors["klines"], trades_in, replayed))
+    report.checks.extend(verify_by_replay(settings, "klines", trades_in, replayed))
 
 
 # ---- the run -----------------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from stream_processor.market.serde.feed import iter_feed, stream_kind
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.topics import ensure_topics, required_topics
+from stream_processor.market.serde.feed import iter_feed, stream_kind
 from tests import broker as brokers
 from tests.conftest import FEEDS
 from tests.helpers import read_topic

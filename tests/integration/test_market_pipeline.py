@@ -10,36 +10,24 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from stream_processor.market.processors import build_processor
-from stream_processor.market.replay import replay
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.worker import Worker
+from stream_processor.market.replay import replay
 from tests.conftest import FEEDS
-from tests.helpers import end_offsets, isolated_settings, read_topic, wait_for
+from tests.helpers import driver_run, end_offsets, isolated_settings, read_topic, wait_for
 
 FILES = [FEEDS / "spot" / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
 PROCESSORS = ["orderbook", "klines"]
 
 
 async def batch_outputs(bootstrap: str, settings: Settings) -> tuple[Counter[tuple[str, bytes, bytes]], dict]:
-    """What the processors write for the raw topics' records, computed in this process partition by partition."""
+    """What the processors write for the raw topics' records, computed in this process by the TestDriver."""
+    driver = await driver_run(bootstrap, settings, PROCESSORS)
     expected: Counter[tuple[str, bytes, bytes]] = Counter()
-    books = {}
     for name in PROCESSORS:
-        psettings = settings.stream_processors[name]
-        proc = build_processor(name, psettings)
-        for topic in psettings.input_topics:
-            stores: dict[int, object] = {}
-            for rec in await read_topic(bootstrap, topic, "read_uncommitted"):
-                store = stores.setdefault(rec.partition, proc.new_store())
-                try:
-                    outputs = proc.process(proc.decode(rec.value, rec.key), store, rec.topic, rec.partition,
-                                           rec.offset)
-                except Exception:  # noqa: BLE001, S112 - would be a dead letter; there are none in this data
-                    continue
-                expected.update((t, k, v) for t, k, v in outputs)
-            if name == "orderbook":
-                books = {sym: book for store in stores.values() for sym, book in store.data.items()}  # type: ignore[attr-defined]
+        for topic in settings.stream_processors[name].output_topics:
+            expected.update((topic, r.key, r.value) for r in driver.all(topic))
+    books = {sym: book for part in driver.state("orderbook").values() for sym, book in part.items()}
     return expected, books
 
 

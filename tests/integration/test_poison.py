@@ -29,14 +29,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream_processor.market.processors import build_processor
-from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.state import OFFSET_KEY
 from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
 from stream_processor.engine.worker import Worker
+from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
 from tests.conftest import FEEDS, SHARED_DATA
-from tests.helpers import isolated_settings, read_topic, wait_for
+from tests.helpers import driver_run, isolated_settings, read_topic, unwrap_state, wait_for
 
 TRADES_PER_SYMBOL = 1500
 BOOK_MESSAGES = 2500
@@ -270,20 +269,15 @@ async def _produce(bootstrap: str, settings: Settings, sends: list[tuple[str, by
 
 async def _expected(bootstrap: str, settings: Settings, name: str, skip: set[tuple[str, int, int]]
                     ) -> tuple[Counter[tuple[str, bytes | None, bytes]], dict[tuple[int, str], Any]]:
-    """The outputs and final states of processor ``name`` run here over its inputs without the ``skip`` records."""
-    psettings = settings.stream_processors[name]
-    proc = build_processor(name, psettings)
+    """The outputs and final states of processor ``name`` run by the TestDriver over its inputs without the
+    ``skip`` records (which are the only ones it may dead-letter)."""
+    driver = await driver_run(bootstrap, settings, [name], skip)
+    assert driver.dead_letters() == [], [r.header("error") for r in driver.dead_letters()][:3]
     outputs: Counter[tuple[str, bytes | None, bytes]] = Counter()
-    stores: dict[int, Any] = {}
-    for topic in psettings.input_topics:
-        for rec in await read_topic(bootstrap, topic, "read_uncommitted"):
-            if (rec.topic, rec.partition, rec.offset) in skip:
-                continue
-            store = stores.setdefault(rec.partition, proc.new_store())
-            record = proc.decode(rec.value, rec.key, rec.timestamp)  # a valid record: must not raise
-            outputs.update(proc.process(record, store, rec.topic, rec.partition, rec.offset))
-    states = {(p, key): orjson.loads(orjson.dumps(obj.to_state())) for p, store in stores.items()
-              for key, obj in store.data.items()}
+    for topic in settings.stream_processors[name].output_topics:
+        outputs.update((topic, r.key, r.value) for r in driver.all(topic))
+    states = {(p, key): orjson.loads(orjson.dumps(obj.to_state())) for p, data in driver.state(name).items()
+              for key, obj in data.items()}
     return outputs, states
 
 
@@ -295,7 +289,7 @@ async def _changelog_states(bootstrap: str, settings: Settings, name: str) -> di
         if rec.value is None:
             states.pop((rec.partition, rec.key.decode()), None)
         else:
-            states[(rec.partition, rec.key.decode())] = orjson.loads(rec.value)
+            states[(rec.partition, rec.key.decode())] = unwrap_state(orjson.loads(rec.value))
     return states
 
 

@@ -30,11 +30,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from stream_processor.market.processors.eos_check import CheckRecord, EosCheckProcessor, KeyAggregate
+from stream_processor.engine.processor import ProcessorContext
 from stream_processor.engine.settings import Settings
-from stream_processor.engine.state import OFFSET_KEY, ChangelogStore
+from stream_processor.engine.state import OFFSET_KEY
 from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
 from stream_processor.engine.worker import Worker
+from stream_processor.market.processors.eos_check import CheckRecord, EosCheckProcessor, KeyAggregate
 from tests.helpers import isolated_settings, read_topic, wait_for
 
 FAILURES = {666: "processing_error", 777: "output_too_large", 888: "state_too_large", 999: "state_unserializable",
@@ -45,20 +46,19 @@ RECORDS = 3000
 class Buggy(EosCheckProcessor):
     """eos_check, failing on the values of ``FAILURES`` after changing its state."""
 
-    def process(self, record: CheckRecord, store: ChangelogStore, topic: str, partition: int, offset: int) -> list:
-        out = super().process(record, store, topic, partition, offset)  # the state has changed
-        agg: Any = store.data[record.key]
+    def process(self, record: CheckRecord, ctx: ProcessorContext) -> None:
+        super().process(record, ctx)  # the state has changed, two outputs are sent
+        agg: Any = ctx.state().data[record.key]
         if record.value == 666:
             raise RuntimeError("bug: cannot handle 666")
         if record.value == 777:
-            return [*out, (self.echo_topic, record.key.encode(), b"x" * 2_000_000)]
+            ctx.send(self.echo_topic, b"x" * 2_000_000, record.key.encode())
         if record.value == 888:
-            agg.sum = "y" * 1_100_000  # type: ignore[assignment]
+            agg.sum = "y" * 1_100_000
         if record.value == 999:
             agg.sum = 2**70
         if record.value == 555:
-            return [*out, (self.aggregates_topic, record.key.encode(), b"z" * 50_000)]
-        return out
+            ctx.send(self.aggregates_topic, b"z" * 50_000, record.key.encode())
 
 
 def _settings(bootstrap: str) -> Settings:

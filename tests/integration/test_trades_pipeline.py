@@ -12,10 +12,10 @@ import pandas as pd
 import pandas_ta as ta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stream_processor.engine.worker import Worker
 from stream_processor.market.models import Trade
 from stream_processor.market.replay import replay
 from stream_processor.market.serde.decode import decode
-from stream_processor.engine.worker import Worker
 from tests.conftest import FEEDS
 from tests.helpers import end_offsets, isolated_settings, read_topic, wait_for
 
