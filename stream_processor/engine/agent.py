@@ -95,9 +95,18 @@ class Stream:
         return value
 
     async def items(self) -> AsyncIterator[tuple[Any, Any]]:
-        """``(key, value)`` pairs; the key as str (UTF-8) or bytes when not UTF-8, None without a key."""
+        """``(key, value)`` pairs, None without a key. The key is as its topic's ``key_type`` says: ``bytes`` raw (as
+        Faust gives it by default), otherwise str (UTF-8; bytes when not UTF-8)."""
         async for value in self:
-            yield _key_text(self.current_event.key if self.current_event else None), value
+            ctx = self.current_event
+            key = ctx.key if ctx is not None else None
+            yield (key if key is None or self._key_type(ctx) is bytes else _key_text(key)), value
+
+    def _key_type(self, ctx: ProcessorContext) -> Any:
+        if self._driver is None or ctx.topic is None:
+            return None
+        topic = self._driver.agent.app.topics.get(ctx.topic)
+        return topic.key_type if topic is not None else None
 
     async def events(self) -> AsyncIterator[Any]:
         """The values with their context: ``(ctx, value)`` pairs (Faust's events, as the context's view)."""
