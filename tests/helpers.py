@@ -87,7 +87,7 @@ async def driver_run(bootstrap: str, settings: Settings, processors: list[str],
     """The broker-less TestDriver run of ``processors`` over their input topics as the broker holds them (every
     record at its own partition and offset, topic by topic), without the ``skip`` records ``(topic, partition,
     offset)``: what the worker must have written, computed by the same code without Kafka."""
-    driver = TestDriver(settings=settings, processors=processors)
+    driver = TestDriver(settings=settings, processors=processors, commit_every=1000)
     inputs = sorted({t for name in processors for t in settings.stream_processors[name].input_topics})
     for topic in inputs:
         for rec in await read_topic(bootstrap, topic, "read_uncommitted"):

@@ -67,6 +67,8 @@ class _Task:
     def __init__(self, processor: Processor, q: int, stores: TaskStores) -> None:
         self.ctx = ProcessorContext(processor.name, q, stores)
         self.stores = stores
+        self.pending: list[TestRecord] = []  # records processed in the open transaction
+        self.outputs: list[tuple[Any, ...]] = []  # (topic, key, value, headers, partition, timestamp) in it
 
 
 class TestDriver:
@@ -74,13 +76,16 @@ class TestDriver:
 
     ``app``: an :class:`~stream_processor.engine.app.App` (its enabled agents and processors run), or ``settings``
     with ``processors`` (names of entries; default every enabled one) for processors of the global registry.
-    ``start_ms``: the driver's wall clock at the start.
+    ``start_ms``: the driver's wall clock at the start. ``commit_every``: records per transaction and task (1: every
+    record is committed before the next; more: faster for long inputs; reading a topic, a table or the clock
+    commits what is open first, :meth:`restart` aborts it).
     """
 
     __test__ = False
 
     def __init__(self, app: Any = None, *, settings: Settings | None = None, processors: list[str] | None = None,
-                 partitions: dict[str, int] | None = None, start_ms: int = 1_700_000_000_000) -> None:
+                 partitions: dict[str, int] | None = None, start_ms: int = 1_700_000_000_000,
+                 commit_every: int = 1) -> None:
         if app is not None:
             settings = settings or app.settings
         if settings is None:
@@ -91,6 +96,9 @@ class TestDriver:
         self.processors: dict[str, Processor] = {n: build_processor(n, settings, types) for n in names}
         self._partitions = dict(partitions or {})
         self.now_ms = start_ms
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
+        self.commit_every = commit_every
         self.topics: dict[str, dict[int, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
         self._read: dict[str, int] = defaultdict(int)  # records of each topic already returned by read()
         self._order: dict[str, list[TestRecord]] = defaultdict(list)  # every record of a topic, in write order
@@ -180,6 +188,7 @@ class TestDriver:
 
     def read(self, topic: str) -> list[TestRecord]:
         """The records written to ``topic`` since the last read of it, in write order."""
+        self.flush()
         records = self._order.get(topic, [])
         start, self._read[topic] = self._read[topic], len(records)
         return records[start:]
@@ -190,10 +199,12 @@ class TestDriver:
 
     def all(self, topic: str) -> list[TestRecord]:
         """Every record written to ``topic``, in write order."""
+        self.flush()
         return list(self._order.get(topic, []))
 
     def dead_letters(self, processor: str | None = None) -> list[TestRecord]:
         """Every dead-lettered record (of ``processor``'s dead-letter topic, default every one)."""
+        self.flush()
         topics = {p.settings.dead_letter_topic for n, p in self.processors.items() if processor in (None, n)}
         return [r for t in sorted(topics) for r in self._order.get(t, [])]
 
@@ -203,6 +214,8 @@ class TestDriver:
         task, keys as the table gives them. ``processor``: whose store, when several have one of that name."""
         from .table import _ukey
 
+        self.flush()
+        self._open_restored()
         out: dict[Any, Any] = {}
         for (pname, _), task in sorted(self._tasks.items()):
             if processor not in (None, pname) or name not in task.stores.stores:
@@ -213,6 +226,8 @@ class TestDriver:
 
     def state(self, processor: str, store: str = "") -> dict[int, dict[str, Any]]:
         """The live objects of ``processor``'s store ``store`` per partition (keys as stored)."""
+        self.flush()
+        self._open_restored()
         return {q: dict(task.stores.stores[store].data) for (name, q), task in sorted(self._tasks.items())
                 if name == processor and store in task.stores.stores}
 
@@ -222,8 +237,9 @@ class TestDriver:
 
     def advance_time(self, ms: int) -> None:
         """Move the wall clock forward and fire the wall-clock punctuation due (each task commits after)."""
+        self.flush()
         self.now_ms += ms
-        for (name, _), task in list(self._tasks.items()):
+        for task in list(self._tasks.values()):
             ctx = task.ctx
             if not ctx.wall_clock_due(self.now_ms):
                 continue
@@ -234,17 +250,19 @@ class TestDriver:
                 ctx.punctuate_wall_clock(self.now_ms)
             finally:
                 current_context.reset(token)
-            self._commit(name, task, None)
-            self._drain_sync()
+            task.outputs.extend((*out, self.now_ms) for out in ctx.outputs)
+            ctx.outputs.clear()
+        self.flush()
 
     def restart(self) -> None:
-        """Lose every task's memory, as a crash would: stores are restored from the changelog, and the records
-        after each input partition's committed offset (those an agent still buffered) are processed again."""
+        """Lose every task's memory, as a crash would: open transactions are aborted, stores are restored from the
+        changelog, and the records after each input partition's committed offset (those of an aborted transaction,
+        those an agent still buffered) are processed again."""
         for (name, _), task in list(self._tasks.items()):
             self.processors[name].close(task.ctx)
         self._tasks.clear()
         for (name, topic, p), position in sorted(self._position.items()):
-            committed = self._committed.get((name, topic, p), position)
+            committed = self._committed.get((name, topic, p), 0)  # nothing committed: from the start
             for record in self.topics[topic][p]:
                 if committed <= record.offset < position:
                     self._queue.append(_Replay(record, name))
@@ -263,6 +281,20 @@ class TestDriver:
             proc.init(task.ctx)
         return task
 
+    def _open_restored(self) -> None:
+        """Open every task that has a changelog (after a restart, its state is only there)."""
+        for name in self.processors:
+            for q, records in list(self.topics.get(changelog_topic(self.settings, name), {}).items()):
+                if records:
+                    self._task(name, q)
+
+    def _reopen(self, name: str, q: int) -> _Task:
+        """Abort task q's transaction: its outputs are dropped, its stores restored from the changelog."""
+        task = self._tasks.pop((name, q), None)
+        if task is not None:
+            self.processors[name].close(task.ctx)
+        return self._task(name, q)
+
     async def _handle(self, item: Any, allow_io: bool) -> None:
         record, only = (item.record, item.processor) if isinstance(item, _Replay) else (item, None)
         for name in self._readers.get(record.topic, []):
@@ -271,14 +303,33 @@ class TestDriver:
             await self._process(name, record, allow_io)
 
     async def _process(self, name: str, record: TestRecord, allow_io: bool) -> None:
-        proc = self.processors[name]
+        """Process ``record`` in its task's open transaction; commit every ``commit_every`` records."""
         task = self._task(name, record.partition)
+        try:
+            await self._run(task, record, allow_io)
+        except _Failed as failed:
+            # As the runtime: abort, replay the transaction's earlier records, dead-letter this one.
+            pending = task.pending
+            task = self._reopen(name, record.partition)
+            for earlier in pending:
+                await self._run(task, earlier, allow_io)
+                task.pending.append(earlier)
+            self._dead_letter(task, record, "processing_error", repr(failed.__cause__))
+        task.pending.append(record)
+        self._position[(name, record.topic, record.partition)] = record.offset + 1
+        if len(task.pending) >= self.commit_every:
+            await self._commit(name, task, allow_io)
+
+    async def _run(self, task: _Task, record: TestRecord, allow_io: bool) -> None:
+        """Decode and process one record into the task's transaction (a refused one is dead-lettered there).
+
+        Raises _Failed (the cause: the processor's exception) for anything but a RecordError.
+        """
+        proc = self.processors[task.ctx.processor]
         ctx = task.ctx
-        position = (name, record.topic, record.partition)
         ctx.topic, ctx.partition, ctx.offset = record.topic, record.partition, record.offset
         ctx.timestamp, ctx.key, ctx.headers = record.timestamp, record.key, record.headers
         token = current_context.set(ctx)
-        reason: tuple[str, str] | None = None
         try:
             value = record.value
             if value is not None and len(value) > proc.settings.max_input_bytes:
@@ -296,48 +347,90 @@ class TestDriver:
             if ctx.stream_time >= ctx.next_stream_due:
                 ctx.punctuate_stream_time()
         except _TooLarge as exc:
-            reason = ("too_large", str(exc))
+            ctx.outputs.clear()
+            self._dead_letter(task, record, "too_large", str(exc))
         except RecordError as exc:
-            reason = (exc.reason, str(exc))
+            ctx.outputs.clear()
+            self._dead_letter(task, record, exc.reason, str(exc))
         except Exception as exc:  # noqa: BLE001 - as the runtime: roll back, dead-letter
-            reason = ("processing_error", repr(exc))
-            self._rollback(name, record.partition)
+            ctx.outputs.clear()
+            raise _Failed from exc
         finally:
             current_context.reset(token)
-        if reason is not None:
-            ctx.outputs.clear()
-            self._dead_letter(proc, record, *reason)
-        else:
-            try:
-                self._commit(name, task, record)
-            except StateRecordError as exc:
-                ctx.outputs.clear()
-                self._rollback(name, record.partition)
-                self._dead_letter(proc, record, exc.reason, str(exc))
-        self._position[position] = record.offset + 1
-        held = task.ctx.held.get(record.topic) if (name, record.partition) in self._tasks else None
-        self._committed[position] = held if held is not None else record.offset + 1
+        task.outputs.extend((*out, record.timestamp) for out in ctx.outputs)
+        ctx.outputs.clear()
 
-    def _commit(self, name: str, task: _Task, record: TestRecord | None) -> None:
-        changelog = task.stores.changelog_records()  # raises StateRecordError before anything is written
+    async def _commit(self, name: str, task: _Task, allow_io: bool = False) -> None:
+        """Commit the task's transaction: its outputs, its changelog records, its input offsets.
+
+        A state change that cannot be written (StateRecordError) is found as the runtime finds it: the transaction
+        is replayed a record at a time, and the record whose state cannot be written is dead-lettered.
+        """
+        try:
+            changelog = task.stores.changelog_records()
+        except StateRecordError:
+            records = task.pending
+            task = self._reopen(name, task.ctx.task)
+            for record in records:
+                await self._run(task, record, allow_io)
+                try:
+                    changelog = task.stores.changelog_records()
+                except StateRecordError as exc:
+                    task = self._reopen(name, task.ctx.task)
+                    self._dead_letter(task, record, exc.reason, str(exc))
+                    changelog = []
+                task.pending.append(record)
+                self._write(name, task, changelog)
+            return
+        self._write(name, task, changelog)
+
+    def _write(self, name: str, task: _Task, changelog: list[tuple[bytes, bytes | None]]) -> None:
         ctx = task.ctx
-        timestamp = record.timestamp if record is not None else self.now_ms
-        for topic, key, value, headers, partition in ctx.outputs:
+        for topic, key, value, headers, partition, timestamp in task.outputs:
             out = self._append(topic, key, value, headers, timestamp, partition)
             if topic in self._readers:
                 self._queue.append(out)
-        ctx.outputs.clear()
         cl = changelog_topic(self.settings, name)
         for key, value in changelog:
-            self._append(cl, key, value, (), timestamp, ctx.task)
+            self._append(cl, key, value, (), self.now_ms, ctx.task)
+        for record in task.pending:
+            position = (name, record.topic, record.partition)
+            held = ctx.held.get(record.topic)
+            end = self._position[position]
+            self._committed[position] = held if held is not None and held < end else end
+        task.outputs.clear()
+        task.pending = []
 
-    def _rollback(self, name: str, q: int) -> None:
-        task = self._tasks.pop((name, q), None)
-        if task is not None:
-            self.processors[name].close(task.ctx)
-        self._task(name, q)
+    def flush(self) -> None:
+        """Commit every open transaction (and process what the commits make visible to other processors)."""
+        while True:
+            self._drain_sync()
+            open_tasks = [(name, task) for (name, _), task in self._tasks.items() if task.pending or task.outputs]
+            if not open_tasks:
+                return
+            for name, task in open_tasks:
+                coro = self._commit(name, task)
+                try:
+                    coro.send(None)
+                except StopIteration:
+                    continue
+                coro.close()
+                raise RuntimeError("an agent awaited real I/O: use `await driver.aflush()`")
 
-    def _dead_letter(self, proc: Processor, record: TestRecord, reason: str, error: str) -> None:
+    async def aflush(self) -> None:
+        """:meth:`flush` for agents that await real I/O."""
+        while True:
+            while self._queue:
+                await self._handle(self._queue.popleft(), allow_io=True)
+            open_tasks = [(name, task) for (name, _), task in self._tasks.items() if task.pending or task.outputs]
+            if not open_tasks:
+                return
+            for name, task in open_tasks:
+                await self._commit(name, task, allow_io=True)
+
+    def _dead_letter(self, task: _Task, record: TestRecord, reason: str, error: str) -> None:
+        """Add ``record`` to the dead-letter topic, in the task's transaction, with the runtime's headers."""
+        proc = self.processors[task.ctx.processor]
         headers = [
             ("reason", reason.encode()),
             ("error", error.encode(errors="replace")[:1000]),
@@ -346,10 +439,15 @@ class TestDriver:
             ("source_partition", str(record.partition).encode()),
             ("source_offset", str(record.offset).encode()),
         ]
-        self._append(proc.settings.dead_letter_topic, record.key, record.value, headers, record.timestamp, None)
+        task.outputs.append((proc.settings.dead_letter_topic, record.key, record.value, headers, None,
+                             record.timestamp))
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _Failed(Exception):  # noqa: N818 - carries the processor's exception as __cause__
     pass
 
 

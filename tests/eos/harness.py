@@ -3,19 +3,21 @@
 One :func:`run_chaos` call, on a real broker:
 
 1. creates the topics: the check inputs (two co-partitioned topics of 8 partitions, one task per partition
-   number) with their echo and aggregates outputs (5 partitions each), and the real-trades input (8 partitions)
-   with its enriched output (5 partitions);
-2. starts ``plan.workers`` worker processes (``python -m stream_processor worker``) in one group per
-   processor, running the ``eos_check`` topology, the real trades processor, and the klines processor (10 s and
-   1 m klines built from the same trades, their indicators, SMC signals and alerts);
+   number) with their echo and aggregates outputs (5 partitions each) and the user agent's sink (5 partitions),
+   and the real-trades input (8 partitions) with its enriched output (5 partitions);
+2. starts ``plan.workers`` worker processes (``python -m stream_processor -A tests.eos.check_app:app worker``)
+   in one group per processor, running the ``eos_check`` topology, the real trades processor, the klines
+   processor (10 s and 1 m klines built from the same trades, their indicators, SMC signals and alerts), and a
+   user agent with a Table and a tumbling windowed table (:mod:`tests.eos.check_app`, on the first check input);
 3. produces the input at ``plan.rate`` records/s: ``plan.records`` check records with unique ids over
-   ``plan.keys`` keys and random integer values, each sent to one of the two check inputs at random, and
+   ``plan.keys`` keys, random integer values and an event time ``ts`` (10 ms per id, up to 5 s late), each sent
+   to one of the two check inputs at random, and
    ``plan.trades`` real Binance trades under 16 symbol
    aliases (``BTCUSDT.0`` ... ``ETHUSDT.7``, each alias a time-ordered slice of its symbol's tape);
 4. meanwhile ``kill -9`` a random worker ``plan.kills`` times, SIGTERM one ``plan.graceful_stops`` times
    and restart the broker ``plan.broker_restarts`` times, at random moments of the production window,
    starting a replacement worker each time;
-5. waits until both groups' committed offsets reach the input end offsets, stops every worker gracefully,
+5. waits until every group's committed offsets reach the input end offsets, stops every worker gracefully,
    and verifies (:func:`verify`): no open transaction on any output or changelog partition (the
    read_committed end equals the read_uncommitted end), committed offsets equal to the input end offsets,
    every input id exactly once in every output, every enriched trade equal to its recomputation from the input,
@@ -23,7 +25,9 @@ One :func:`run_chaos` call, on a real broker:
    (count + 1, sum + the record's value, ...: the two check inputs interleave in processing order, so the chain
    is checked rather than one order; each input's records must appear in its own order); the klines processor's
    outputs (klines, SMC signals, alerts) must equal, byte for byte and one for one, a rerun of the processor
-   over the input (:func:`verify_by_replay`).
+   over the input (:func:`verify_by_replay`); the agent's sink must hold every id of its input once, each record
+   equal to a recomputation (without the engine) of its key's count and sum and its window's count in input order
+   (:func:`verify_agent`), and its changelog, folded, the final tables (:func:`verify_agent_state`).
 
 The :class:`Report` counts duplicates, losses and wrong values per output; :meth:`Report.failures` is
 their sum plus open transactions and uncommitted input.
@@ -51,14 +55,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_processor.engine.settings import Settings
+from stream_processor.engine.table import WINDOW_SEP
 from stream_processor.engine.testing import TestDriver
-from stream_processor.engine.topics import ensure_topics, required_topics
+from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
 from stream_processor.market.models import Trade
 from stream_processor.market.processors.trades import SymbolTrades
 from stream_processor.market.serde.decode import decode
 from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
 from stream_processor.market.settings import TradesParams
 from tests import broker as brokers
+from tests.eos import check_app
 from tests.helpers import read_topic
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -67,6 +73,9 @@ SPOT_FILES = [SPOT / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day
 INPUT_PARTITIONS = 8
 OUTPUT_PARTITIONS = 5  # differs from the input's on purpose (see the eos_check processor)
 ALIASES = 8  # per symbol: 16 trade keys
+TS_BASE_MS = 1_700_000_000_000  # the check records' event time ``ts``: TS_BASE_MS + 10 ms per id, minus a lateness
+TS_STEP_MS = 10
+AGENT_APP = "tests.eos.check_app:app"
 KLINE_ALERTS = [{"name": "sweep", "event": "liquidity_swept"}, {"name": "bos", "event": "bos"}]
 WORKING_AFTER_S = 5.0  # a worker this old has joined its groups and owns partitions
 GENERATION = re.compile(r"processor (\w+) assigned .* \(generation (\d+)\)")
@@ -173,13 +182,14 @@ class Topology:
     klines: str
     signals: str
     alerts: str
+    agent_out: str  # the user agent's sink (tests/eos/check_app.py)
 
     @classmethod
     def new(cls) -> Topology:
         run = uuid.uuid4().hex[:8]
         return cls(run, f"eos-in-{run}", f"eos-in2-{run}", f"eos-echo-{run}", f"eos-agg-{run}", f"eos-trades-{run}",
                    f"eos-enriched-{run}", f"eos-dlq-{run}", f"eos-klines-{run}", f"eos-smc-{run}",
-                   f"eos-alerts-{run}")
+                   f"eos-alerts-{run}", f"eos-agent-{run}")
 
     def config(self, bootstrap: str, plan: ChaosPlan) -> dict[str, Any]:
         """The workers' YAML document."""
@@ -202,6 +212,7 @@ class Topology:
                 self.klines: {"partitions": OUTPUT_PARTITIONS},
                 self.signals: {"partitions": OUTPUT_PARTITIONS},
                 self.alerts: {"partitions": OUTPUT_PARTITIONS},
+                self.agent_out: {"partitions": OUTPUT_PARTITIONS},
                 self.dead_letter: {"partitions": 1},
             },
             "stream_processors": {
@@ -223,19 +234,30 @@ class Topology:
                     "dead_letter_topic": self.dead_letter,
                     "params": {"intervals": ["10s", "1m"], "alerts": KLINE_ALERTS},
                 },
+                # The user agent of check_app (no type: the agent's own), on the first check input.
+                check_app.AGENT: {
+                    "consumer_group": f"eos-{check_app.AGENT}-{self.run}", "processing_mode": plan.mode,
+                    "input_topics": [self.check_input], "output_topics": [self.agent_out],
+                    "dead_letter_topic": self.dead_letter,
+                },
             },
             "replay": {"topics": {"trades": self.trades_input}},
             "monitoring": {"host": "127.0.0.1", "metrics_port": 0, "health_check_port": 0, "log_level": "INFO"},
         }
 
+    def settings(self, bootstrap: str, plan: ChaosPlan) -> Settings:
+        """The workers' settings, as ``-A tests.eos.check_app:app worker --config`` loads them."""
+        check_app.app.finalize()  # registers the agent as a processor type
+        return Settings.model_validate(self.config(bootstrap, plan), context={"types": check_app.app.types})
+
     def groups(self) -> dict[str, str]:
         """Consumer group per processor."""
-        return {name: f"eos-{name}-{self.run}" for name in ("check", "trades", "klines")}
+        return {name: f"eos-{name}-{self.run}" for name in ("check", "trades", "klines", check_app.AGENT)}
 
     def inputs(self) -> dict[str, list[str]]:
         """Input topics per processor."""
         return {"check": [self.check_input, self.check_input2], "trades": [self.trades_input],
-                "klines": [self.trades_input]}
+                "klines": [self.trades_input], check_app.AGENT: [self.check_input]}
 
 
 # ---- input ------------------------------------------------------------------------------------------
@@ -272,13 +294,17 @@ def interleave(
 
 
 def check_records(plan: ChaosPlan, topo: Topology) -> list[tuple[str, str, bytes]]:
-    """The check inputs: (topic, key, JSON) with ids 0..records-1, keys k0..k{keys-1}, values in [-1000, 1000]."""
+    """The check inputs: (topic, key, JSON) with ids 0..records-1, keys k0..k{keys-1}, values in [-1000, 1000],
+    and an event time ``ts`` (ms) of ``TS_BASE_MS + TS_STEP_MS * id`` less a random lateness below
+    ``check_app.MAX_LATENESS_MS`` (the agent's windows; out of order, but never behind an expired window)."""
     rng = random.Random(plan.seed)
+    late = random.Random(plan.seed + 2)
     out = []
     for i in range(plan.records):
         key = f"k{rng.randrange(plan.keys)}"
         topic = topo.check_input if rng.random() < 0.5 else topo.check_input2
-        out.append((topic, key, orjson.dumps({"id": i, "key": key, "value": rng.randint(-1000, 1000)})))
+        ts = TS_BASE_MS + TS_STEP_MS * i - late.randrange(check_app.MAX_LATENESS_MS)
+        out.append((topic, key, orjson.dumps({"id": i, "key": key, "value": rng.randint(-1000, 1000), "ts": ts})))
     return out
 
 
@@ -322,7 +348,7 @@ class Workers:
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         self.started[name] = time.monotonic()
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "stream_processor", "worker", "--config", str(self.config)],
+            [sys.executable, "-m", "stream_processor", "-A", AGENT_APP, "worker", "--config", str(self.config)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -581,6 +607,103 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> Out
     return check
 
 
+def verify_agent(inputs: list[Any], outputs: list[Any], topic: str) -> OutputCheck:
+    """The user agent's sink: every input id once, keyed by its key, equal (every field) to the recomputation of
+    :func:`check_app.expected_outputs` over ``inputs`` (its input topic's records) in partition order, and in input
+    order per key."""
+    docs = [orjson.loads(r.value) for r in sorted(inputs, key=lambda r: (r.partition, r.offset))]
+    expected = check_app.expected_outputs(docs)
+    inputs_by_key: dict[str, list[int]] = defaultdict(list)
+    for doc in docs:
+        inputs_by_key[doc["key"]].append(doc["id"])
+    check = OutputCheck(topic, records=len(outputs))
+    seen: Counter[int] = Counter()
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for rec in outputs:
+        doc = orjson.loads(rec.value)
+        seen[doc["id"]] += 1
+        by_key[doc["key"]].append(doc["id"])
+        want = expected.get(doc["id"])
+        if want is not None and (doc != want or rec.key != want["key"].encode()):
+            check.wrong += 1
+            if len(check.examples) < 5:
+                diff = {k: (doc.get(k), v) for k, v in want.items() if doc.get(k) != v}
+                check.examples.append(f"id {doc['id']} (key {rec.key!r}): (got, want) {diff}")
+    _count_ids(check, seen, set(expected))
+    _order_violations(check, by_key, inputs_by_key)
+    return check
+
+
+def verify_agent_state(inputs: list[Any], changelog: list[Any], topic: str) -> OutputCheck:
+    """The user agent's tables as its changelog holds them at the end (folded: the last record of each key wins, a
+    tombstone deletes), against the recomputation over ``inputs``.
+
+    The Table holds every key's final count and sum. The windowed table holds the final count of each window not
+    expired: a window ends ``size`` after its start and is deleted ``expires`` later, measured against the latest
+    ``ts`` the task saw. That latest time is kept in memory only (a task restored after ``kill -9`` knows only the
+    records it processed since), so at the end it lies between the partition's largest ``ts`` less the lateness
+    bound and that largest ``ts``: a window certainly live must be there with its exact count, a window certainly
+    expired must be gone (its tombstone committed), and one in between may be either (with its exact count).
+    ``losses``: keys that must be there and are not; ``wrong``: a wrong value, or a key that must be gone.
+    """
+    ordered = sorted(inputs, key=lambda r: (r.partition, r.offset))
+    docs = [orjson.loads(r.value) for r in ordered]
+    expected = check_app.expected_outputs(docs)
+    latest: dict[int, int] = {}  # input partition -> largest ts
+    partition_of: dict[str, int] = {}
+    for rec, doc in zip(ordered, docs, strict=True):
+        latest[rec.partition] = max(latest.get(rec.partition, doc["ts"]), doc["ts"])
+        partition_of[doc["key"]] = rec.partition
+    totals = {}
+    windows: dict[tuple[str, int], int] = {}
+    for doc in expected.values():  # ids ascend within each key, so the last one wins
+        totals[doc["key"]] = {"count": doc["count"], "sum": doc["sum"]}
+        windows[(doc["key"], doc["window"])] = doc["window_count"]
+    state: dict[tuple[bytes, str], Any] = {}
+    for rec in changelog:  # every key of a task is on its partition, in commit order
+        if rec.key[:1] != b"\x01":
+            continue  # an offset marker
+        name, _, skey = rec.key[1:].partition(b"\x00")
+        if name == check_app.WINDOWS.name.encode() and not skey.rpartition(WINDOW_SEP.encode())[2].isdigit():
+            continue  # the table's own bookkeeping (e.g. the latest time seen), not a window
+        if rec.value is None:
+            state.pop((name, skey.decode()), None)
+        else:
+            state[(name, skey.decode())] = orjson.loads(rec.value)
+    check = OutputCheck(topic, records=len(state))
+    horizon = int((check_app.WINDOW_S + check_app.EXPIRES_S) * 1000)
+
+    def wrong(what: str) -> None:
+        check.wrong += 1
+        if len(check.examples) < 5:
+            check.examples.append(what)
+
+    def lost(what: str) -> None:
+        check.losses += 1
+        if len(check.examples) < 5:
+            check.examples.append(what)
+
+    for key, want in totals.items():
+        got = state.pop((check_app.TOTALS.name.encode(), key), None)
+        if got is None:
+            lost(f"total of {key!r} missing")
+        elif got != want:
+            wrong(f"total of {key!r}: {got} != {want}")
+    for (key, window), count in windows.items():
+        got = state.pop((check_app.WINDOWS.name.encode(), f"{key}{WINDOW_SEP}{window}"), None)
+        last = latest[partition_of[key]]
+        if got is None and window > last - horizon:
+            lost(f"live window {key!r}@{window} missing")
+        elif got is not None and window <= last - check_app.MAX_LATENESS_MS - horizon:
+            wrong(f"window {key!r}@{window} not expired (partition's latest ts {last})")
+        elif got is not None and got != count:
+            wrong(f"window {key!r}@{window}: {got} != {count}")
+    for (name, skey), value in list(state.items())[:3]:
+        wrong(f"unexpected key {name!r} {skey!r}: {value!r}")
+    check.wrong += max(0, len(state) - 3)
+    return check
+
+
 def verify_by_replay(
     settings: Settings, name: str, inputs: list[Any], outputs: dict[str, list[Any]]
 ) -> list[OutputCheck]:
@@ -591,7 +714,7 @@ def verify_by_replay(
     one expected record byte for byte: a surplus copy of an expected record is a duplicate, a missing one a loss,
     a record not expected at all is wrong (so a record whose values changed counts as wrong and as a loss).
     """
-    driver = TestDriver(settings=settings, processors=[name])
+    driver = TestDriver(settings=settings, processors=[name], commit_every=1000)
     for rec in sorted(inputs, key=lambda r: (r.topic, r.partition, r.offset)):
         driver.pipe(rec.topic, rec.value, rec.key, timestamp=rec.timestamp, headers=list(rec.headers or ()),
                     partition=rec.partition, offset=rec.offset)
@@ -620,7 +743,7 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     groups = topo.groups()
     report.uncommitted_input = await uncommitted(bootstrap, groups, topo.inputs())
     outputs = [topo.echo, topo.aggregates, topo.enriched, topo.dead_letter, topo.klines, topo.signals, topo.alerts,
-               *(name for name, spec in required_topics(settings).items() if spec.compacted)]
+               topo.agent_out, *(name for name, spec in required_topics(settings).items() if spec.compacted)]
     # A transaction a killed worker left open is aborted by fencing or by its timeout (plus the broker's
     # 2 s abort sweep): give that time before calling it open.
     deadline = time.monotonic() + settings.kafka.transaction_timeout_ms / 1000 + 15
@@ -642,6 +765,10 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo)]
     replayed = {topic: await read_topic(bootstrap, topic) for topic in (topo.klines, topo.signals, topo.alerts)}
     report.checks.extend(verify_by_replay(settings, "klines", trades_in, replayed))
+    agent_in = [rec for rec in check_in if rec.topic == topo.check_input]
+    report.checks.append(verify_agent(agent_in, await read_topic(bootstrap, topo.agent_out), topo.agent_out))
+    changelog = changelog_topic(settings, check_app.AGENT)
+    report.checks.append(verify_agent_state(agent_in, await read_topic(bootstrap, changelog), changelog))
 
 
 # ---- the run -----------------------------------------------------------------------------------------
@@ -664,7 +791,7 @@ async def run_chaos(bootstrap: str, plan: ChaosPlan, workdir: Path) -> Report:
     topo = Topology.new()
     config = workdir / "eos-config.yaml"
     config.write_text(yaml.safe_dump(topo.config(bootstrap, plan), sort_keys=False))
-    settings = Settings.model_validate(topo.config(bootstrap, plan))
+    settings = topo.settings(bootstrap, plan)
     await ensure_topics(settings, required_topics(settings))
     sends = interleave(check_records(plan, topo), real_trades(plan.trades), topo.trades_input, plan.seed)
     window_s = len(sends) / plan.rate
