@@ -3,7 +3,8 @@
 Usage: ``python bench/processor_cost.py [--repeat 3]``.
 
 Each processor is fed its real input in one process, from bytes: decode (``Processor.decode``) then ``process``
-into a fresh in-memory store, exactly what the worker's hot path runs per record (the Kafka side, batching and
+with a fresh task context (its stores empty; the outputs it sends are dropped after each record), what the
+worker's hot path runs per record (the Kafka side, batching and
 commits are measured by bench/trades_throughput.py). The baseline, run in the same process on the same bytes, is
 ``orjson.loads`` alone: every processor's cost is printed in µs per record and as a multiple of that baseline.
 
@@ -26,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from stream_processor.market.processors import build_processor  # noqa: E402
+from stream_processor.engine.processor import ProcessorContext  # noqa: E402
+from stream_processor.engine.registry import lookup  # noqa: E402
+from stream_processor.engine.state import TaskStores  # noqa: E402
 from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
-from stream_processor.engine.settings import PROCESSOR_SETTINGS  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SPOT = DATA / "feeds" / "binance-hftbacktest" / "spot"
@@ -71,20 +73,32 @@ def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], 
          ) -> tuple[float, int]:
     """Seconds per record to decode and process ``records`` with a fresh processor and store, and the records
     refused (the worker would dead-letter them: the bench says so rather than time refusals)."""
-    settings = PROCESSOR_SETTINGS[kind](type=kind, consumer_group="bench", input_topics=["in"],
-                                        output_topics=outputs, params=params) if params else \
-        PROCESSOR_SETTINGS[kind](type=kind, consumer_group="bench", input_topics=["in"], output_topics=outputs)
-    proc = build_processor(kind, settings)
-    store = proc.new_store()
-    decode, process = proc.decode, proc.process
+    type_ = lookup(kind)
+    assert type_ is not None
+    settings = type_.settings(type=kind, consumer_group="bench", input_topics=["in"], output_topics=outputs,
+                              **({"params": params} if params else {}))
+    proc = type_.factory(kind, settings)
+    ctx = ProcessorContext(kind, 0, TaskStores(proc.stores()))
+    ctx.topic, ctx.partition = "in", 0
+    proc.init(ctx)
+    decode, process, outputs_sent = proc.decode, proc.process, ctx.outputs
+    event_time = proc.event_time
     now_ms = int(time.time() * 1000)  # the Kafka timestamp the worker passes (event times are checked against it)
     refused = 0
     started = time.perf_counter()
     for offset, (key, value) in enumerate(records):
+        ctx.offset, ctx.key, ctx.timestamp = offset, key, now_ms
         try:
-            process(decode(value, key, now_ms), store, "in", 0, offset)
+            record = decode(value, key, now_ms, "in")
+            moment = now_ms if event_time is None else event_time(record)
+            if moment > ctx.stream_time:
+                ctx.stream_time = moment
+            process(record, ctx)
+            if ctx.stream_time >= ctx.next_stream_due:
+                ctx.punctuate_stream_time()
         except Exception:  # noqa: BLE001 - counted like the worker: a dead letter, then go on
             refused += 1
+        outputs_sent.clear()
     return (time.perf_counter() - started) / len(records), refused
 
 

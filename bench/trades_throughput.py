@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from bench.passthrough import passthrough  # noqa: E402
-from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
 from stream_processor.engine.settings import Settings, TopicSettings  # noqa: E402
 from stream_processor.engine.topics import ensure_topics  # noqa: E402
 from stream_processor.engine.worker import Worker  # noqa: E402
+from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
 from tests.broker import broker  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
 
