@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -122,6 +123,7 @@ class Checkpoint:
         self.pending_outputs: Counter[str] = Counter()  # output records per topic in the open transaction
         self.changelog_position: int | None = None  # changelog offset where our last commit's writes begin
         self.context: Any = None  # the task's ProcessorContext, set by the runner
+        self.opened_at = 0.0  # time.monotonic() when the open transaction began
         self._futures: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, future) per batch handed over
         self._builders: dict[tuple[str, int], BatchBuilder] = {}  # open batch per output topic and partition
         self._full: list[tuple[str, int, BatchBuilder]] = []  # filled batches not yet handed over
@@ -144,6 +146,7 @@ class Checkpoint:
     async def begin(self) -> None:
         """Open a transaction (under ``exactly_once``)."""
         self._move(CheckpointState.OPEN)
+        self.opened_at = time.monotonic()
         if self.transactional:
             await self.producer.begin_transaction()
 

@@ -124,6 +124,14 @@ class _Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error 
     """Abort the task's transaction and replay it: a record was marked as poison (its cause is ``__cause__``)."""
 
 
+class _Pause(Exception):  # noqa: N818 - a control-flow signal
+    """An agent's I/O has used half the transaction timeout: commit the transaction up to ``next_offset``."""
+
+    def __init__(self, next_offset: int) -> None:
+        super().__init__(next_offset)
+        self.next_offset = next_offset
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, runner: ProcessorRunner) -> None:
         self.runner = runner
@@ -173,6 +181,7 @@ class ProcessorRunner:
         self._isolate_until: dict[int, tuple[dict[TopicPartition, int], int]] = {}
         self._events_seen: Counter[str] = Counter()  # processor events already exported to Prometheus
         self._closed = False
+        self._commit_now = False  # an agent's I/O used half the transaction timeout: commit after this batch
 
     @property
     def ready(self) -> bool:
@@ -252,7 +261,8 @@ class ProcessorRunner:
                 async with self._lock:
                     if batches:
                         await self._process(batches)
-                    if time.monotonic() >= next_commit:
+                    if time.monotonic() >= next_commit or self._commit_now:
+                        self._commit_now = False
                         await self._commit_all()
                         next_commit = time.monotonic() + interval
         except asyncio.CancelledError:
@@ -493,7 +503,15 @@ class ProcessorRunner:
         step = self.psettings.batch_size
         for start in range(0, len(messages), step):
             chunk = messages[start : start + step]
-            await self._process_chunk(cp, tp, chunk, check)
+            try:
+                await self._process_chunk(cp, tp, chunk, check)
+            except _Pause as pause:  # commit what is done; the rest of the fetch is read again
+                cp.positions[tp] = pause.next_offset
+                cp.store_offset(tp, pause.next_offset, pause.next_offset - chunk[0].offset)
+                assert self._consumer is not None
+                self._consumer.seek(tp, pause.next_offset)
+                self._commit_now = True
+                return
             if not self.transactional:
                 await cp.flush()
             cp.positions[tp] = chunk[-1].offset + 1
@@ -578,6 +596,7 @@ class ProcessorRunner:
                     pending = process(record, ctx)
                     if pending is not None:  # an agent awaiting I/O
                         await self._await_agent(pending)
+                        waited = time.monotonic() - cp.opened_at > self.settings.kafka.transaction_timeout_ms / 2000
                     if ctx.stream_time >= ctx.next_stream_due:
                         ctx.punctuate_stream_time()
                 except RecordError as exc:
@@ -615,6 +634,8 @@ class ProcessorRunner:
                         self._mark_poison(tp, offset, exc.reason, str(exc))
                         raise _Rollback from exc
                     stores.merge_dirty(before)
+                if pending is not None and waited and not check:
+                    raise _Pause(offset + 1)
         finally:
             current_context.reset(token)
 

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .exceptions import ConfigError
 
@@ -172,7 +181,8 @@ class Settings(_Strict):
     processor_id: str = Field(default_factory=socket.gethostname, min_length=1)
     kafka: KafkaSettings
     topics: dict[str, TopicSettings] = {}
-    stream_processors: dict[str, ProcessorSettings] = Field(default_factory=dict, validate_default=True)
+    stream_processors: dict[str, SerializeAsAny[ProcessorSettings]] = Field(default_factory=dict,
+                                                                            validate_default=True)
     replay: ReplaySettings | None = None
     monitoring: MonitoringSettings = MonitoringSettings()
     health: HealthSettings = HealthSettings()
