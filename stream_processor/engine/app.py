@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from . import processor as _processor
 from .agent import Agent, AgentProcessor
 from .exceptions import ConfigError, DecodeError, InvalidRecordError
 from .processor import Processor, current_context, encode_key, encode_value
@@ -190,12 +192,18 @@ class App:
         if existing is not None:
             if value_type is not None and existing.value_type not in (None, value_type):
                 raise ValueError(f"topic {name!r} is already declared with value_type {existing.value_type!r}")
+            if value_type is not None and existing.value_type is None:  # declared untyped first (app.filter, a sink)
+                existing.value_type, existing._decode = value_type, _decoder(value_type)  # noqa: SLF001
+            if key_type is not None and existing.key_type is None:
+                existing.key_type = key_type
+            if partitions is not None and existing.partitions is None:
+                existing.partitions = partitions
             return existing
         topic = self.topics[name] = Topic(self, name, value_type, key_type, partitions)
         return topic
 
     def Table(self, name: str, default: Callable[[], Any] | None = None, value_type: type | None = None,  # noqa: N802 - Faust's name
-              help: str | None = None, on_error: str = "reset") -> Table:  # noqa: A002
+              help: str | None = None, on_error: str | None = None) -> Table:  # noqa: A002
         """A changelog-backed table (see :mod:`stream_processor.engine.table`)."""
         if name in self.tables:
             raise ValueError(f"table {name!r} is already declared")
@@ -211,11 +219,16 @@ class App:
         record. ``tables``: the tables it uses (default: those its code names). ``params``: a pydantic model for its
         YAML ``params``. Several topics must be co-partitioned.
         """
+        if concurrency != 1:
+            raise ValueError("concurrency must be 1: one instance per partition is what makes an agent exactly once")
         topics = [self.topic(c) if isinstance(c, str) else c
                   for c in (channel if isinstance(channel, list) else [channel])]
         sinks = [self.topic(s) if isinstance(s, str) else s for s in (sink or [])]
 
         def register(fun: Callable[..., Any]) -> Agent:
+            if not (inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)):
+                raise TypeError(f"agent {name or fun.__name__}: must be an async def function (with or without "
+                                "yield)")
             agent_name = name or fun.__name__
             if agent_name in self.agents or agent_name in self.types:
                 raise ValueError(f"agent {agent_name!r} is already registered")
@@ -269,7 +282,7 @@ class App:
 
         def register(fun: Callable[[], Any]) -> Callable[[], Any]:
             def delay() -> float:
-                now = dt.datetime.now(tz)
+                now = dt.datetime.fromtimestamp(_processor.wall_clock_ms() / 1000, tz)
                 return max(0.0, (croniter(cron_format, now).get_next(dt.datetime) - now).total_seconds())
 
             self.timers.append((fun.__name__, delay, fun))
@@ -369,8 +382,19 @@ class App:
         if self._settings is None:
             self.finalize()
             topics = {name: {"partitions": t.partitions} for name, t in self.topics.items() if t.partitions}
-            self._settings = load_settings(self.config or DEFAULT_CONFIG, types=self.types, doc=self.settings_doc,
-                                           defaults={"app_id": self.id}, extra_topics=topics)
+            settings = load_settings(self.config or DEFAULT_CONFIG, types=self.types, doc=self.settings_doc,
+                                     defaults={"app_id": self.id}, extra_topics=topics)
+            # A repartition topic gets its agent's input partitions, as the YAML (or the code) gives them.
+            more = {}
+            for agent in self.agents.values():
+                if agent.group_by is not None and agent.repartition_topic not in settings.topics:
+                    entry = settings.stream_processors.get(f"{agent.name}-repartition")
+                    inputs = entry.input_topics if entry is not None else [t.name for t in agent.topics]
+                    more[agent.repartition_topic] = {"partitions": max(settings.topic(t).partitions for t in inputs)}
+            if more:
+                settings = load_settings(self.config or DEFAULT_CONFIG, types=self.types, doc=self.settings_doc,
+                                         defaults={"app_id": self.id}, extra_topics={**topics, **more})
+            self._settings = settings
         return self._settings
 
     def build(self, name: str, settings: Settings | None = None) -> Processor:

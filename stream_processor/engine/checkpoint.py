@@ -290,8 +290,9 @@ class Checkpoint:
         for key, value in records:
             self.append(topic, value, key=key, partition=partition)
         if self.transactional:
+            stream_time = self.context.stream_time if self.context is not None else None
             for tp, offset in self.pending_offsets.items():
-                key, value = offset_marker(tp.topic, offset)
+                key, value = offset_marker(tp.topic, offset, self.positions[tp], stream_time)
                 self.append(topic, value, key=key, partition=partition)
 
     async def abort(self) -> None:

@@ -123,7 +123,7 @@ class ProcessorContext:
     """
 
     __slots__ = ("processor", "task", "topic", "partition", "offset", "timestamp", "key", "headers", "stream_time",
-                 "stores", "outputs", "punctuators", "next_stream_due", "held", "agent_state")
+                 "stores", "outputs", "punctuators", "next_stream_due", "held", "refused_before", "agent_state")
 
     def __init__(self, processor: str, task: int, stores: TaskStores) -> None:
         self.processor = processor
@@ -140,6 +140,9 @@ class ProcessorContext:
         self.punctuators: list[Punctuator] = []
         self.next_stream_due = _NEVER  # the earliest stream-time punctuation due (fast check per record)
         self.held: dict[str, int] = {}  # input topic -> lowest offset still buffered (not yet processed) by an agent
+        # input topic -> next offset processed before the last restart: a record below it that is refused again was
+        # dead-lettered then (it is re-read because an agent's take() buffer held an earlier one)
+        self.refused_before: dict[str, int] = {}
         self.agent_state: Any = None  # the agent API's per-task driver
 
     def send(self, topic: str, value: Any, key: Any = None, headers: list[tuple[str, bytes]] | None = None,

@@ -62,7 +62,14 @@ from . import processor as _processor
 from .assignor import CopartitionedAssignor
 from .breaker import CircuitBreaker, CircuitState, TaskHealth, worst
 from .checkpoint import Checkpoint, CheckpointState, transactional_id
-from .exceptions import AgentTimeoutError, ConfigError, RecordError, StateRecordError, StateRestoreError
+from .exceptions import (
+    AgentTimeoutError,
+    ConfigError,
+    RecordError,
+    StateRecordError,
+    StateRestoreError,
+    TransactionStateError,
+)
 from .metrics import Metrics
 from .processor import Processor, ProcessorContext, current_context
 from .settings import ProcessorSettings, Settings
@@ -410,7 +417,7 @@ class ProcessorRunner:
                 assert previous is not None
                 store, changelog_from = previous.store, previous.changelog_position
             else:
-                store, changelog_from = TaskStores(self.processor.stores()), None
+                store, changelog_from = TaskStores(self.processor.stores(), self.psettings.state_errors), None
             assert store is not None
             restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, q), changelog_from)
             self.metrics.restored_records.labels(self.name).inc(restored.applied)
@@ -446,7 +453,10 @@ class ProcessorRunner:
         cp.changelog_position = restored.end  # the store reflects every changelog record before this offset
         if store.resets:
             self.processor.events["state_reset"] += store.resets
-        cp.context = ProcessorContext(self.name, q, store)
+        cp.context = ctx = ProcessorContext(self.name, q, store)
+        ctx.stream_time = restored.stream_time
+        ctx.refused_before = {tp.topic: restored.positions[tp.topic] for tp in inputs
+                              if restored.positions.get(tp.topic, -1) > starts[tp]}
         try:
             self.processor.init(cp.context)
         except Exception:
@@ -568,6 +578,7 @@ class ProcessorRunner:
         outputs = ctx.outputs
         max_input = self.psettings.max_input_bytes
         poison = self._poison.get(tp)
+        refused_before = ctx.refused_before
         ctx.topic, ctx.partition = topic, partition
         token = current_context.set(ctx)
         try:
@@ -575,12 +586,14 @@ class ProcessorRunner:
                 offset = msg.offset
                 if poison and offset in poison:
                     reason, error, by_reference = poison[offset]
-                    self._dead_letter(cp, msg, reason, error, omit_value=by_reference)
+                    if offset >= refused_before.get(topic, -1):
+                        self._dead_letter(cp, msg, reason, error, omit_value=by_reference)
                     continue
                 value = msg.value
                 if value is not None and len(value) > max_input:
-                    self._dead_letter(cp, msg, "too_large", f"value of {len(value)} bytes is above max_input_bytes "
-                                                            f"({max_input})")
+                    if offset >= refused_before.get(topic, -1):
+                        self._dead_letter(cp, msg, "too_large", f"value of {len(value)} bytes is above "
+                                                                f"max_input_bytes ({max_input})")
                     continue
                 if check:
                     before = stores.take_dirty()
@@ -603,7 +616,8 @@ class ProcessorRunner:
                     outputs.clear()
                     if check:
                         stores.merge_dirty(before)
-                    self._dead_letter(cp, msg, exc.reason, str(exc))
+                    if offset >= refused_before.get(topic, -1):  # else dead-lettered before a restart
+                        self._dead_letter(cp, msg, exc.reason, str(exc))
                     continue
                 except AgentTimeoutError:
                     outputs.clear()
@@ -623,9 +637,10 @@ class ProcessorRunner:
                     self._mark_poison(tp, offset, "processing_error", repr(exc))
                     raise _Rollback from exc
                 if outputs:
-                    too_large = self._emit(cp, outputs)
-                    if too_large is not None:
-                        self._mark_poison(tp, offset, "output_too_large", too_large)
+                    refused = self._emit(cp, outputs)
+                    if refused is not None:
+                        reason = "output_too_large" if "above the topic" in refused else "processing_error"
+                        self._mark_poison(tp, offset, reason, refused)
                         raise _Rollback
                 if check:
                     try:
@@ -641,7 +656,7 @@ class ProcessorRunner:
 
     def _emit(self, cp: Checkpoint, outputs: list[Any]) -> str | None:
         """Append ``outputs`` (clearing it) to the task's transaction; the error text if one is larger than its
-        topic allows (nothing of this record is then appended... except what came before it: the caller rolls back).
+        topic allows or goes to a topic the processor did not declare (the caller then rolls the transaction back).
         """
         limits = self._limits
         append = cp.append
@@ -651,7 +666,11 @@ class ProcessorRunner:
             if size > limits.get(out_topic, size):
                 outputs.clear()
                 return f"its {out_topic} record is {size} bytes, above the topic's {limits[out_topic]}"
-            append(out_topic, value, key, headers, partition)
+            try:
+                append(out_topic, value, key, headers, partition)
+            except TransactionStateError as exc:  # a topic the processor did not declare: its partitions are unknown
+                outputs.clear()
+                return f"{exc}: declare it in output_topics (or as a topic of the app)"
             counts[out_topic] += 1
         outputs.clear()
         return None
@@ -755,6 +774,11 @@ class ProcessorRunner:
 
     async def _commit_one(self, cp: Checkpoint) -> None:
         outputs, failed = Counter(cp.pending_outputs), Counter(cp.pending_failed)
+        if cp.is_open:  # a transaction of punctuation only still moves offsets a take() batch held before
+            for tp in cp.inputs:
+                done = cp.committed_offsets.get(tp)
+                if tp not in cp.pending_offsets and done is not None and done < cp.positions[tp]:
+                    cp.pending_offsets[tp] = cp.positions[tp]
         held = cp.context.held if cp.context is not None else None
         if held:  # records an agent still buffers (stream.take) are not committed: a restart re-reads them
             for tp, offset in cp.pending_offsets.items():

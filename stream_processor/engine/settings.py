@@ -141,7 +141,7 @@ class ProcessorSettings(_Strict):
 class ReplaySettings(_Strict):
     """Where the replay producer publishes each message family (``trades``, ``orderbook``, ``klines``)."""
 
-    topics: dict[str, str]
+    topics: dict[Literal["trades", "orderbook", "klines"], str]
 
 
 class MonitoringSettings(_Strict):

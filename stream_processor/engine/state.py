@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -32,10 +32,21 @@ input's marker of changelogs written before co-partitioned inputs): ``{"offset":
 state reflects."""
 
 
-def offset_marker(topic: str, next_offset: int) -> tuple[bytes, bytes]:
+def offset_marker(topic: str, next_offset: int, position: int | None = None,
+                  stream_time: int | None = None) -> tuple[bytes, bytes]:
     """The changelog record ``(key, value)`` saying the state reflects ``topic``'s input up to ``next_offset``
-    (exclusive) on this changelog partition's input partition."""
-    return OFFSET_KEY + b":" + topic.encode(), orjson.dumps({"offset": next_offset})
+    (exclusive) on this changelog partition's input partition.
+
+    ``position``: the next offset processed, when records below it and from ``next_offset`` on are still buffered by
+    an agent (``stream.take``): a record of that range the processor refused is already dead-lettered, so a re-read
+    does not dead-letter it again. ``stream_time``: the task's stream time (ms), so punctuation resumes on the same
+    grid after a restart."""
+    doc: dict[str, int] = {"offset": next_offset}
+    if position is not None and position > next_offset:
+        doc["position"] = position
+    if stream_time is not None and stream_time >= 0:
+        doc["stream_time"] = stream_time
+    return OFFSET_KEY + b":" + topic.encode(), orjson.dumps(doc)
 
 
 def _marker_topic(key: bytes | None) -> str | None | bool:
@@ -52,6 +63,10 @@ class Snapshottable(Protocol):
 
     def to_state(self) -> dict[str, Any]: ...
 
+
+META_KEY = b"\x00meta:"
+"""Prefix of a store's metadata record (``META_KEY + name``): what a store keeps besides its keys, e.g. a windowed
+table's latest time (``{"latest": ms}``)."""
 
 STORE_PREFIX = b"\x01"
 """Changelog keys of a named store (a Table) are ``STORE_PREFIX + name + b"\\x00" + key``; the default store's
@@ -85,8 +100,9 @@ class StoreSpec:
     to_state: Callable[[Any], Any] | None = None
     version: int | None = None
     migrate: Callable[[Any, int], Any] | None = None
-    on_error: str = "reset"
+    on_error: str | None = None
     expire: Callable[[ChangelogStore], None] | None = None  # run before each commit (windowed tables' expiry)
+    keep_meta: tuple[str, ...] = ()  # entries of ChangelogStore.meta written to the changelog with the store
 
 
 class ChangelogStore:
@@ -96,15 +112,18 @@ class ChangelogStore:
     removed with :meth:`delete` is written as a tombstone (value None), which compaction then removes.
     """
 
-    __slots__ = ("data", "dirty", "spec", "resets", "meta", "_from_state", "_to_state", "_prefix")
+    __slots__ = ("data", "dirty", "spec", "resets", "meta", "on_error", "_from_state", "_to_state", "_prefix",
+                 "_meta_written")
 
-    def __init__(self, from_state: Callable[[Any], Any] | StoreSpec | None = None) -> None:
+    def __init__(self, from_state: Callable[[Any], Any] | StoreSpec | None = None, on_error: str = "reset") -> None:
         spec = from_state if isinstance(from_state, StoreSpec) else StoreSpec(from_state=from_state)
         self.spec = spec
         self.data: dict[str, Any] = {}
         self.dirty: set[str] = set()
         self.resets = 0  # snapshots dropped because they could not be read (on_error "reset")
-        self.meta: dict[str, Any] = {}  # in memory only (a windowed table's latest time)
+        self.meta: dict[str, Any] = {}  # a windowed table's latest time; spec.keep_meta entries are in the changelog
+        self._meta_written: dict[str, Any] = {}
+        self.on_error = on_error  # when the spec says None: the processor's state_errors
         self._from_state = spec.from_state or _identity
         self._to_state = spec.to_state or (_to_state if spec.from_state is not None else _identity)
         self._prefix = STORE_PREFIX + spec.name.encode() + b"\x00" if spec.name else b""
@@ -182,7 +201,7 @@ class ChangelogStore:
             self.data[name] = self._from_state(state)
         except Exception as exc:  # noqa: BLE001 - a snapshot this code cannot read: reset the key or fail, per spec
             store = self.spec.name or "state"
-            if self.spec.on_error == "fail":
+            if (self.spec.on_error or self.on_error) == "fail":
                 raise StateRestoreError(f"store {store!r}: the snapshot of {name!r} cannot be read: {exc!r}") from exc
             self.data.pop(name, None)
             self.resets += 1
@@ -194,12 +213,16 @@ _MISSING = object()
 
 
 class TaskStores:
-    """The stores of one task, by name (``""`` is the default store), sharing one changelog partition."""
+    """The stores of one task, by name (``""`` is the default store), sharing one changelog partition.
+
+    ``on_error``: what a snapshot that cannot be read does in stores whose spec does not say (the processor's
+    ``state_errors``).
+    """
 
     __slots__ = ("stores", "_by_prefix")
 
-    def __init__(self, specs: list[StoreSpec]) -> None:
-        self.stores: dict[str, ChangelogStore] = {spec.name: ChangelogStore(spec) for spec in specs}
+    def __init__(self, specs: list[StoreSpec], on_error: str = "reset") -> None:
+        self.stores: dict[str, ChangelogStore] = {spec.name: ChangelogStore(spec, on_error) for spec in specs}
         self._by_prefix = {spec.name.encode(): store for spec, store in zip(specs, self.stores.values(),
                                                                             strict=True)}
 
@@ -225,6 +248,7 @@ class TaskStores:
             store.data.clear()
             store.dirty = set()
             store.meta.clear()
+            store._meta_written = {}  # noqa: SLF001
 
     def changelog_records(self, limit: int | None = None) -> list[tuple[bytes, bytes | None]]:
         """Every store's changelog records (see :meth:`ChangelogStore.changelog_records`), all encoded before any
@@ -237,6 +261,13 @@ class TaskStores:
                    for store, keys in pending for key in keys]
         for store, _ in pending:
             store.dirty = set()
+        for store in self.stores.values():
+            keep = store.spec.keep_meta
+            if keep:
+                meta = {k: store.meta[k] for k in keep if k in store.meta}
+                if meta != store._meta_written:  # noqa: SLF001
+                    records.append((META_KEY + store.spec.name.encode(), orjson.dumps(meta)))
+                    store._meta_written = meta  # noqa: SLF001
         return records
 
     def take_dirty(self) -> list[set[str]]:
@@ -259,6 +290,13 @@ class TaskStores:
 
     def load(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record to its store; a record of a store this code no longer has is skipped."""
+        if key.startswith(META_KEY):
+            store = self._by_prefix.get(key[len(META_KEY):])
+            if store is not None and value is not None:
+                meta = orjson.loads(value)
+                store.meta.update(meta)
+                store._meta_written = meta  # noqa: SLF001
+            return
         if key[:1] == STORE_PREFIX:
             name, sep, rest = key[1:].partition(b"\x00")
             store = self._by_prefix.get(name) if sep else None
@@ -280,6 +318,8 @@ class Restored:
     applied: int
     offsets: dict[str | None, int]
     end: int
+    positions: dict[str, int] = field(default_factory=dict)  # input topic -> next offset processed (if beyond)
+    stream_time: int = -1
 
     def offset(self, topic: str, only_input: bool) -> int | None:
         """The next offset of ``topic``'s partition, or None; a legacy marker counts when it is the only input."""
@@ -312,6 +352,8 @@ async def restore(
         end = (await consumer.end_offsets([tp]))[tp]
         applied = 0
         offsets: dict[str | None, int] = {}
+        positions: dict[str, int] = {}
+        stream_time = -1
         load = store.load
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
@@ -320,10 +362,14 @@ async def restore(
                 if key is not None and key[:1] == b"\x00":
                     topic = _marker_topic(key)
                     if topic is not False:
-                        offsets[topic] = orjson.loads(record.value)["offset"]  # type: ignore[index]
+                        marker = orjson.loads(record.value)  # type: ignore[arg-type]
+                        offsets[topic] = marker["offset"]
+                        if topic is not None:
+                            positions[topic] = marker.get("position", marker["offset"])
+                        stream_time = max(stream_time, marker.get("stream_time", -1))
                         continue
                 load(key, record.value)
                 applied += 1
-        return Restored(applied, offsets, end)
+        return Restored(applied, offsets, end, positions, stream_time)
     finally:
         consumer.assign([])

@@ -37,7 +37,15 @@ def _skey(key: Any) -> str:
 
 
 def _ukey(skey: str) -> Any:
-    return orjson.loads(skey[1:]) if skey[:1] == "\x02" else skey
+    if skey[:1] != "\x02":
+        return skey
+    key = orjson.loads(skey[1:])
+    return _tuples(key) if isinstance(key, list) else key
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays back to tuples (a key given as a tuple comes back as one; a list is not hashable anyway)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 class Table(MutableMapping[Any, Any]):
@@ -47,7 +55,7 @@ class Table(MutableMapping[Any, Any]):
     """
 
     def __init__(self, name: str, default: Callable[[], Any] | None = None, value_type: type | None = None,
-                 help: str | None = None, on_error: str = "reset") -> None:  # noqa: A002 - Faust's name
+                 help: str | None = None, on_error: str | None = None) -> None:  # noqa: A002 - Faust's name
         if not name or "\x00" in name:
             raise ValueError(f"table name {name!r} must be non-empty, without NUL")
         self.name = name
@@ -84,7 +92,10 @@ class Table(MutableMapping[Any, Any]):
         if value is _MISSING:
             if self.default is None:
                 raise KeyError(key)
-            return self.default()
+            value = self.default()
+            if isinstance(value, _IMMUTABLE):
+                return value
+            store.data[skey] = value  # a mutable default (list, dict) may be changed in place: keep it
         if not isinstance(value, _IMMUTABLE):
             store.dirty.add(skey)  # may be changed in place
         return value
@@ -145,7 +156,8 @@ class WindowedTable:
         self.expires_ms = int((expires if expires is not None else size) * 1000)
         self._relative = relative or _stream_time
         self.spec = StoreSpec(name=table.name, from_state=table.spec.from_state, version=table.spec.version,
-                              migrate=table.spec.migrate, on_error=table.spec.on_error, expire=self._expire)
+                              migrate=table.spec.migrate, on_error=table.spec.on_error, expire=self._expire,
+                              keep_meta=("latest",))
 
     def __repr__(self) -> str:
         return f"<WindowedTable {self.name} size={self.size_ms}ms step={self.step_ms}ms>"
@@ -200,6 +212,8 @@ class WindowedTable:
         return self.table.default()
 
     def _set(self, store: ChangelogStore, key: Any, start: int, value: Any) -> None:
+        if self._stale(store, start):
+            return  # a late write to an expired window is dropped (it reads as the default)
         skey = f"{_skey(key)}{WINDOW_SEP}{start}"
         store.data[skey] = value
         store.dirty.add(skey)

@@ -21,7 +21,6 @@ says otherwise. Times are ms since the epoch.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from . import processor as processor_module
-from .exceptions import RecordError, StateRecordError
+from .exceptions import RecordError, StateRecordError, TransactionStateError
 from .processor import Processor, ProcessorContext, current_context, encode_key, encode_value
 from .registry import build_processor
 from .settings import Settings
@@ -68,6 +67,7 @@ class _Task:
         self.ctx = ProcessorContext(processor.name, q, stores)
         self.stores = stores
         self.pending: list[TestRecord] = []  # records processed in the open transaction
+        self.log: list[TestRecord] = []  # records processed from the committed offsets on (what a rollback replays)
         self.outputs: list[tuple[Any, ...]] = []  # (topic, key, value, headers, partition, timestamp) in it
 
 
@@ -105,11 +105,16 @@ class TestDriver:
         self._tasks: dict[tuple[str, int], _Task] = {}
         self._committed: dict[tuple[str, str, int], int] = {}  # (processor, topic, partition) -> next offset
         self._position: dict[tuple[str, str, int], int] = {}
+        self._done: dict[tuple[str, str, int], int] = {}  # next offset processed, as of the last commit
+        self._refused_before: dict[tuple[str, str, int], int] = {}  # see ProcessorContext.refused_before
+        self._stream_time: dict[tuple[str, int], int] = {}  # each task's stream time as of its last commit
         self._queue: deque[TestRecord] = deque()
         self._readers: dict[str, list[str]] = defaultdict(list)
+        self._allowed: dict[str, set[str]] = {}
         for name, proc in self.processors.items():
             for topic in proc.settings.input_topics:
                 self._readers[topic].append(name)
+            self._allowed[name] = {*proc.output_topics, proc.settings.dead_letter_topic}
         self._previous_clock = processor_module.wall_clock_ms
         processor_module.wall_clock_ms = lambda: self.now_ms
 
@@ -183,6 +188,8 @@ class TestDriver:
                 coro.send(None)
             except StopIteration:
                 continue
+            except _NeedsIO:
+                raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`") from None
             coro.close()
             raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`")
 
@@ -258,15 +265,20 @@ class TestDriver:
         """Lose every task's memory, as a crash would: open transactions are aborted, stores are restored from the
         changelog, and the records after each input partition's committed offset (those of an aborted transaction,
         those an agent still buffered) are processed again."""
+        closed = list(self._tasks)
         for (name, _), task in list(self._tasks.items()):
             self.processors[name].close(task.ctx)
         self._tasks.clear()
-        for (name, topic, p), position in sorted(self._position.items()):
-            committed = self._committed.get((name, topic, p), 0)  # nothing committed: from the start
+        for key, position in sorted(self._position.items()):
+            name, topic, p = key
+            committed = self._committed.get(key, 0)  # nothing committed: from the start
+            self._refused_before[key] = self._done.get(key, 0)
             for record in self.topics[topic][p]:
                 if committed <= record.offset < position:
                     self._queue.append(_Replay(record, name))
-            self._position[(name, topic, p)] = committed
+            self._position[key] = committed
+        for name, q in closed:  # every task reopens, as on an assignment (wall-clock punctuation resumes)
+            self._task(name, q)
         self._drain_sync()
 
     # ---- processing ----------------------------------------------------------------------------------
@@ -274,10 +286,12 @@ class TestDriver:
         task = self._tasks.get((name, q))
         if task is None:
             proc = self.processors[name]
-            stores = TaskStores(proc.stores())
+            stores = TaskStores(proc.stores(), proc.settings.state_errors)
             for record in self.topics[changelog_topic(self.settings, name)][q]:
                 stores.load(record.key, record.value)  # type: ignore[arg-type]
             task = self._tasks[(name, q)] = _Task(proc, q, stores)
+            task.ctx.stream_time = self._stream_time.get((name, q), -1)
+            task.ctx.refused_before = {t: n for (pn, t, p), n in self._refused_before.items() if pn == name and p == q}
             proc.init(task.ctx)
         return task
 
@@ -308,13 +322,21 @@ class TestDriver:
         try:
             await self._run(task, record, allow_io)
         except _Failed as failed:
-            # As the runtime: abort, replay the transaction's earlier records, dead-letter this one.
-            pending = task.pending
+            # As the runtime: abort, replay from the committed offsets (the transaction's earlier records and those
+            # a take() batch holds), dead-letter this one.
+            if isinstance(failed.__cause__, _NeedsIO):
+                raise failed.__cause__ from None
+            replay = [r for r in task.log if r is not record]
             task = self._reopen(name, record.partition)
-            for earlier in pending:
+            for earlier in replay:
                 await self._run(task, earlier, allow_io)
-                task.pending.append(earlier)
-            self._dead_letter(task, record, "processing_error", repr(failed.__cause__))
+                task.log.append(earlier)
+                if self._position[(name, earlier.topic, earlier.partition)] > earlier.offset and \
+                        earlier.offset >= self._done.get((name, earlier.topic, earlier.partition), 0):
+                    task.pending.append(earlier)
+            if record.offset >= task.ctx.refused_before.get(record.topic, -1):
+                self._dead_letter(task, record, "processing_error", repr(failed.__cause__))
+        task.log.append(record)
         task.pending.append(record)
         self._position[(name, record.topic, record.partition)] = record.offset + 1
         if len(task.pending) >= self.commit_every:
@@ -342,21 +364,38 @@ class TestDriver:
             pending = proc.process(decoded, ctx)
             if pending is not None:
                 if not allow_io:
-                    await asyncio.sleep(0)  # makes pipe() raise: the caller must use apipe()
+                    pending.close()
+                    raise _NeedsIO
                 await pending
             if ctx.stream_time >= ctx.next_stream_due:
                 ctx.punctuate_stream_time()
         except _TooLarge as exc:
             ctx.outputs.clear()
-            self._dead_letter(task, record, "too_large", str(exc))
+            if record.offset >= ctx.refused_before.get(record.topic, -1):
+                self._dead_letter(task, record, "too_large", str(exc))
         except RecordError as exc:
             ctx.outputs.clear()
-            self._dead_letter(task, record, exc.reason, str(exc))
+            if record.offset >= ctx.refused_before.get(record.topic, -1):  # else dead-lettered before a restart
+                self._dead_letter(task, record, exc.reason, str(exc))
+        except _NeedsIO:
+            ctx.outputs.clear()
+            raise _Failed from _NeedsIO()
+        except RuntimeError as exc:
+            ctx.outputs.clear()
+            if "no running event loop" in str(exc) and not allow_io:
+                raise _Failed from _NeedsIO()
+            raise _Failed from exc
         except Exception as exc:  # noqa: BLE001 - as the runtime: roll back, dead-letter
             ctx.outputs.clear()
             raise _Failed from exc
         finally:
             current_context.reset(token)
+        allowed = self._allowed[proc.name]
+        for out in ctx.outputs:
+            if out[0] not in allowed:
+                ctx.outputs.clear()
+                raise _Failed from TransactionStateError(f"processor {proc.name} sent to {out[0]!r}, which is not one "
+                                                         "of its output topics")
         task.outputs.extend((*out, record.timestamp) for out in ctx.outputs)
         ctx.outputs.clear()
 
@@ -393,11 +432,15 @@ class TestDriver:
         cl = changelog_topic(self.settings, name)
         for key, value in changelog:
             self._append(cl, key, value, (), self.now_ms, ctx.task)
-        for record in task.pending:
-            position = (name, record.topic, record.partition)
-            held = ctx.held.get(record.topic)
-            end = self._position[position]
-            self._committed[position] = held if held is not None and held < end else end
+        for position, end in self._position.items():
+            if position[0] != name or position[2] != ctx.task:
+                continue
+            held = ctx.held.get(position[1])
+            committed = held if held is not None and held < end else end
+            self._committed[position] = committed
+            self._done[position] = end
+        self._stream_time[(name, ctx.task)] = ctx.stream_time
+        task.log = [r for r in task.log if r.offset >= self._committed.get((name, r.topic, r.partition), 0)]
         task.outputs.clear()
         task.pending = []
 
@@ -448,6 +491,10 @@ class _TooLarge(Exception):
 
 
 class _Failed(Exception):  # noqa: N818 - carries the processor's exception as __cause__
+    pass
+
+
+class _NeedsIO(Exception):  # noqa: N818 - pipe() met an agent awaiting real I/O
     pass
 
 

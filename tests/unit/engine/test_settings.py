@@ -13,7 +13,7 @@ import yaml
 from stream_processor.engine.exceptions import ConfigError, StreamProcessorError
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 
-SHIPPED = Path(__file__).resolve().parents[2] / "config" / "streams-config.yaml"
+SHIPPED = Path(__file__).resolve().parents[3] / "config" / "streams-config.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +188,26 @@ def test_wrong_type_names_file_and_key(write_config) -> None:
 
 
 def test_missing_value_names_file_and_key(write_config) -> None:
-    path = write_config(lambda doc: doc["stream_processors"]["trades"].pop("consumer_group"))
+    path = write_config(lambda doc: doc["stream_processors"]["trades"].pop("input_topics"))
     err = _config_error(path)
-    assert (err.source, err.key) == (str(path), "stream_processors.trades.consumer_group")
+    assert (err.source, err.key) == (str(path), "stream_processors.trades.input_topics")
     assert "required" in err.reason.lower()
+
+
+def test_consumer_group_defaults_to_app_id_and_entry_name(write_config) -> None:
+    def drop(doc: dict[str, Any]) -> None:
+        del doc["stream_processors"]["trades"]["consumer_group"]
+        doc["app_id"] = "myapp"
+
+    settings = load_settings(write_config(drop), environ={})
+    assert settings.stream_processors["trades"].consumer_group == "myapp-trades"
+    assert settings.stream_processors["orderbook"].consumer_group == "orderbook-enricher"  # given: kept
+
+
+def test_replay_section_is_optional(write_config) -> None:
+    settings = load_settings(write_config(lambda doc: doc.pop("replay")), environ={})
+    assert settings.replay is None
+    assert load_settings(SHIPPED, environ={}).replay is not None
 
 
 def test_transaction_timeout_must_stay_below_the_session_timeout(write_config) -> None:

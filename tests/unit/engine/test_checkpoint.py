@@ -13,10 +13,10 @@ from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from stream_processor.engine.checkpoint import Checkpoint, CheckpointState, transactional_id
 from stream_processor.engine.exceptions import TransactionStateError
+from stream_processor.engine.state import OFFSET_KEY, StoreSpec, TaskStores
 from stream_processor.market.models import Trade
 from stream_processor.market.processors.trades import SymbolTrades
-from stream_processor.engine.settings import TradesParams
-from stream_processor.engine.state import OFFSET_KEY, ChangelogStore
+from stream_processor.market.settings import TradesParams
 
 TP = TopicPartition("raw_trades", 5)
 GROUP = "trades-enricher"
@@ -143,7 +143,7 @@ async def _checkpoint(
 ) -> tuple[Checkpoint, FakeProducer, list]:
     calls: list[tuple[Any, ...]] = []
     producer = FakeProducer(calls, transactional=transactional)
-    store = ChangelogStore(SymbolTrades.from_state) if with_store else None
+    store = TaskStores([StoreSpec(from_state=SymbolTrades.from_state)]) if with_store else None
     cp = Checkpoint(
         [TP],
         group_id=GROUP,
@@ -163,7 +163,7 @@ async def _fill(cp: Checkpoint, next_offset: int = 42, count: int = 2) -> None:
     await cp.send("enriched_trades", b'{"n":1}', key=b"BTCUSDT")
     await cp.send("enriched_trades", b'{"n":2}', key=b"BTCUSDT")
     assert cp.store is not None
-    cp.store.put("BTCUSDT", _symbol_state(3))
+    cp.store[""].put("BTCUSDT", _symbol_state(3))
     cp.store_offset(TP, next_offset, count)
 
 
@@ -181,7 +181,7 @@ async def test_commit_recipe_order_exactly_once() -> None:
     cp, producer, calls = await _checkpoint()
     await _fill(cp)
     assert cp.is_open and producer.in_txn
-    state = cp.store.get("BTCUSDT").to_state()  # type: ignore[union-attr]
+    state = cp.store[""].get("BTCUSDT").to_state()  # type: ignore[union-attr]
 
     count = await cp.commit()
 
@@ -205,7 +205,7 @@ async def test_commit_recipe_order_exactly_once() -> None:
     assert cp.state is CheckpointState.IDLE and not producer.in_txn
     assert cp.committed_offsets[TP] == 42
     assert (cp.pending_offsets, cp.pending_count, cp.pending_failed) == ({}, 0, {})
-    assert cp.store.dirty == set()  # type: ignore[union-attr]
+    assert not cp.store.dirty  # type: ignore[union-attr]
 
 
 async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
@@ -229,7 +229,7 @@ async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None
     cp, _, calls = await _checkpoint()
     await _fill(cp, next_offset=10, count=10)
     cp.store_offset(TP, 25, 15)
-    cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
+    cp.store[""].mark_dirty("BTCUSDT")  # type: ignore[union-attr]
     assert await cp.commit() == 25
     assert cp.committed_offsets[TP] == 25
     assert [c for c in calls if c[0] == "send_offsets_to_transaction"] == [
@@ -266,7 +266,7 @@ async def test_changelog_position_is_where_the_last_commit_began_writing_the_cha
     assert cp.changelog_position == 0
     assert producer.log_end[(CHANGELOG, TP.partition)] == 2  # state of BTCUSDT, offset marker
     await cp.begin()
-    cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
+    cp.store[""].mark_dirty("BTCUSDT")  # type: ignore[union-attr]
     cp.store_offset(TP, 50, 8)
     await cp.commit()
     assert cp.changelog_position == 2  # a restore from here sees this commit's state and marker
@@ -428,7 +428,7 @@ async def test_failed_send_fails_the_commit_and_abort_resets() -> None:
     producer.fail_topics = {"enriched_trades"}
     await cp.begin()
     await cp.send("enriched_trades", b"{}", key=b"BTCUSDT")
-    cp.store.mark_dirty("BTCUSDT")  # type: ignore[union-attr]
+    cp.store[""].mark_dirty("BTCUSDT")  # type: ignore[union-attr]
     cp.store_offset(TP, 20, 10)
     cp.pending_failed["invalid"] = 3
     cp.pending_outputs["enriched_trades"] += 1

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream_processor import retry
+from stream_processor.engine import retry
 from stream_processor.engine.retry import with_retry
 
 

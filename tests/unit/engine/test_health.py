@@ -12,11 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_processor import runner as runner_module
+from stream_processor.engine import runner as runner_module
 from stream_processor.engine.breaker import CircuitState, TaskHealth
 from stream_processor.engine.health import HEALTHY_STATES, health_app, health_document
 from stream_processor.engine.metrics import Metrics
-from stream_processor.market.processors import build_processor
+from stream_processor.engine.registry import build_processor
 from stream_processor.engine.runner import THROUGHPUT_WINDOW_S, ProcessorRunner, RunnerStats
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 from stream_processor.engine.worker import BrokerProbe
@@ -40,7 +40,7 @@ def _settings(**health: int) -> Settings:
 
 def _runner(settings: Settings, name: str = "trades") -> ProcessorRunner:
     """A real runner (no broker needed until it starts), its state set by the tests."""
-    runner = ProcessorRunner(build_processor(name, settings.stream_processors[name]), settings,
+    runner = ProcessorRunner(build_processor(name, settings), settings,
                              Metrics(CollectorRegistry()))
     runner.state = "running"
     return runner

@@ -1,0 +1,353 @@
+"""ChangelogStore and TaskStores: dirty tracking, JSON changelog records, named and versioned stores, and
+rebuilding stores from a changelog (``restore``, against a fake consumer)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+
+from stream_processor.engine.exceptions import StateRecordError, StateRestoreError
+from stream_processor.engine.state import (
+    OFFSET_KEY,
+    STORE_PREFIX,
+    ChangelogStore,
+    StoreSpec,
+    TaskStores,
+    offset_marker,
+    restore,
+)
+from stream_processor.market.models import Trade
+from stream_processor.market.processors.trades import SymbolTrades
+from stream_processor.market.settings import TradesParams
+
+PARAMS = TradesParams(sma_length=3, ema_length=3, momentum_length=2, volume_window=4)
+DAY_MS = 86_400_000
+T0 = 1_723_161_255_342  # 2024-08-08 23:54:15.342 UTC
+
+
+def _trade(symbol: str, i: int, price: float, size: float, side: str, time_ms: int) -> Trade:
+    return Trade("binance", symbol, 1000 + i, price, size, side, time_ms, time_ms + 1)
+
+
+def _fed(symbol: str, n: int, *, start: float = 100.0, cross_midnight: bool = False) -> SymbolTrades:
+    obj = SymbolTrades(PARAMS)
+    for i in range(n):
+        t = T0 + i * 1000 + (DAY_MS if cross_midnight and i >= n // 2 else 0)
+        obj.update(_trade(symbol, i, start + 0.25 * (i % 7) - 0.1 * i, 0.001 * (i + 1), "buy" if i % 3 else "sell", t))
+    return obj
+
+
+def _store() -> ChangelogStore:
+    return ChangelogStore(SymbolTrades.from_state)
+
+
+def test_new_store_is_empty() -> None:
+    store = _store()
+    assert store.get("BTCUSDT") is None
+    assert store.data == {} and store.dirty == set()
+    assert list(store.changelog_records()) == []
+
+
+def test_put_marks_dirty_and_get_returns_the_live_object() -> None:
+    store = _store()
+    obj = _fed("BTCUSDT", 5)
+    store.put("BTCUSDT", obj)
+    assert store.get("BTCUSDT") is obj
+    assert store.dirty == {"BTCUSDT"}
+
+
+def test_changelog_records_are_json_of_dirty_keys_and_clear_the_dirty_set() -> None:
+    store = _store()
+    btc, eth = _fed("BTCUSDT", 6), _fed("ETHUSDT", 9, start=3000.0)
+    store.put("BTCUSDT", btc)
+    store.put("ETHUSDT", eth)
+    records = list(store.changelog_records())
+    assert store.dirty == set()
+    assert sorted(k for k, _ in records) == [b"BTCUSDT", b"ETHUSDT"]
+    for key, value in records:
+        assert isinstance(key, bytes) and isinstance(value, bytes)
+        assert orjson.loads(value) == store.get(key.decode()).to_state()
+    # Nothing changed since: no records.
+    assert list(store.changelog_records()) == []
+
+
+def test_only_keys_marked_dirty_are_written_with_their_current_state() -> None:
+    store = _store()
+    btc, eth = _fed("BTCUSDT", 6), _fed("ETHUSDT", 9, start=3000.0)
+    store.put("BTCUSDT", btc)
+    store.put("ETHUSDT", eth)
+    list(store.changelog_records())
+    eth.update(_trade("ETHUSDT", 50, 3001.5, 0.2, "sell", T0 + 60_000))
+    store.mark_dirty("ETHUSDT")
+    records = list(store.changelog_records())
+    assert [k for k, _ in records] == [b"ETHUSDT"]
+    state = orjson.loads(records[0][1])
+    assert state == eth.to_state()
+    assert state["trades"] == 10
+    assert store.dirty == set()
+
+
+def test_mark_dirty_once_per_key_writes_one_record() -> None:
+    store = _store()
+    store.put("BTCUSDT", _fed("BTCUSDT", 3))
+    store.mark_dirty("BTCUSDT")
+    store.mark_dirty("BTCUSDT")
+    assert len(list(store.changelog_records())) == 1
+
+
+def test_load_applies_a_record_and_a_none_value_deletes() -> None:
+    source = _fed("BTCUSDT", 7)
+    store = _store()
+    store.load(b"BTCUSDT", orjson.dumps(source.to_state()))
+    loaded = store.get("BTCUSDT")
+    assert isinstance(loaded, SymbolTrades)
+    assert loaded is not source
+    assert loaded.to_state() == source.to_state()
+    assert store.dirty == set()  # restoring is not a change to write back
+    # A later record for the same key replaces the earlier one (compaction semantics).
+    newer = _fed("BTCUSDT", 12)
+    store.load(b"BTCUSDT", orjson.dumps(newer.to_state()))
+    assert store.get("BTCUSDT").to_state() == newer.to_state()
+    store.load(b"BTCUSDT", None)
+    assert store.get("BTCUSDT") is None
+    assert "BTCUSDT" not in store.data
+    store.load(b"BTCUSDT", None)  # deleting a missing key is not an error
+    assert store.data == {}
+
+
+def test_load_of_bad_json_resets_the_key_by_default() -> None:
+    store = _store()
+    store.load(b"BTCUSDT", orjson.dumps(_fed("BTCUSDT", 3).to_state()))
+    store.load(b"ETHUSDT", orjson.dumps(_fed("ETHUSDT", 3).to_state()))
+    store.load(b"BTCUSDT", b"{not json")
+    assert "BTCUSDT" not in store.data  # the key starts from empty state ...
+    assert "ETHUSDT" in store.data  # ... and only that key
+    assert store.resets == 1
+    assert store.dirty == set()
+
+
+def test_load_of_bad_json_raises_when_the_store_fails_on_errors() -> None:
+    store = ChangelogStore(StoreSpec(from_state=SymbolTrades.from_state, on_error="fail"))
+    with pytest.raises(StateRestoreError, match="BTCUSDT") as info:
+        store.load(b"BTCUSDT", b"{not json")
+    assert isinstance(info.value.__cause__, orjson.JSONDecodeError)
+    assert store.resets == 0
+
+
+@pytest.mark.parametrize("cross_midnight", [False, True])
+def test_store_rebuilt_from_changelog_equals_the_original(cross_midnight: bool) -> None:
+    original = _store()
+    changelog: list[tuple[bytes, bytes | None]] = []
+    objs = {
+        "BTCUSDT": _fed("BTCUSDT", 11, cross_midnight=cross_midnight),
+        "ETHUSDT": _fed("ETHUSDT", 2, start=3000.0),  # still warming up: None values in its state
+        "SOLUSDT": _fed("SOLUSDT", 30, start=150.0, cross_midnight=cross_midnight),
+    }
+    for key, obj in objs.items():
+        original.put(key, obj)
+    changelog.extend(original.changelog_records())
+    # Later checkpoints: one key changes, another is deleted (tombstone).
+    objs["BTCUSDT"].update(_trade("BTCUSDT", 99, 101.0, 0.5, "buy", T0 + 2 * DAY_MS))
+    original.mark_dirty("BTCUSDT")
+    changelog.extend(original.changelog_records())
+    del original.data["SOLUSDT"]
+    changelog.append((b"SOLUSDT", None))
+
+    rebuilt = _store()
+    for key, value in changelog:
+        rebuilt.load(key, value)
+
+    assert rebuilt.data.keys() == original.data.keys() == {"BTCUSDT", "ETHUSDT"}
+    for key, obj in original.data.items():
+        assert rebuilt.get(key).to_state() == obj.to_state()
+    assert rebuilt.get("BTCUSDT").to_state()["trades"] == 12
+
+
+def test_rebuilt_state_continues_with_identical_outputs() -> None:
+    original = _store()
+    original.put("BTCUSDT", _fed("BTCUSDT", 10, cross_midnight=True))
+    rebuilt = _store()
+    for key, value in original.changelog_records():
+        rebuilt.load(key, value)
+    a, b = original.get("BTCUSDT"), rebuilt.get("BTCUSDT")
+    for i in range(20):
+        trade = _trade("BTCUSDT", 200 + i, 99.0 + 0.37 * (i % 5), 0.003 * (i + 1), "sell" if i % 2 else "buy",
+                       T0 + DAY_MS + 60_000 + i)
+        assert orjson.dumps(a.update(trade)) == orjson.dumps(b.update(trade))
+    assert a.to_state() == b.to_state()
+
+
+# ---- named stores sharing one changelog (TaskStores) ------------------------------------------------
+
+
+def _task_stores() -> TaskStores:
+    return TaskStores([StoreSpec(from_state=SymbolTrades.from_state), StoreSpec(name="seen")])
+
+
+def test_named_stores_prefix_their_keys_and_the_default_store_does_not() -> None:
+    stores = _task_stores()
+    assert not stores.dirty
+    btc = _fed("BTCUSDT", 4)
+    stores[""].put("BTCUSDT", btc)
+    stores["seen"].put("BTCUSDT", [1, 2])
+    assert stores.dirty
+    records = dict(stores.changelog_records())
+    assert set(records) == {b"BTCUSDT", STORE_PREFIX + b"seen\x00BTCUSDT"}
+    assert orjson.loads(records[b"BTCUSDT"]) == btc.to_state()
+    assert records[STORE_PREFIX + b"seen\x00BTCUSDT"] == b"[1,2]"
+    assert not stores.dirty
+    assert stores.keys() == 2
+
+
+def test_task_stores_route_changelog_records_back_to_their_store() -> None:
+    source = _task_stores()
+    source[""].put("BTCUSDT", _fed("BTCUSDT", 4))
+    source["seen"].put("ETHUSDT", {"ids": [7]})
+    source["seen"].put("gone", 1)
+    changelog = source.changelog_records()
+    source["seen"].delete("gone")
+    changelog += source.changelog_records()
+    assert changelog[-1] == (STORE_PREFIX + b"seen\x00gone", None)  # a delete is a tombstone
+    changelog.append((STORE_PREFIX + b"dropped\x00x", b"1"))  # a store this code no longer has: skipped
+
+    rebuilt = _task_stores()
+    for key, value in changelog:
+        rebuilt.load(key, value)
+    assert rebuilt[""].get("BTCUSDT").to_state() == source[""].get("BTCUSDT").to_state()
+    assert rebuilt["seen"].data == {"ETHUSDT": {"ids": [7]}}
+    assert not rebuilt.dirty and rebuilt.resets == 0
+
+
+def test_a_failed_encoding_leaves_every_dirty_set_as_it_was() -> None:
+    stores = _task_stores()
+    stores["seen"].put("ok", 1)
+    stores["seen"].put("bad", object())
+    with pytest.raises(StateRecordError) as info:
+        stores.changelog_records()
+    assert (info.value.key, info.value.reason) == ("bad", "state_unserializable")
+    assert stores["seen"].dirty == {"ok", "bad"}
+
+
+def test_a_record_above_the_limit_is_state_too_large() -> None:
+    stores = _task_stores()
+    stores["seen"].put("big", "x" * 100)
+    with pytest.raises(StateRecordError) as info:
+        stores.changelog_records(limit=50)
+    assert info.value.reason == "state_too_large"
+    assert len(stores.changelog_records(limit=200)) == 1
+
+
+def test_versioned_snapshots_and_their_migration() -> None:
+    migrated: list[tuple[Any, int]] = []
+
+    def migrate(state: Any, version: int) -> Any:
+        migrated.append((state, version))
+        return {"n": state["count"]}
+
+    spec = StoreSpec(name="c", version=2, migrate=migrate)
+    store = ChangelogStore(spec)
+    store.put("k", {"n": 5})
+    [(key, value)] = list(store.changelog_records())
+    assert (key, orjson.loads(value)) == (STORE_PREFIX + b"c\x00k", {"v": 2, "state": {"n": 5}})
+    store.load(b"old", orjson.dumps({"v": 1, "state": {"count": 3}}))
+    store.load(b"bare", orjson.dumps({"count": 4}))  # written before versions: version 0
+    store.load(b"same", value)
+    assert store.data == {"k": {"n": 5}, "old": {"n": 3}, "bare": {"n": 4}, "same": {"n": 5}}
+    assert migrated == [({"count": 3}, 1), ({"count": 4}, 0)]
+
+
+def test_expire_runs_before_each_commit() -> None:
+    def expire(store: ChangelogStore) -> None:
+        for key in [k for k in store.data if k.startswith("old")]:
+            store.delete(key)
+
+    stores = TaskStores([StoreSpec(name="w", expire=expire)])
+    stores["w"].put("old-1", 1)
+    stores["w"].put("new-1", 2)
+    records = stores.changelog_records()
+    assert sorted(records, key=lambda r: r[0]) == [(STORE_PREFIX + b"w\x00new-1", b"2"),
+                                                    (STORE_PREFIX + b"w\x00old-1", None)]
+    assert stores["w"].data == {"new-1": 2}
+
+
+# ---- restore() from a changelog partition ---------------------------------------------------------------
+
+
+class FakeChangelogConsumer:
+    """The calls ``restore`` makes of a group-less consumer, over one in-memory partition."""
+
+    def __init__(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        self.records = [SimpleNamespace(offset=i, key=k, value=v) for i, (k, v) in enumerate(records)]
+        self.assigned: list[TopicPartition] = []
+        self.pos = 0
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned = list(tps)
+
+    async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.pos = 0
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.pos = offset
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.records) for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.pos
+
+    async def getmany(self, tp: TopicPartition, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
+        batch = self.records[self.pos : self.pos + 2]  # small fetches: restore must loop
+        self.pos += len(batch)
+        return {tp: batch}
+
+
+CHANGELOG_TP = TopicPartition("app-trades-state-changelog", 3)
+
+
+async def test_restore_rebuilds_every_store_and_reads_the_offset_markers() -> None:
+    source = _task_stores()
+    source[""].put("BTCUSDT", _fed("BTCUSDT", 5))
+    source["seen"].put("x", 1)
+    records = source.changelog_records()
+    records.append(offset_marker("raw_trades", 41))
+    source["seen"].delete("x")
+    records += source.changelog_records()
+    records.append(offset_marker("raw_trades", 57))
+    records.append(offset_marker("raw_klines", 9))
+    consumer = FakeChangelogConsumer(records)
+
+    stores = _task_stores()
+    stores["seen"].put("stale", 1)  # a full restore starts from empty stores
+    restored = await restore(stores, consumer, CHANGELOG_TP)  # type: ignore[arg-type]
+    assert restored.applied == 3  # two states and a tombstone; the markers are not state
+    assert restored.offsets == {"raw_trades": 57, "raw_klines": 9}
+    assert restored.end == len(records)
+    assert restored.offset("raw_trades", only_input=False) == 57
+    assert restored.offset("raw_orderbook", only_input=True) is None
+    assert stores[""].get("BTCUSDT").to_state() == source[""].get("BTCUSDT").to_state()
+    assert stores["seen"].data == {}
+    assert consumer.assigned == []  # left unassigned
+
+
+async def test_restore_from_an_offset_applies_only_what_came_after() -> None:
+    records = [(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"c", None)]
+    stores = TaskStores([StoreSpec()])
+    stores[""].put("kept", 0)
+    stores[""].put("c", 9)
+    restored = await restore(stores, FakeChangelogConsumer(records), CHANGELOG_TP, start=2)  # type: ignore[arg-type]
+    assert restored.applied == 2
+    assert stores[""].data == {"kept": 0, "a": 3}  # kept what it had, applied offsets 2 and 3
+    assert not stores.dirty  # what was dirty is set aside, not written again
+
+
+async def test_a_legacy_marker_counts_only_for_a_single_input() -> None:
+    legacy = (OFFSET_KEY, orjson.dumps({"offset": 12}))
+    restored = await restore(TaskStores([StoreSpec()]), FakeChangelogConsumer([legacy]), CHANGELOG_TP)  # type: ignore[arg-type]
+    assert restored.offsets == {None: 12}
+    assert restored.offset("raw_trades", only_input=True) == 12
+    assert restored.offset("raw_trades", only_input=False) is None

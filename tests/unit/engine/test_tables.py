@@ -1,0 +1,398 @@
+"""Tables and windowed tables through the TestDriver: defaults, tombstones, in-place changes, ownership, windows
+and their expiry, versioned values with migration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_processor.engine.exceptions import StateRestoreError
+from stream_processor.engine.topics import changelog_topic
+from tests.unit.engine.support import T0, make_app, reasons
+
+# ---- plain tables -------------------------------------------------------------------------------------
+
+
+def profiles_app() -> Any:
+    app = make_app()
+    counts = app.Table("counts", default=int)
+    profiles = app.Table("profiles", default=dict)
+    strict = app.Table("strict")  # no default: a missing key is a KeyError
+
+    @app.agent("events", sink=["out"])
+    async def track(stream):
+        async for event in stream:
+            op, user = event["op"], event.get("user")
+            if op == "peek":
+                yield {"count": counts[user], "known": user in counts, "size": len(counts),
+                       "users": sorted(counts)}
+            elif op == "strict":
+                yield strict[user]
+            elif op == "del":
+                del profiles[user]
+            elif op == "tag":
+                if user not in profiles:
+                    profiles[user] = {"tags": []}
+                profiles[user]["tags"].append(event["tag"])  # in place, not assigned back
+                counts[user] += 1
+            elif op == "int-key":
+                counts[event["n"]] = event["n"] * 2
+
+    return app
+
+
+def test_a_missing_key_reads_the_default_without_storing_it(drive) -> None:
+    driver = drive(profiles_app())
+    driver.pipe("events", {"op": "tag", "user": "ann", "tag": "a"})
+    driver.pipe("events", {"op": "peek", "user": "bob"})
+    assert driver.values("out") == [{"count": 0, "known": False, "size": 1, "users": ["ann"]}]
+    assert driver.table("counts") == {"ann": 1}
+    assert {r.key for r in driver.changelog("track")} == {b"\x01counts\x00ann", b"\x01profiles\x00ann"}
+
+
+def test_a_missing_key_without_default_is_a_key_error(drive) -> None:
+    driver = drive(profiles_app())
+    driver.pipe("events", {"op": "strict", "user": "ann"})
+    assert reasons(driver)[0][0] == "processing_error"
+    assert "KeyError('ann')" in driver.dead_letters()[0].header("error")
+
+
+def test_keys_that_are_not_str_are_stored_as_json(drive) -> None:
+    driver = drive(profiles_app())
+    driver.pipe("events", {"op": "int-key", "n": 7})
+    assert driver.table("counts") == {7: 14}
+    assert [(r.key, r.value) for r in driver.changelog("track")] == [(b"\x01counts\x00\x027", b"14")]
+
+
+def test_a_value_changed_in_place_is_written_and_survives_a_restart(drive) -> None:
+    driver = drive(profiles_app())
+    driver.pipe("events", {"op": "tag", "user": "ann", "tag": "a"})
+    driver.pipe("events", {"op": "tag", "user": "ann", "tag": "b"})
+    snapshots = [orjson.loads(r.value) for r in driver.changelog("track") if r.key == b"\x01profiles\x00ann"]
+    assert snapshots == [{"tags": ["a"]}, {"tags": ["a", "b"]}]
+    driver.restart()
+    driver.pipe("events", {"op": "tag", "user": "ann", "tag": "c"})
+    assert driver.table("profiles") == {"ann": {"tags": ["a", "b", "c"]}}
+    assert driver.table("counts") == {"ann": 3}
+
+
+def test_delete_is_a_tombstone_and_stays_deleted_after_restart(drive) -> None:
+    driver = drive(profiles_app())
+    driver.pipe("events", {"op": "tag", "user": "ann", "tag": "a"})
+    driver.pipe("events", {"op": "del", "user": "ann"})
+    last = driver.changelog("track")[-1]
+    assert (last.key, last.value) == (b"\x01profiles\x00ann", None)
+    assert driver.table("profiles") == {}
+    driver.restart()
+    driver.pipe("events", {"op": "peek", "user": "ann"})
+    assert driver.table("profiles") == {}
+    assert driver.table("counts") == {"ann": 1}  # the other table kept its key
+    driver.pipe("events", {"op": "del", "user": "ann"})  # deleting a missing key: KeyError, like a dict
+    assert reasons(driver)[0][0] == "processing_error"
+
+
+def test_a_table_used_outside_an_agent_raises() -> None:
+    app = make_app()
+    table = app.Table("t", default=int)
+    windowed = app.Table("w", default=int).tumbling(10)
+    with pytest.raises(RuntimeError, match="outside an agent"):
+        table["k"]
+    with pytest.raises(RuntimeError, match="outside an agent"):
+        table["k"] = 1
+    with pytest.raises(RuntimeError, match="outside an agent"):
+        len(table)
+    with pytest.raises(RuntimeError):
+        windowed["k"]
+
+
+def test_a_table_another_agent_owns_is_refused_while_processing(drive) -> None:
+    app = make_app()
+    table = app.Table("t", default=int)
+
+    @app.agent("src", tables=[])  # declares none: the table is not its own
+    async def intruder(stream):
+        async for _ in stream:
+            table["k"] += 1
+
+    driver = drive(app)
+    driver.pipe("src", 1)
+    assert "not a table of agent 'intruder'" in driver.dead_letters()[0].header("error")
+
+
+def test_two_agents_sharing_a_table_are_refused_at_finalize() -> None:
+    app = make_app()
+    shared = app.Table("shared", default=int)
+
+    @app.agent("a")
+    async def one(stream):
+        async for value in stream:
+            shared[value] += 1
+
+    @app.agent("b")
+    async def two(stream):
+        async for value in stream:
+            shared[value] -= 1
+
+    with pytest.raises(ValueError, match="'shared' is used by agents 'one' and 'two'"):
+        app.finalize()
+
+
+def test_a_table_name_is_declared_once_and_must_be_usable() -> None:
+    app = make_app()
+    app.Table("t")
+    with pytest.raises(ValueError, match="already declared"):
+        app.Table("t")
+    with pytest.raises(ValueError, match="non-empty"):
+        app.Table("")
+    with pytest.raises(ValueError, match="without NUL"):
+        app.Table("a\x00b")
+
+
+# ---- windowed tables --------------------------------------------------------------------------------
+
+
+def windows_app(**windows: Any) -> Any:
+    app = make_app()
+    tumbling = app.Table("tumbling", default=int).tumbling(10, expires=20)
+    hopping = app.Table("hopping", default=int).hopping(10, 5, expires=10)
+    by_field = app.Table("by_field", default=int).tumbling(10).relative_to_field("ts")
+
+    @app.agent("clicks", sink=["out"])
+    async def count(stream):
+        async for click in stream:
+            page = click["page"]
+            tumbling[page] += 1
+            hopping[page] += 1
+            by_field[page] += 1
+            window = tumbling[page]
+            yield {"current": window.current(), "value": window.value(), "previous": window.delta(10),
+                   "now": window.now(), "hopping": hopping[page].current(), "by_field": by_field[page].current()}
+
+    return app
+
+
+def windows(driver: Any, table: str) -> dict[int, Any]:
+    """A windowed table's contents as {window start relative to T0: value} (one key, "p")."""
+    return {int(k.rpartition("\x1e")[2]) - T0: v for k, v in driver.table(table).items()}
+
+
+def test_tumbling_and_hopping_windows_count_by_record_time(drive) -> None:
+    driver = drive(windows_app(), start_ms=T0 + 5_000)
+    for t in [0, 1_000, 9_000, 10_000, 12_000]:
+        driver.pipe("clicks", {"page": "p", "ts": T0 + 2 * t}, key="p", timestamp=T0 + t)
+    out = driver.values("out")
+    assert [o["current"] for o in out] == [1, 2, 3, 1, 2]
+    assert [o["value"] for o in out] == [o["current"] for o in out]
+    assert [o["previous"] for o in out] == [0, 0, 0, 3, 3]  # the window 10 s earlier
+    assert [o["now"] for o in out] == [1, 2, 3, 3, 3]  # the window of the wall clock (T0 + 5 s)
+    assert windows(driver, "tumbling") == {0: 3, 10_000: 2}
+    # Hopping windows of 10 s every 5 s: each record counts in two windows; current() is the latest-starting one.
+    assert [o["hopping"] for o in out] == [1, 2, 1, 1, 2]
+    assert windows(driver, "hopping") == {-5_000: 2, 0: 3, 5_000: 3, 10_000: 2}
+    # relative_to_field: the value's ts (2 x the Kafka timestamp) picks the window.
+    assert [o["by_field"] for o in out] == [1, 2, 1, 1, 2]
+    # Its windows expire after their size (the default): [0, 10 s) ended 14 s before the latest time, 24 s.
+    assert windows(driver, "by_field") == {10_000: 1, 20_000: 2}
+
+
+def test_windows_survive_a_restart(drive) -> None:
+    driver = drive(windows_app())
+    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
+    driver.restart()
+    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 1_000)
+    assert driver.values("out")[-1]["current"] == 2
+    assert windows(driver, "tumbling") == {0: 2}
+
+
+def test_expired_windows_are_tombstoned_and_read_as_the_default(drive) -> None:
+    driver = drive(windows_app(), start_ms=T0)
+    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
+    driver.pipe("clicks", {"page": "p", "ts": T0 + 10_000}, key="p", timestamp=T0 + 10_000)
+    assert windows(driver, "tumbling") == {0: 1, 10_000: 1}
+    # 40 s: the window [0, 10 s) ended 30 s ago, past expires (20 s); [10 s, 20 s) ended 20 s ago: just expired too.
+    driver.pipe("clicks", {"page": "p", "ts": T0 + 40_000}, key="p", timestamp=T0 + 40_000)
+    assert windows(driver, "tumbling") == {40_000: 1}
+    tombstones = {r.key for r in driver.changelog("count") if r.value is None}
+    assert {b"\x01tumbling\x00p\x1e" + str(T0 + s).encode() for s in (0, 10_000)} <= tombstones
+    out = driver.values("out")[-1]
+    assert (out["current"], out["previous"], out["now"]) == (1, 0, 0)  # the stale windows read as 0
+    # A window the stream time has not left yet is kept: [40 s, 50 s) is current.
+    assert not {r.key for r in driver.changelog("count") if r.value is None} & {
+        b"\x01tumbling\x00p\x1e" + str(T0 + 40_000).encode()}
+
+
+def test_a_late_record_reads_its_expired_window_as_the_default(drive) -> None:
+    driver = drive(windows_app())
+    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
+    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 45_000)
+    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 1_000)  # late: its window expired
+    assert [o["current"] for o in driver.values("out")] == [1, 1, 0]
+
+
+def test_a_late_record_is_counted_the_same_with_or_without_a_restart(drive) -> None:
+    def run(restart: bool) -> tuple[list[Any], dict[int, Any]]:
+        driver = drive(windows_app())
+        driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
+        driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 45_000)
+        if restart:
+            driver.restart()
+        driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 1_000)
+        return [o["current"] for o in driver.values("out")], windows(driver, "tumbling")
+
+    assert run(True) == run(False) == ([1, 1, 0], {40_000: 1})
+
+
+def test_window_parameters_are_checked() -> None:
+    table = make_app().Table("t", default=int)
+    with pytest.raises(ValueError, match="step <= size"):
+        table.hopping(10, 20)
+    with pytest.raises(ValueError):
+        table.tumbling(0)
+    assert table.hopping(10, 5).ranges(12_000) == [5_000, 10_000]
+    assert table.tumbling(10).ranges(12_000) == [10_000]
+
+
+# ---- versioned values and migration -------------------------------------------------------------------
+
+
+class BalanceV1:
+    """The old code: balances in dollars, layout version 1."""
+
+    STATE_VERSION = 1
+
+    def __init__(self, dollars: float = 0.0) -> None:
+        self.dollars = dollars
+
+    def to_state(self) -> dict[str, Any]:
+        return {"dollars": self.dollars}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BalanceV1:
+        return cls(state["dollars"])
+
+    def add(self, cents: int) -> None:
+        self.dollars += cents / 100
+
+
+class BalanceV2:
+    """The new code: cents, layout version 2, migrates version 1 (and refuses anything else)."""
+
+    STATE_VERSION = 2
+    migrated: list[int] = []
+
+    def __init__(self, cents: int = 0) -> None:
+        self.cents = cents
+
+    def to_state(self) -> dict[str, Any]:
+        return {"cents": self.cents}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BalanceV2:
+        return cls(state["cents"])
+
+    @classmethod
+    def migrate(cls, state: Any, version: int) -> Any:
+        cls.migrated.append(version)
+        if version != 1:
+            raise ValueError(f"no migration from version {version}")
+        return {"cents": round(state["dollars"] * 100)}
+
+    def add(self, cents: int) -> None:
+        self.cents += cents
+
+
+def balances_app(value_type: type, on_error: str = "reset") -> Any:
+    app = make_app()
+    balances = app.Table("balances", default=value_type, value_type=value_type, on_error=on_error)
+
+    @app.agent("payments", sink=["balances_out"])
+    async def book(stream):
+        async for payment in stream:
+            balance = balances[payment["account"]]
+            balance.add(payment["cents"])
+            balances[payment["account"]] = balance
+            yield {"account": payment["account"], "state": balance.to_state()}
+
+    return app
+
+
+def upgraded(drive: Any, old: Any, value_type: type, on_error: str = "reset",
+             extra: list[tuple[bytes, bytes | None]] = ()) -> Any:
+    """A driver of the new code whose changelog is the old driver's (plus ``extra`` records), as after a deploy."""
+    new = drive(balances_app(value_type, on_error))
+    topic = changelog_topic(new.settings, "book")
+    for record in old.changelog("book"):
+        new.pipe(topic, record.value, key=record.key, partition=record.partition)
+    for key, value in extra:
+        new.pipe(topic, value, key=key, partition=0)
+    return new
+
+
+def test_snapshots_carry_their_layout_version(drive) -> None:
+    old = drive(balances_app(BalanceV1))
+    old.pipe("payments", {"account": "a", "cents": 150})
+    assert [orjson.loads(r.value) for r in old.changelog("book")] == [{"v": 1, "state": {"dollars": 1.5}}]
+
+
+def test_an_old_version_snapshot_is_migrated_on_restore(drive) -> None:
+    BalanceV2.migrated.clear()
+    old = drive(balances_app(BalanceV1))
+    old.pipe("payments", {"account": "a", "cents": 150})
+    old.pipe("payments", {"account": "b", "cents": 5})
+    new = upgraded(drive, old, BalanceV2)
+    new.pipe("payments", {"account": "a", "cents": 1})
+    assert new.values("balances_out") == [{"account": "a", "state": {"cents": 151}}]
+    assert {k: v.cents for k, v in new.table("balances").items()} == {"a": 151, "b": 5}
+    assert BalanceV2.migrated == [1, 1]
+    # What the new code writes is version 2.
+    assert orjson.loads(new.changelog("book")[-1].value) == {"v": 2, "state": {"cents": 151}}
+
+
+def test_an_unreadable_snapshot_resets_its_key_with_on_error_reset(drive) -> None:
+    old = drive(balances_app(BalanceV1))
+    old.pipe("payments", {"account": "a", "cents": 150})
+    future = orjson.dumps({"v": 3, "state": {"micros": 1}})
+    new = upgraded(drive, old, BalanceV2, extra=[(b"\x01balances\x00b", future),
+                                                 (b"\x01balances\x00c", b"not json")])
+    new.pipe("payments", {"account": "b", "cents": 7})
+    new.pipe("payments", {"account": "c", "cents": 8})
+    assert [v["state"] for v in new.values("balances_out")] == [{"cents": 7}, {"cents": 8}]  # from empty state
+    assert new.table("balances")["a"].cents == 150  # the readable key is kept
+
+
+def test_an_unreadable_snapshot_fails_the_restore_with_on_error_fail(drive) -> None:
+    old = drive(balances_app(BalanceV1))
+    old.pipe("payments", {"account": "a", "cents": 150})
+    new = upgraded(drive, old, BalanceV2, on_error="fail",
+                   extra=[(b"\x01balances\x00b", orjson.dumps({"v": 3, "state": {}}))])
+    with pytest.raises(StateRestoreError, match="'balances'.*'b'.*no migration from version 3"):
+        new.pipe("payments", {"account": "a", "cents": 1})
+    assert new.values("balances_out") == []
+
+
+def test_an_unversioned_snapshot_is_version_zero(drive) -> None:
+    BalanceV2.migrated.clear()
+    new = drive(balances_app(BalanceV2))
+    topic = changelog_topic(new.settings, "book")
+    new.pipe(topic, orjson.dumps({"dollars": 2.0}), key=b"\x01balances\x00a", partition=0)
+    new.pipe("payments", {"account": "a", "cents": 1})
+    assert BalanceV2.migrated == [0]  # offered to migrate as version 0, which it refuses: reset
+    assert new.values("balances_out") == [{"account": "a", "state": {"cents": 1}}]
+
+
+def test_the_yaml_state_errors_setting_makes_an_unreadable_snapshot_fail(drive) -> None:
+    app = make_app(stream_processors={"book": {"state_errors": "fail"}})
+    balances = app.Table("balances", default=BalanceV2, value_type=BalanceV2)
+
+    @app.agent("payments")
+    async def book(stream):
+        async for payment in stream:
+            balances[payment["account"]].add(1)
+
+    driver = drive(app)
+    topic = changelog_topic(driver.settings, "book")
+    driver.pipe(topic, b"not json", key=b"\x01balances\x00a", partition=0)
+    with pytest.raises(StateRestoreError):
+        driver.pipe("payments", {"account": "a"})
