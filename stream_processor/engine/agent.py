@@ -48,6 +48,11 @@ _WANT = object()  # yielded up to the driver: the agent asks for its next record
 _TICK = object()  # delivered to a waiting stream.take(): a wall-clock moment passed
 
 
+class _AgentClosed(BaseException):  # noqa: N818 - a signal
+    """Ends an agent instance where it waits (GeneratorExit thrown there leaves a nested async generator, such as
+    ``stream.filter``, marked as running, and the loop's finalizer then fails to close it)."""
+
+
 class AgentStopped(Exception):  # noqa: N818 - a state, not an error of the record
     """The agent function returned: it processes no more records of this partition."""
 
@@ -331,8 +336,8 @@ class AgentDriver:
     def close(self) -> None:
         """Stop the agent's instance (GeneratorExit inside it)."""
         try:
-            self.step.throw(GeneratorExit)  # where the instance waits (its in-flight __anext__ or await)
-        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
+            self.step.throw(_AgentClosed())  # where the instance waits (its in-flight __anext__ or await)
+        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError, _AgentClosed):
             pass
         if self.is_gen:
             try:
@@ -372,13 +377,14 @@ class Agent:
 
     def probe(self) -> None:
         """Start the function on a recording stream until it asks for its first record: learns ``group_by``."""
-        stream = Stream(None, None)
+        params = self.params_model.model_construct() if self.params_model is not None else None
+        stream = Stream(None, None, params)
         gen = self.fun(stream)
         step = gen.__anext__() if inspect.isasyncgen(gen) else gen
         try:
             step.send(None)
-            step.throw(GeneratorExit)
-        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
+            step.throw(_AgentClosed())
+        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError, _AgentClosed):
             pass
         finally:
             if inspect.isasyncgen(gen):
@@ -451,6 +457,9 @@ class AgentProcessor(Processor):
         first = agent.topics[0]
         if stage == "body" and agent.group_by is not None:  # the repartition topic holds the input's values
             self._codecs = dict.fromkeys(settings.input_topics, first)
+        elif len(settings.input_topics) == len(agent.topics):  # renamed in the YAML: the serde goes by position
+            self._codecs = {t: app.topics.get(t, declared) for t, declared in zip(settings.input_topics, agent.topics,
+                                                                                    strict=True)}
         else:
             self._codecs = {t: app.topics.get(t, first) for t in settings.input_topics}
         self.sinks: list[Any] = [app.topic(t) for t in settings.output_topics]
