@@ -124,6 +124,7 @@ class Checkpoint:
         self.changelog_position: int | None = None  # changelog offset where our last commit's writes begin
         self.context: Any = None  # the task's ProcessorContext, set by the runner
         self.opened_at = 0.0  # time.monotonic() when the open transaction began
+        self.last_stream_time = -1  # the task's stream time when the runner closed it (a kept store resumes it)
         self._futures: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, future) per batch handed over
         self._builders: dict[tuple[str, int], BatchBuilder] = {}  # open batch per output topic and partition
         self._full: list[tuple[str, int, BatchBuilder]] = []  # filled batches not yet handed over

@@ -308,6 +308,7 @@ class ProcessorRunner:
         """Close a task: tell the processor (its context is dropped), then close the producer (aborting)."""
         ctx, cp.context = cp.context, None
         if ctx is not None:
+            cp.last_stream_time = ctx.stream_time
             try:
                 self.processor.close(ctx)
             except Exception:  # noqa: BLE001 - the task is closing either way
@@ -419,6 +420,7 @@ class ProcessorRunner:
             else:
                 store, changelog_from = TaskStores(self.processor.stores(), self.psettings.state_errors), None
             assert store is not None
+            resets_before = store.resets
             restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, q), changelog_from)
             self.metrics.restored_records.labels(self.name).inc(restored.applied)
             committed: dict[TopicPartition, int | None] = {}
@@ -451,10 +453,11 @@ class ProcessorRunner:
             cp.positions[tp] = starts[tp]
             self.committed[tp] = starts[tp]
         cp.changelog_position = restored.end  # the store reflects every changelog record before this offset
-        if store.resets:
-            self.processor.events["state_reset"] += store.resets
+        if store.resets > resets_before:
+            self.processor.events["state_reset"] += store.resets - resets_before
         cp.context = ctx = ProcessorContext(self.name, q, store)
-        ctx.stream_time = restored.stream_time
+        # A kept store read only the changelog since its own last commit, which may hold no marker.
+        ctx.stream_time = max(restored.stream_time, previous.last_stream_time if keep and previous else -1)
         ctx.refused_before = {tp.topic: restored.positions[tp.topic] for tp in inputs
                               if restored.positions.get(tp.topic, -1) > starts[tp]}
         try:

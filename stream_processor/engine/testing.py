@@ -289,6 +289,8 @@ class TestDriver:
             stores = TaskStores(proc.stores(), proc.settings.state_errors)
             for record in self.topics[changelog_topic(self.settings, name)][q]:
                 stores.load(record.key, record.value)  # type: ignore[arg-type]
+            if stores.resets:
+                proc.events["state_reset"] += stores.resets
             task = self._tasks[(name, q)] = _Task(proc, q, stores)
             task.ctx.stream_time = self._stream_time.get((name, q), -1)
             task.ctx.refused_before = {t: n for (pn, t, p), n in self._refused_before.items() if pn == name and p == q}

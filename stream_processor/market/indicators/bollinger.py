@@ -55,7 +55,7 @@ class BollingerBands(Indicator):
     the stream. A window of N equal closes gives exactly 0 (pandas does the same, by counting
     consecutive equal values).
 
-    Accuracy (tests/unit/indicators/test_bollinger.py, real 1m/1h bars): the deviation is within
+    Accuracy (tests/unit/market/indicators/test_bollinger.py, real 1m/1h bars): the deviation is within
     5e-15 relative of an exact two-pass computation, whereas pandas' rolling variance (add/remove
     Welford, never re-anchored) drifts up to 6e-8 relative over the 45k FTX bars. So ``lower``,
     ``mid``, ``upper`` agree with pandas-ta to <= 2e-11 relative (the deviation is ~1e-4 of the

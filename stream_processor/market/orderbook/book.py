@@ -92,7 +92,7 @@ DIFF_FIXED_BYTES = 48 + 4 * _INT_BYTES
 #: ``[u,bid,bid_size,ask,ask_size],``: one deferred bookTicker.
 TICKER_BYTES = _INT_BYTES + 4 * _FLOAT_BYTES + 7
 #: Everything in the state but levels, buffered diffs and deferred tickers (the symbol at its longest,
-#: every int at 20 characters: 1,272 bytes, see tests/unit/orderbook/test_state_size.py), rounded up.
+#: every int at 20 characters: 1,272 bytes, see tests/unit/market/orderbook/test_state_size.py), rounded up.
 STATE_FIXED_BYTES = 2048
 
 

@@ -8,7 +8,7 @@ import pandas_ta as ta
 import pytest
 
 from stream_processor.market.indicators.kline_vwap import KlineVWAP
-from tests.unit.klines import load_klines, parity, restored
+from tests.unit.market.klines import load_klines, parity, restored
 
 DAY_MS = 86_400_000
 

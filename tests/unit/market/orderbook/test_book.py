@@ -12,10 +12,10 @@ import pytest
 from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Trade
 from stream_processor.market.orderbook import BookMetrics, BookStatus, OrderBook
 from stream_processor.market.serde.decode import decode
-from tests.unit.orderbook import book_records, shared_file
-from tests.unit.orderbook import diff as _diff
-from tests.unit.orderbook import snap as _snap
-from tests.unit.orderbook import tick as _tick
+from tests.unit.market.orderbook import book_records, shared_file
+from tests.unit.market.orderbook import diff as _diff
+from tests.unit.market.orderbook import snap as _snap
+from tests.unit.market.orderbook import tick as _tick
 
 # The data README counts these diffs from the snapshot on (spot) and after it (USD-M pu chain).
 EXPECTED_APPLIED = {"spot-btcusdt": 6493, "spot-ethusdt": 6468, "usdm-btcusdt": 6547}

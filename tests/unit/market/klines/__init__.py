@@ -27,7 +27,7 @@ import pytest
 
 from stream_processor.market.models import Kline
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 KLINES_DIR = SHARED_DATA / "klines"
 CS_DIR = SHARED_DATA / "indicator_reference" / "bukosabino-ta"

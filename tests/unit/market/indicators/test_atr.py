@@ -10,7 +10,7 @@ import pandas_ta as ta
 import pytest
 
 from stream_processor.market.indicators.atr import ATR
-from tests.unit.klines import CS_DIR, DATASETS, load_klines, parity, require, restored
+from tests.unit.market.klines import CS_DIR, DATASETS, load_klines, parity, require, restored
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -11,7 +11,7 @@ import pytest
 
 from stream_processor.market.indicators.rma import RMA
 from stream_processor.market.indicators.rsi import RSI
-from tests.unit.klines import CS_DIR, DATASETS, load_klines, parity, require, restored
+from tests.unit.market.klines import CS_DIR, DATASETS, load_klines, parity, require, restored
 
 
 @pytest.mark.parametrize("name", DATASETS)

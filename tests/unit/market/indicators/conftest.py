@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 # Same location rule as tests/conftest.py: ``$SHARED_DATA`` or ``../shared/data`` next to the repo.
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 FEEDS_DIR = SHARED_DATA / "feeds" / "binance-hftbacktest" / "spot"

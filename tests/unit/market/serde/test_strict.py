@@ -20,7 +20,7 @@ from stream_processor.market.serde import binance
 from stream_processor.market.serde.binance import MAX_LEVELS, MAX_PRICE, MAX_SIZE, FieldError
 from stream_processor.market.serde.decode import decode, encode
 from stream_processor.market.serde.normalized import to_normalized
-from tests.unit.serde.test_decode import mutations
+from tests.unit.market.serde.test_decode import mutations
 
 TRADE = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",
          "q": "0.02000000", "T": 1723161255342, "m": True, "M": True}

@@ -13,10 +13,10 @@ import pytest
 
 from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate
 from stream_processor.market.orderbook import RESYNC_POLICIES, BookMetrics, BookStatus, OrderBook, diff_state_bytes
-from tests.unit.orderbook import book_records
-from tests.unit.orderbook import diff as _diff
-from tests.unit.orderbook import snap as _snap
-from tests.unit.orderbook import tick as _tick
+from tests.unit.market.orderbook import book_records
+from tests.unit.market.orderbook import diff as _diff
+from tests.unit.market.orderbook import snap as _snap
+from tests.unit.market.orderbook import tick as _tick
 
 
 def _round_trip(book: OrderBook) -> OrderBook:

@@ -21,7 +21,7 @@ from stream_processor.market.klines import KlineBuilder, LateTradeError, interva
 from stream_processor.market.models import Kline, Trade
 from stream_processor.market.serde.decode import decode
 from stream_processor.market.serde.feed import iter_feed
-from tests.unit.klines import SHARED_DATA, require
+from tests.unit.market.klines import SHARED_DATA, require
 
 SPOT = SHARED_DATA / "feeds" / "binance-hftbacktest" / "spot"
 MINUTE = 60_000

@@ -10,7 +10,7 @@ import pytest
 
 from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate
 from stream_processor.market.orderbook import BookMetrics, OrderBook
-from tests.unit.orderbook import book_records
+from tests.unit.market.orderbook import book_records
 
 BIDS = [(100.0, 1.0), (99.5, 2.0), (99.0, 3.0), (90.0, 1.0)]
 ASKS = [(101.0, 3.0), (101.5, 1.0), (102.0, 2.0), (110.0, 1.0)]

@@ -10,7 +10,7 @@ import pytest
 
 from stream_processor.market.indicators.momentum import Momentum
 from stream_processor.market.indicators.returns import Returns, ReturnsResult
-from tests.unit.klines import DATASETS, field, load_klines, parity, restored
+from tests.unit.market.klines import DATASETS, field, load_klines, parity, restored
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -15,9 +15,9 @@ from functools import cache
 import orjson
 import pytest
 
-from stream_processor.market.dedup import MAX_ID, RUN_BYTES, STATE_OVERHEAD_BYTES, TradeIdWindow
 from stream_processor.engine.exceptions import InvalidRecordError, RecordError
-from tests.unit.klines import SHARED_DATA, require
+from stream_processor.market.dedup import MAX_ID, RUN_BYTES, STATE_OVERHEAD_BYTES, TradeIdWindow
+from tests.unit.market.klines import SHARED_DATA, require
 
 BITFLYER = SHARED_DATA / "trades" / "bitflyer-kazamidori"
 

@@ -12,7 +12,7 @@ import pytest
 
 from stream_processor.market.klines import KLINE_INDICATOR_FIELDS, KlineIndicatorParams, KlineIndicators
 from stream_processor.market.models import Kline
-from tests.unit.klines import DATASETS, load_klines, parity
+from tests.unit.market.klines import DATASETS, load_klines, parity
 
 WARMUP = {
     "sma": 19,

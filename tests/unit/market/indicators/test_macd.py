@@ -11,7 +11,7 @@ import pytest
 
 from stream_processor.market.indicators.ema import EMA
 from stream_processor.market.indicators.macd import MACD, MACDResult
-from tests.unit.klines import CS_DIR, DATASETS, field, load_klines, parity, require, restored
+from tests.unit.market.klines import CS_DIR, DATASETS, field, load_klines, parity, require, restored
 
 # pandas-ta column order: MACD line, histogram, signal.
 COLUMNS = (("macd", 0), ("histogram", 1), ("signal", 2))

@@ -9,7 +9,7 @@ import pandas_ta as ta
 import pytest
 
 from stream_processor.market.indicators.rma import RMA
-from tests.unit.klines import DATASETS, load_klines, parity, restored
+from tests.unit.market.klines import DATASETS, load_klines, parity, restored
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -12,7 +12,7 @@ from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdat
 from stream_processor.market.serde.decode import decode
 from stream_processor.market.serde.feed import iter_feed
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT / ".." / "shared" / "data"))
 FEEDS = SHARED_DATA / "feeds" / "binance-hftbacktest"
 

@@ -11,7 +11,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stream_processor.market.indicators.bollinger import BollingerBands, BollingerResult
-from tests.unit.klines import CS_DIR, DATASETS, field, load_klines, parity, require, restored
+from tests.unit.market.klines import CS_DIR, DATASETS, field, load_klines, parity, require, restored
 
 # pandas-ta column order: BBL, BBM, BBU, BBB, BBP.
 BANDS = (("lower", 0), ("mid", 1), ("upper", 2))
