@@ -1,12 +1,13 @@
 """The long form of the exactly-once chaos harness: 500,000 records, 20 kill -9, a graceful stop, a broker restart.
 
 Usage: ``python bench/eos_long.py [--records 500000] [--kills 20] [--graceful-stops 1] [--broker-restarts 1]
-[--rate 4000] [--workers 3] [--mode exactly_once] [--seed 1]`` (or ``make eos-long``).
+[--rate 4000] [--workers 3] [--mode exactly_once] [--seed 1] [--too-late 0.02]`` (or ``make eos-long``).
 
-Starts its own throwaway real broker (it restarts it mid-run), runs :func:`tests.eos.harness.run_chaos` and
-prints the report: records, kills, rebalances, broker restarts, and the counts of duplicates, losses and wrong
-aggregates. Exits 1 if any count that must be zero is not (under exactly_once), 0 otherwise. Worker logs are
-kept in a temporary folder whose path is printed.
+Starts its own throwaway real broker (it restarts it mid-run), runs :func:`tests.eos.harness.run_chaos` (the
+built-in processors and the user agent of tests/eos/check_app.py, with its Table and windowed table, in every
+worker) and prints the report: records, kills, rebalances, broker restarts, and the counts of duplicates, losses
+and wrong aggregates per output (the agent's sink and its changelog included). Exits 1 if any count that must be
+zero is not (under exactly_once), 0 otherwise. Worker logs are kept in a temporary folder whose path is printed.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--mode", choices=["exactly_once", "at_least_once"], default="exactly_once")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--too-late", type=float, default=0.02,
+                        help="share of check records the agent's windowed table gets after their window expired")
     a = parser.parse_args()
     plan = ChaosPlan(records=a.records, trades=a.trades, kills=a.kills, graceful_stops=a.graceful_stops,
                      broker_restarts=a.broker_restarts, rate=a.rate, workers=a.workers, mode=a.mode, seed=a.seed,
-                     drain_timeout_s=900.0)
+                     too_late=a.too_late, drain_timeout_s=900.0)
     sys.exit(asyncio.run(main(plan)))

@@ -465,7 +465,13 @@ class AgentProcessor(Processor):
         self.sinks: list[Any] = [app.topic(t) for t in settings.output_topics]
         if stage == "body":
             self.sinks += [s for s in agent.sinks if not hasattr(s, "encode_value") and not isinstance(s, Agent)]
-        self._outputs = sorted({*settings.output_topics, *(t for t in app.topics if t not in self._codecs)})
+        # The decorator's topics the YAML renamed away belong to no one: neither inputs nor outputs of this agent.
+        self.renamed = ({t.name for t in agent.topics} - set(settings.input_topics)) | (
+            {s.name for s in agent.sinks if hasattr(s, "encode_value")} - set(settings.output_topics))
+        if stage == "body" and agent.group_by is not None:
+            self.renamed -= {t.name for t in agent.topics}  # the first stage reads them
+        self._outputs = sorted({*settings.output_topics,
+                                *(t for t in app.topics if t not in self._codecs and t not in self.renamed)})
         self._tables = agent.tables() if stage == "body" else []
 
     @property

@@ -122,8 +122,10 @@ class Worker:
         types = app.types if app is not None else None
         self.runners = [ProcessorRunner(build_processor(n, settings, types), settings, self.metrics) for n in names]
         self.topics = required_topics(self.settings, [r.name for r in self.runners])
+        renamed = set().union(*(getattr(r.processor, "renamed", ()) for r in self.runners))
         for name in app.topics if app is not None else ():
-            self.topics.setdefault(name, settings.topic(name))
+            if name not in renamed:  # a topic of an agent's decorator the YAML renamed is not created
+                self.topics.setdefault(name, settings.topic(name))
         self.probe = BrokerProbe(settings, self.metrics, sorted(self.topics))
         self.started = time.monotonic()
         self.starting: str | None = "starting"  # what start-up is waiting for; None once every runner runs

@@ -95,6 +95,7 @@ class ChaosPlan:
     rate: float = 2_500.0  # input records per second, both inputs together
     mode: str = "exactly_once"
     seed: int = 1
+    too_late: float = 0.02  # share of check records whose ts is past their window's expiry (check_app.TOO_LATE_MS)
     session_timeout_ms: int = 6_000  # the broker's minimum: a killed member is noticed after 6 s
     transaction_timeout_ms: int = 5_000  # below the session timeout
     drain_timeout_s: float = 300.0
@@ -295,15 +296,18 @@ def interleave(
 
 def check_records(plan: ChaosPlan, topo: Topology) -> list[tuple[str, str, bytes]]:
     """The check inputs: (topic, key, JSON) with ids 0..records-1, keys k0..k{keys-1}, values in [-1000, 1000],
-    and an event time ``ts`` (ms) of ``TS_BASE_MS + TS_STEP_MS * id`` less a random lateness below
-    ``check_app.MAX_LATENESS_MS`` (the agent's windows; out of order, but never behind an expired window)."""
+    and an event time ``ts`` (ms) of ``TS_BASE_MS + TS_STEP_MS * id`` less a random lateness (the agent's windows):
+    below ``check_app.MAX_LATENESS_MS``, or for a share ``plan.too_late`` in ``check_app.TOO_LATE_MS`` (mostly
+    behind an expired window)."""
     rng = random.Random(plan.seed)
     late = random.Random(plan.seed + 2)
     out = []
     for i in range(plan.records):
         key = f"k{rng.randrange(plan.keys)}"
         topic = topo.check_input if rng.random() < 0.5 else topo.check_input2
-        ts = TS_BASE_MS + TS_STEP_MS * i - late.randrange(check_app.MAX_LATENESS_MS)
+        too_late = late.random() < plan.too_late
+        ts = TS_BASE_MS + TS_STEP_MS * i - (late.randrange(*check_app.TOO_LATE_MS) if too_late
+                                            else late.randrange(check_app.MAX_LATENESS_MS))
         out.append((topic, key, orjson.dumps({"id": i, "key": key, "value": rng.randint(-1000, 1000), "ts": ts})))
     return out
 
@@ -611,8 +615,9 @@ def verify_agent(inputs: list[Any], outputs: list[Any], topic: str) -> OutputChe
     """The user agent's sink: every input id once, keyed by its key, equal (every field) to the recomputation of
     :func:`check_app.expected_outputs` over ``inputs`` (its input topic's records) in partition order, and in input
     order per key."""
-    docs = [orjson.loads(r.value) for r in sorted(inputs, key=lambda r: (r.partition, r.offset))]
-    expected = check_app.expected_outputs(docs)
+    ordered = sorted(inputs, key=lambda r: (r.partition, r.offset))
+    docs = [orjson.loads(r.value) for r in ordered]
+    expected = check_app.expected_outputs((r.partition, doc) for r, doc in zip(ordered, docs, strict=True))
     inputs_by_key: dict[str, list[int]] = defaultdict(list)
     for doc in docs:
         inputs_by_key[doc["key"]].append(doc["id"])
@@ -639,16 +644,15 @@ def verify_agent_state(inputs: list[Any], changelog: list[Any], topic: str) -> O
     tombstone deletes), against the recomputation over ``inputs``.
 
     The Table holds every key's final count and sum. The windowed table holds the final count of each window not
-    expired: a window ends ``size`` after its start and is deleted ``expires`` later, measured against the latest
-    ``ts`` the task saw. That latest time is kept in memory only (a task restored after ``kill -9`` knows only the
-    records it processed since), so at the end it lies between the partition's largest ``ts`` less the lateness
-    bound and that largest ``ts``: a window certainly live must be there with its exact count, a window certainly
-    expired must be gone (its tombstone committed), and one in between may be either (with its exact count).
-    ``losses``: keys that must be there and are not; ``wrong``: a wrong value, or a key that must be gone.
+    expired: a window ends ``size`` after its start and is deleted (tombstoned) at the first commit after the task
+    saw a ``ts`` ``expires`` past that end; the latest ``ts`` seen is part of the table's changelog, so at the end
+    it is the partition's largest ``ts`` even when the last records were processed by a task restored after
+    ``kill -9``. ``losses``: keys that must be there and are not; ``wrong``: a wrong value, or a key that must be
+    gone.
     """
     ordered = sorted(inputs, key=lambda r: (r.partition, r.offset))
     docs = [orjson.loads(r.value) for r in ordered]
-    expected = check_app.expected_outputs(docs)
+    expected = check_app.expected_outputs((r.partition, doc) for r, doc in zip(ordered, docs, strict=True))
     latest: dict[int, int] = {}  # input partition -> largest ts
     partition_of: dict[str, int] = {}
     for rec, doc in zip(ordered, docs, strict=True):
@@ -658,14 +662,13 @@ def verify_agent_state(inputs: list[Any], changelog: list[Any], topic: str) -> O
     windows: dict[tuple[str, int], int] = {}
     for doc in expected.values():  # ids ascend within each key, so the last one wins
         totals[doc["key"]] = {"count": doc["count"], "sum": doc["sum"]}
-        windows[(doc["key"], doc["window"])] = doc["window_count"]
+        if doc["window_count"]:  # 0: the record met an expired window and wrote nothing
+            windows[(doc["key"], doc["window"])] = doc["window_count"]
     state: dict[tuple[bytes, str], Any] = {}
     for rec in changelog:  # every key of a task is on its partition, in commit order
         if rec.key[:1] != b"\x01":
-            continue  # an offset marker
+            continue  # an offset marker or a store's metadata (a windowed table's latest time)
         name, _, skey = rec.key[1:].partition(b"\x00")
-        if name == check_app.WINDOWS.name.encode() and not skey.rpartition(WINDOW_SEP.encode())[2].isdigit():
-            continue  # the table's own bookkeeping (e.g. the latest time seen), not a window
         if rec.value is None:
             state.pop((name, skey.decode()), None)
         else:
@@ -694,7 +697,7 @@ def verify_agent_state(inputs: list[Any], changelog: list[Any], topic: str) -> O
         last = latest[partition_of[key]]
         if got is None and window > last - horizon:
             lost(f"live window {key!r}@{window} missing")
-        elif got is not None and window <= last - check_app.MAX_LATENESS_MS - horizon:
+        elif got is not None and window <= last - horizon:
             wrong(f"window {key!r}@{window} not expired (partition's latest ts {last})")
         elif got is not None and got != count:
             wrong(f"window {key!r}@{window}: {got} != {count}")

@@ -1,5 +1,6 @@
 """Exactly-once under kill -9 and rebalances, on the real broker (the CI form of the chaos harness).
 
+The workers run the built-in processors and a user agent with a Table and a windowed table (tests/eos/check_app.py).
 The same chaos runs twice: with ``exactly_once`` it must find nothing wrong; with ``at_least_once`` it must
 find duplicates, which shows the harness catches them.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.eos.check_app import AGENT
 from tests.eos.harness import ChaosPlan, run_chaos
 
 
@@ -18,8 +20,9 @@ async def test_exactly_once_survives_kill_9_and_rebalances(kafka_bootstrap: str,
     assert report.kills == 3
     assert report.records == 20_000 and report.trades == plan.trades
     # Each kill and its replacement rebalance both groups (kills close together share a rebalance).
-    assert set(report.rebalances) == {"check", "trades", "klines"} and min(report.rebalances.values()) >= 1
-    assert {c.topic.split("-")[1] for c in report.checks} >= {"klines", "smc", "alerts"}
+    assert set(report.rebalances) == {"check", "trades", "klines", AGENT} and min(report.rebalances.values()) >= 1
+    assert {c.topic.split("-")[1] for c in report.checks} >= {"klines", "smc", "alerts", "agent"}
+    assert any(c.topic.endswith(f"-{AGENT}-state-changelog") for c in report.checks)
     assert all(c.records > 0 for c in report.checks)
     assert report.duplicates == 0
     assert report.losses == 0
@@ -36,6 +39,6 @@ async def test_the_harness_catches_duplicates_under_at_least_once(kafka_bootstra
     assert report.kills == 3
     # At least once: no input id is missing from its outputs (the klines outputs are checked by replay, where a
     # kline whose window counted a replayed trade twice is a changed record: wrong, and its original lost)...
-    by_id = [c for c in report.checks if c.topic.split("-")[1] in ("echo", "agg", "enriched")]
-    assert len(by_id) == 3 and sum(c.losses for c in by_id) == 0
+    by_id = [c for c in report.checks if c.topic.split("-")[1] in ("echo", "agg", "enriched", "agent")]
+    assert len(by_id) == 4 and sum(c.losses for c in by_id) == 0
     assert report.duplicates > 0  # ...but a kill -9 repeats what was processed since the last commit
