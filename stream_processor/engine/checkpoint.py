@@ -156,6 +156,11 @@ class Checkpoint:
         for topic in topics:
             self._topic_partitions[topic] = sorted(await self.producer.partitions_for(topic))
 
+    @property
+    def prepared_topics(self) -> dict[str, list[int]]:
+        """The topics :meth:`prepare` learned (only these may be appended to), with their partitions."""
+        return self._topic_partitions
+
     def append(
         self,
         topic: str,

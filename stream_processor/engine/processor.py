@@ -156,7 +156,7 @@ class ProcessorContext:
             value = encode_value(value)
         if key is not None and type(key) is not bytes:
             key = encode_key(key)
-        self.outputs.append((topic, key, value, headers, partition))
+        self.outputs.append((topic, key, value, headers, partition))  # the runtime appends it after the record
 
     def state(self, name: str = "") -> ChangelogStore:
         """The task's store ``name`` (``""``: the processor's default store).

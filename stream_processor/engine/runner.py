@@ -582,6 +582,10 @@ class ProcessorRunner:
         max_input = self.psettings.max_input_bytes
         poison = self._poison.get(tp)
         refused_before = ctx.refused_before
+        limits = self._limits
+        append = cp.append
+        counts = cp.pending_outputs
+        prepared = cp.prepared_topics
         ctx.topic, ctx.partition = topic, partition
         token = current_context.set(ctx)
         try:
@@ -639,12 +643,22 @@ class ProcessorRunner:
                     log.exception("processor %s failed on %s@%d", self.name, tp, offset)
                     self._mark_poison(tp, offset, "processing_error", repr(exc))
                     raise _Rollback from exc
-                if outputs:
-                    refused = self._emit(cp, outputs)
-                    if refused is not None:
-                        reason = "output_too_large" if "above the topic" in refused else "processing_error"
-                        self._mark_poison(tp, offset, reason, refused)
-                        raise _Rollback
+                if outputs:  # appended as they are checked: a rollback aborts the transaction, which drops them all
+                    for out_topic, out_key, out_value, out_headers, out_partition in outputs:
+                        size = (len(out_value) if out_value is not None else 0) + (len(out_key) if out_key else 0)
+                        if size > limits.get(out_topic, size) or out_topic not in prepared:
+                            outputs.clear()
+                            if out_topic not in prepared:
+                                self._mark_poison(tp, offset, "processing_error", f"sent to {out_topic!r}, not one of "
+                                                  "its output topics (declare it in output_topics, or as a topic of "
+                                                  "the app)")
+                            else:
+                                self._mark_poison(tp, offset, "output_too_large", f"its {out_topic} record is {size} "
+                                                  f"bytes, above the topic's {limits[out_topic]}")
+                            raise _Rollback
+                        append(out_topic, out_value, out_key, out_headers, out_partition)
+                        counts[out_topic] += 1
+                    outputs.clear()
                 if check:
                     try:
                         stores.check_dirty(self._limits.get(self.changelog))
