@@ -34,13 +34,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
 from . import processor as _processor
 from .agent import Agent, AgentProcessor
 from .exceptions import ConfigError, DecodeError, InvalidRecordError
-from .processor import Processor, current_context, encode_key, encode_value
+from .processor import Processor, current_context, decode_json, encode_key, encode_value
 from .registry import ProcessorType
 from .settings import DEFAULT_CONFIG, ProcessorSettings, Settings, load_settings
 from .table import Table
@@ -121,12 +120,7 @@ def _decoder(value_type: type | None) -> Callable[[bytes | None, bytes | None, i
         return text
 
     def json_value(value: bytes | None, key: bytes | None, ts: int | None) -> Any:
-        if value is None:
-            raise DecodeError("record has no value")
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"not JSON: {exc}") from None
+        return decode_json(value)
 
     if value_type is None:
         return json_value

@@ -103,14 +103,18 @@ def encode_value(value: Any) -> bytes | None:
     return orjson.dumps(value, default=_default)
 
 
-def encode_key(key: Any) -> bytes | None:
-    """The bytes of a record key: bytes, str (UTF-8), None, or JSON for anything else."""
-    kind = type(key)
-    if kind is bytes or key is None:
-        return key
-    if kind is str:
-        return key.encode()
-    return orjson.dumps(key, default=_default)
+encode_key = encode_value
+"""The bytes of a record key: the same rules as :func:`encode_value`."""
+
+
+def decode_json(value: bytes | None) -> Any:
+    """A record value as JSON. Raises DecodeError (a RecordError: dead-lettered) for no value or not JSON."""
+    if value is None:
+        raise DecodeError("record has no value")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
 
 
 class ProcessorContext:
@@ -255,12 +259,7 @@ class Processor:
         Raises:
             RecordError: the record cannot be used (DecodeError: not JSON); it is dead-lettered.
         """
-        if value is None:
-            raise DecodeError("record has no value")
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"not JSON: {exc}") from None
+        return decode_json(value)
 
     def init(self, context: ProcessorContext) -> None:
         """Called when a task opens, after its stores are restored: schedule punctuation here."""
