@@ -458,8 +458,12 @@ class ProcessorRunner:
         cp.context = ctx = ProcessorContext(self.name, q, store)
         # A kept store read only the changelog since its own last commit, which may hold no marker.
         ctx.stream_time = max(restored.stream_time, previous.last_stream_time if keep and previous else -1)
-        ctx.refused_before = {tp.topic: restored.positions[tp.topic] for tp in inputs
-                              if restored.positions.get(tp.topic, -1) > starts[tp]}
+        processed = dict(restored.positions)
+        if keep and previous is not None:  # a kept store read only the changelog since its own last commit
+            for tp, position in previous.positions.items():
+                processed[tp.topic] = max(processed.get(tp.topic, -1), position)
+        ctx.refused_before = {tp.topic: processed[tp.topic] for tp in inputs
+                              if processed.get(tp.topic, -1) > starts[tp]}
         try:
             self.processor.init(cp.context)
         except Exception:
