@@ -81,21 +81,14 @@ def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], 
     ctx = ProcessorContext(kind, 0, TaskStores(proc.stores()))
     ctx.topic, ctx.partition = "in", 0
     proc.init(ctx)
-    decode, process, outputs_sent = proc.decode, proc.process, ctx.outputs
-    event_time = proc.event_time
+    run, outputs_sent = ctx.run, ctx.outputs
     now_ms = int(time.time() * 1000)  # the Kafka timestamp the worker passes (event times are checked against it)
     refused = 0
     started = time.perf_counter()
     for offset, (key, value) in enumerate(records):
-        ctx.offset, ctx.key, ctx.timestamp = offset, key, now_ms
         try:
-            record = decode(value, key, now_ms, "in")
-            moment = now_ms if event_time is None else event_time(record)
-            if moment > ctx.stream_time:
-                ctx.stream_time = moment
-            process(record, ctx)
-            if ctx.stream_time >= ctx.next_stream_due:
-                ctx.punctuate_stream_time()
+            run(proc, "in", offset, now_ms, key, (), value)
+            ctx.punctuate_stream_time()
         except Exception:  # noqa: BLE001 - counted like the worker: a dead letter, then go on
             refused += 1
         outputs_sent.clear()

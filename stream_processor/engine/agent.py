@@ -53,10 +53,6 @@ class _AgentClosed(BaseException):  # noqa: N818 - a signal
     ``stream.filter``, marked as running, and the loop's finalizer then fails to close it)."""
 
 
-class AgentStopped(Exception):  # noqa: N818 - a state, not an error of the record
-    """The agent function returned: it processes no more records of this partition."""
-
-
 class Stream:
     """An agent's input: the records of one partition (task), in offset order; iterate with ``async for``.
 
@@ -219,10 +215,9 @@ class AgentDriver:
         self._start()
 
     def _start(self) -> None:
+        """A new instance of the agent function (App.agent made sure it is an async def)."""
         gen = self.agent.fun(self.stream)
         self.is_gen = inspect.isasyncgen(gen)
-        if not self.is_gen and not inspect.iscoroutine(gen):
-            raise TypeError(f"agent {self.agent.name}: must be an async def function (with or without yield)")
         self.gen = gen
         self.step: Any = gen.__anext__() if self.is_gen else gen
         self.stream._pending = _EMPTY  # noqa: SLF001
@@ -264,29 +259,31 @@ class AgentDriver:
         self.stream._pending = value  # noqa: SLF001
         return self._run()
 
-    def _run(self) -> Any:
+    def _advance(self) -> Any:
+        """Run the instance until it asks for its next record or ends (:data:`_WANT`), or awaits something else (that
+        is returned); what it yields meanwhile goes to the sinks. Raises what it raised (see :meth:`_failed`)."""
         while True:
             try:
-                signal = self.step.send(None)
+                return self.step.send(None)
             except StopIteration as stop:
-                if self.is_gen:
-                    self._emit(stop.value)
-                    self.step = self.gen.__anext__()
-                    continue
-                self._stopped()
-                return None
+                if not self.is_gen:
+                    self._stopped()
+                    return _WANT
+                self._emit(stop.value)
+                self.step = self.gen.__anext__()
             except StopAsyncIteration:
                 self._stopped()
-                return None
+                return _WANT
             except Exception as exc:
                 raise self._failed(exc)  # noqa: B904 - the same exception, or one that carries it
-            if signal is _WANT:
-                return None
-            return self._wait(signal)
+
+    def _run(self) -> Any:
+        signal = self._advance()
+        return None if signal is _WANT else self._wait(signal)
 
     async def _wait(self, signal: Any) -> None:
         """The agent awaits ``signal`` (an asyncio future, or None for a bare yield): wait, then go on."""
-        while True:
+        while signal is not _WANT:
             if signal is None:
                 await asyncio.sleep(0)
             else:
@@ -299,25 +296,7 @@ class AgentDriver:
                         raise  # we are cancelled (the record's time is up), not the future
                 except Exception:  # noqa: BLE001, S110 - the agent sees the outcome when it resumes
                     pass
-            try:
-                signal = self.step.send(None)
-            except StopIteration as stop:
-                if not self.is_gen:
-                    self._stopped()
-                    return
-                self._emit(stop.value)
-                self.step = self.gen.__anext__()
-                rest = self._run()
-                if rest is not None:
-                    await rest
-                return
-            except StopAsyncIteration:
-                self._stopped()
-                return
-            except Exception as exc:
-                raise self._failed(exc)  # noqa: B904
-            if signal is _WANT:
-                return
+            signal = self._advance()
 
     def _stopped(self) -> None:
         self.stopped = True
@@ -334,25 +313,30 @@ class AgentDriver:
                 sink(value)
 
     def close(self) -> None:
-        """Stop the agent's instance (GeneratorExit inside it)."""
+        """Stop the agent's instance where it waits."""
+        _end_instance(self.gen, self.step)
+
+
+def _end_instance(gen: Any, step: Any) -> None:
+    """End an agent instance (``gen``, the function's async generator or coroutine) suspended in ``step`` (its
+    in-flight ``__anext__``, or the coroutine itself): :class:`_AgentClosed` thrown where it waits runs its
+    ``finally`` blocks, then the generator is closed."""
+    try:
+        step.throw(_AgentClosed())
+    except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError, _AgentClosed):
+        pass
+    if inspect.isasyncgen(gen):
         try:
-            self.step.throw(_AgentClosed())  # where the instance waits (its in-flight __anext__ or await)
-        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError, _AgentClosed):
+            gen.aclose().send(None)
+        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
             pass
-        if self.is_gen:
-            try:
-                self.gen.aclose().send(None)
-            except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
-                pass
 
 
 class Agent:
     """A registered agent (see :meth:`App.agent`); calling it calls the function."""
 
     def __init__(self, app: App, fun: Callable[..., Any], topics: list[Topic], name: str, sinks: list[Any],
-                 tables: list[Any] | None, params: type | None, concurrency: int = 1) -> None:
-        if concurrency != 1:
-            raise ValueError("concurrency must be 1: one instance per partition is what makes an agent exactly once")
+                 tables: list[Any] | None, params: type | None) -> None:
         self.app = app
         self.fun = fun
         self.topics = topics
@@ -383,15 +367,10 @@ class Agent:
         step = gen.__anext__() if inspect.isasyncgen(gen) else gen
         try:
             step.send(None)
-            step.throw(_AgentClosed())
-        except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError, _AgentClosed):
+        except (StopIteration, StopAsyncIteration):
             pass
         finally:
-            if inspect.isasyncgen(gen):
-                try:
-                    gen.aclose().send(None)
-                except (StopIteration, StopAsyncIteration, GeneratorExit, RuntimeError):
-                    pass
+            _end_instance(gen, step)
         if len(stream.group_by_calls) > 1:
             raise ValueError(f"agent {self.name}: group_by is called {len(stream.group_by_calls)} times; once only")
         if stream.group_by_calls:
@@ -454,14 +433,12 @@ class AgentProcessor(Processor):
         app = agent.app
         # The YAML may rename the agent's topics (input_topics, output_topics): a topic keeps the serde it was
         # declared with, a renamed one gets that of the agent's first topic.
-        first = agent.topics[0]
+        inputs = settings.input_topics
         if stage == "body" and agent.group_by is not None:  # the repartition topic holds the input's values
-            self._codecs = dict.fromkeys(settings.input_topics, first)
-        elif len(settings.input_topics) == len(agent.topics):  # renamed in the YAML: the serde goes by position
-            self._codecs = {t: app.topics.get(t, declared) for t, declared in zip(settings.input_topics, agent.topics,
-                                                                                    strict=True)}
-        else:
-            self._codecs = {t: app.topics.get(t, first) for t in settings.input_topics}
+            self._codecs = dict.fromkeys(inputs, agent.topics[0])
+        else:  # renamed in the YAML: the serde goes by position (the first topic's if the count differs)
+            declared = agent.topics if len(inputs) == len(agent.topics) else agent.topics[:1] * len(inputs)
+            self._codecs = {t: app.topics.get(t, d) for t, d in zip(inputs, declared, strict=True)}
         self.sinks: list[Any] = [app.topic(t) for t in settings.output_topics]
         if stage == "body":
             self.sinks += [s for s in agent.sinks if not hasattr(s, "encode_value") and not isinstance(s, Agent)]

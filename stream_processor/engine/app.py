@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import inspect
 import logging
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from pydantic import BaseModel
 
 from . import processor as _processor
 from .agent import Agent, AgentProcessor
-from .exceptions import ConfigError, DecodeError, InvalidRecordError
+from .exceptions import DecodeError, InvalidRecordError
 from .processor import Processor, current_context, decode_json, encode_key, encode_value
 from .registry import ProcessorType
 from .settings import DEFAULT_CONFIG, ProcessorSettings, Settings, load_settings
@@ -100,7 +101,7 @@ class Topic:
         return self.app.send_outside(self.name, encode_key(key), self.encode_value(value), headers, partition)
 
 
-@__import__("types").coroutine
+@types.coroutine
 def _done() -> Any:
     return None
     yield  # noqa: B901 - makes this a generator-based coroutine that completes at once
@@ -226,7 +227,7 @@ class App:
             agent_name = name or fun.__name__
             if agent_name in self.agents or agent_name in self.types:
                 raise ValueError(f"agent {agent_name!r} is already registered")
-            agent = Agent(self, fun, topics, agent_name, sinks, tables, params, concurrency)
+            agent = Agent(self, fun, topics, agent_name, sinks, tables, params)
             self.agents[agent_name] = agent
             return agent
 
@@ -390,17 +391,6 @@ class App:
                                          defaults={"app_id": self.id}, extra_topics={**topics, **more})
             self._settings = settings
         return self._settings
-
-    def build(self, name: str, settings: Settings | None = None) -> Processor:
-        """The processor of entry ``stream_processors.<name>``."""
-        from .registry import lookup
-
-        settings = settings or self.settings
-        psettings = settings.stream_processors[name]
-        type_ = lookup(psettings.type, self.types)
-        if type_ is None:
-            raise ConfigError("(app)", f"stream_processors.{name}.type", f"no processor type {psettings.type!r}")
-        return type_.factory(name, psettings)
 
     async def send_outside(self, topic: str, key: bytes | None, value: bytes | None,
                            headers: list[tuple[str, bytes]] | None, partition: int | None) -> Any:

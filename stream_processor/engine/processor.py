@@ -190,27 +190,49 @@ class ProcessorContext:
         self.next_stream_due = min((p.next_due for p in self.punctuators
                                     if p.type is PunctuationType.STREAM_TIME and not p.cancelled), default=_NEVER)
 
+    def run(self, processor: Processor, topic: str, offset: int, timestamp: int, key: bytes | None, headers: Any,
+            value: bytes | None) -> Any:
+        """Process one input record in this task: its metadata set here (``partition`` is the caller's, set once per
+        batch of one partition), decoded, stream time moved, processed.
+
+        Returns what ``process`` returned (None, or an agent's awaitable to finish, after which the caller calls
+        :meth:`punctuate_stream_time`). Raises what ``decode`` or ``process`` raised. The runtime and the test
+        driver both process records through this.
+        """
+        self.topic, self.offset, self.timestamp, self.key, self.headers = topic, offset, timestamp, key, headers
+        record = processor.decode(value, key, timestamp, topic)
+        event_time = processor.event_time
+        moment = timestamp if event_time is None else event_time(record)
+        if moment > self.stream_time:
+            self.stream_time = moment
+        return processor.process(record, self)
+
     def punctuate_stream_time(self) -> None:
-        """Fire every stream-time punctuation due at :attr:`stream_time` (the runtime calls this)."""
+        """Fire every stream-time punctuation due at :attr:`stream_time` (call after each record)."""
         now = self.stream_time
+        if now < self.next_stream_due:
+            return
         for p in list(self.punctuators):
             if p.type is PunctuationType.STREAM_TIME and not p.cancelled and p.next_due <= now:
-                if p.next_due < 0:  # scheduled before any record: the first record sets the grid
-                    p.next_due = (now // p.interval_ms + 1) * p.interval_ms
-                    continue
+                fire = p.next_due >= 0  # scheduled before any record: the first record only sets the grid
                 p.next_due = (now // p.interval_ms + 1) * p.interval_ms
-                p.callback(now)
+                if fire:
+                    p.callback(now)
         self._reschedule()
 
-    def punctuate_wall_clock(self, now_ms: int) -> bool:
-        """Fire every wall-clock punctuation due at ``now_ms``; True if any fired (the runtime calls this)."""
-        fired = False
-        for p in list(self.punctuators):
-            if p.type is PunctuationType.WALL_CLOCK and not p.cancelled and p.next_due <= now_ms:
-                p.next_due = now_ms + p.interval_ms
-                p.callback(now_ms)
-                fired = True
-        return fired
+    def punctuate_wall_clock(self, now_ms: int) -> None:
+        """Fire every wall-clock punctuation due at ``now_ms``, as the record being processed (no record metadata;
+        ``timestamp`` is ``now_ms``)."""
+        self.topic = self.partition = self.offset = self.key = None
+        self.timestamp, self.headers = now_ms, ()
+        token = current_context.set(self)
+        try:
+            for p in list(self.punctuators):
+                if p.type is PunctuationType.WALL_CLOCK and not p.cancelled and p.next_due <= now_ms:
+                    p.next_due = now_ms + p.interval_ms
+                    p.callback(now_ms)
+        finally:
+            current_context.reset(token)
 
     def wall_clock_due(self, now_ms: int) -> bool:
         """True if a wall-clock punctuation is due at ``now_ms``."""

@@ -68,7 +68,6 @@ from .exceptions import (
     RecordError,
     StateRecordError,
     StateRestoreError,
-    TransactionStateError,
 )
 from .metrics import Metrics
 from .processor import Processor, ProcessorContext, current_context
@@ -456,10 +455,10 @@ class ProcessorRunner:
         if store.resets > resets_before:
             self.processor.events["state_reset"] += store.resets - resets_before
         cp.context = ctx = ProcessorContext(self.name, q, store)
-        # A kept store read only the changelog since its own last commit, which may hold no marker.
-        ctx.stream_time = max(restored.stream_time, previous.last_stream_time if keep and previous else -1)
+        ctx.stream_time = restored.stream_time
         processed = dict(restored.positions)
-        if keep and previous is not None:  # a kept store read only the changelog since its own last commit
+        if keep and previous is not None:  # it read only the changelog since its own last commit: maybe no marker
+            ctx.stream_time = max(ctx.stream_time, previous.last_stream_time)
             for tp, position in previous.positions.items():
                 processed[tp.topic] = max(processed.get(tp.topic, -1), position)
         ctx.refused_before = {tp.topic: processed[tp.topic] for tp in inputs
@@ -576,21 +575,17 @@ class ProcessorRunner:
         Raises _Rollback after marking a record as poison (a processing error, an output too large, a state change
         that cannot be written); the caller aborts and replays the transaction.
         """
-        topic, partition = tp.topic, tp.partition
+        topic = tp.topic
         processor = self.processor
-        process, decode, event_time = processor.process, processor.decode, processor.event_time
         ctx = cp.context
         stores = cp.store
         assert ctx is not None and stores is not None
+        run = ctx.run
         outputs = ctx.outputs
         max_input = self.psettings.max_input_bytes
         poison = self._poison.get(tp)
         refused_before = ctx.refused_before
-        limits = self._limits
-        append = cp.append
-        counts = cp.pending_outputs
-        prepared = cp.prepared_topics
-        ctx.topic, ctx.partition = topic, partition
+        ctx.partition = tp.partition
         token = current_context.set(ctx)
         try:
             for msg in messages:
@@ -608,16 +603,8 @@ class ProcessorRunner:
                     continue
                 if check:
                     before = stores.take_dirty()
-                ctx.offset = offset
-                ctx.timestamp = timestamp = msg.timestamp
-                ctx.key = key = msg.key
-                ctx.headers = msg.headers
                 try:
-                    record = decode(value, key, timestamp, topic)
-                    moment = timestamp if event_time is None else event_time(record)
-                    if moment > ctx.stream_time:
-                        ctx.stream_time = moment
-                    pending = process(record, ctx)
+                    pending = run(processor, topic, offset, msg.timestamp, msg.key, msg.headers, value)
                     if pending is not None:  # an agent awaiting I/O
                         await self._await_agent(pending)
                         waited = time.monotonic() - cp.opened_at > self.settings.kafka.transaction_timeout_ms / 2000
@@ -647,22 +634,11 @@ class ProcessorRunner:
                     log.exception("processor %s failed on %s@%d", self.name, tp, offset)
                     self._mark_poison(tp, offset, "processing_error", repr(exc))
                     raise _Rollback from exc
-                if outputs:  # appended as they are checked: a rollback aborts the transaction, which drops them all
-                    for out_topic, out_key, out_value, out_headers, out_partition in outputs:
-                        size = (len(out_value) if out_value is not None else 0) + (len(out_key) if out_key else 0)
-                        if size > limits.get(out_topic, size) or out_topic not in prepared:
-                            outputs.clear()
-                            if out_topic not in prepared:
-                                self._mark_poison(tp, offset, "processing_error", f"sent to {out_topic!r}, not one of "
-                                                  "its output topics (declare it in output_topics, or as a topic of "
-                                                  "the app)")
-                            else:
-                                self._mark_poison(tp, offset, "output_too_large", f"its {out_topic} record is {size} "
-                                                  f"bytes, above the topic's {limits[out_topic]}")
-                            raise _Rollback
-                        append(out_topic, out_value, out_key, out_headers, out_partition)
-                        counts[out_topic] += 1
-                    outputs.clear()
+                if outputs:
+                    refused = self._emit(cp, outputs)
+                    if refused is not None:
+                        self._mark_poison(tp, offset, *refused)
+                        raise _Rollback
                 if check:
                     try:
                         stores.check_dirty(self._limits.get(self.changelog))
@@ -675,23 +651,26 @@ class ProcessorRunner:
         finally:
             current_context.reset(token)
 
-    def _emit(self, cp: Checkpoint, outputs: list[Any]) -> str | None:
-        """Append ``outputs`` (clearing it) to the task's transaction; the error text if one is larger than its
-        topic allows or goes to a topic the processor did not declare (the caller then rolls the transaction back).
+    def _emit(self, cp: Checkpoint, outputs: list[Any]) -> tuple[str, str] | None:
+        """Append ``outputs`` (clearing it) to the task's transaction as they are checked; ``(reason, error)`` if one
+        is larger than its topic allows or goes to a topic the processor did not declare (the caller then rolls the
+        transaction back, which drops what was appended).
         """
         limits = self._limits
+        prepared = cp.prepared_topics
         append = cp.append
         counts = cp.pending_outputs
         for out_topic, key, value, headers, partition in outputs:
             size = (len(value) if value is not None else 0) + (len(key) if key else 0)
+            if out_topic not in prepared:
+                outputs.clear()
+                return "processing_error", (f"sent to {out_topic!r}, not one of its output topics (declare it in "
+                                            "output_topics, or as a topic of the app)")
             if size > limits.get(out_topic, size):
                 outputs.clear()
-                return f"its {out_topic} record is {size} bytes, above the topic's {limits[out_topic]}"
-            try:
-                append(out_topic, value, key, headers, partition)
-            except TransactionStateError as exc:  # a topic the processor did not declare: its partitions are unknown
-                outputs.clear()
-                return f"{exc}: declare it in output_topics (or as a topic of the app)"
+                return "output_too_large", (f"its {out_topic} record is {size} bytes, above the topic's "
+                                            f"{limits[out_topic]}")
+            append(out_topic, value, key, headers, partition)
             counts[out_topic] += 1
         outputs.clear()
         return None
@@ -719,16 +698,10 @@ class ProcessorRunner:
             try:
                 if not cp.is_open:
                     await cp.begin()
-                ctx.topic = ctx.partition = ctx.offset = ctx.key = None
-                ctx.timestamp, ctx.headers = now_ms, ()
-                token = current_context.set(ctx)
-                try:
-                    ctx.punctuate_wall_clock(now_ms)
-                finally:
-                    current_context.reset(token)
-                too_large = self._emit(cp, ctx.outputs)
-                if too_large is not None:
-                    raise RecordError(f"a wall-clock punctuation's output is too large: {too_large}")
+                ctx.punctuate_wall_clock(now_ms)
+                refused = self._emit(cp, ctx.outputs)
+                if refused is not None:
+                    raise RuntimeError(f"a wall-clock punctuation's output is refused: {refused[1]}")
             except Exception as exc:  # noqa: BLE001 - a failing punctuation aborts the task's transaction
                 ctx.outputs.clear()
                 log.error("processor %s: wall-clock punctuation of partition %d failed: %r", self.name, q, exc)
@@ -748,14 +721,7 @@ class ProcessorRunner:
         fits, with ``value_truncated`` (the original size) and ``value_sha256`` headers; the source headers are the
         reference to the whole record. A key above :data:`KEY_BYTES` is cut likewise (``key_truncated``).
         """
-        headers = [
-            ("reason", reason.encode()),
-            ("error", error.encode(errors="replace")[:ERROR_HEADER_BYTES]),
-            ("processor", self.name.encode()),
-            ("source_topic", msg.topic.encode()),
-            ("source_partition", str(msg.partition).encode()),
-            ("source_offset", str(msg.offset).encode()),
-        ]
+        headers = dead_letter_headers(reason, error, self.name, msg)
         key, value = msg.key, msg.value if msg.value is not None else b""
         if key is not None and len(key) > KEY_BYTES:
             headers.append(("key_truncated", str(len(key)).encode()))
@@ -795,17 +761,15 @@ class ProcessorRunner:
 
     async def _commit_one(self, cp: Checkpoint) -> None:
         outputs, failed = Counter(cp.pending_outputs), Counter(cp.pending_failed)
-        if cp.is_open:  # a transaction of punctuation only still moves offsets a take() batch held before
+        if cp.is_open and cp.context is not None:
+            # Records an agent still buffers (stream.take) are not committed: a restart re-reads them. A transaction
+            # of punctuation only (a take() deadline) still moves the offsets a batch held before.
+            held = cp.context.held
             for tp in cp.inputs:
+                target = min(cp.positions[tp], held.get(tp.topic, cp.positions[tp]))
                 done = cp.committed_offsets.get(tp)
-                if tp not in cp.pending_offsets and done is not None and done < cp.positions[tp]:
-                    cp.pending_offsets[tp] = cp.positions[tp]
-        held = cp.context.held if cp.context is not None else None
-        if held:  # records an agent still buffers (stream.take) are not committed: a restart re-reads them
-            for tp, offset in cp.pending_offsets.items():
-                first = held.get(tp.topic)
-                if first is not None and first < offset:
-                    cp.pending_offsets[tp] = first
+                if tp in cp.pending_offsets or (done is not None and done < target):
+                    cp.pending_offsets[tp] = target
         try:
             count = await cp.commit()
         except BaseException:
@@ -929,6 +893,19 @@ class ProcessorRunner:
             "partitions": partitions,
             "metrics": self.stats.as_dict(),
         }
+
+
+def dead_letter_headers(reason: str, error: str, processor: str, msg: Any) -> list[tuple[str, bytes]]:
+    """The headers of a dead-letter copy of ``msg`` (anything with ``topic``, ``partition``, ``offset``): why it was
+    refused and where it came from (the error cut to :data:`ERROR_HEADER_BYTES`)."""
+    return [
+        ("reason", reason.encode()),
+        ("error", error.encode(errors="replace")[:ERROR_HEADER_BYTES]),
+        ("processor", processor.encode()),
+        ("source_topic", msg.topic.encode()),
+        ("source_partition", str(msg.partition).encode()),
+        ("source_offset", str(msg.offset).encode()),
+    ]
 
 
 async def _close_quietly(cp: Checkpoint) -> None:

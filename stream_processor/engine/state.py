@@ -15,9 +15,9 @@ its own last commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -56,12 +56,6 @@ def _marker_topic(key: bytes | None) -> str | None | bool:
     if key == OFFSET_KEY:
         return None
     return key[len(OFFSET_KEY) + 1 :].decode()
-
-
-class Snapshottable(Protocol):
-    """A state object the changelog can hold."""
-
-    def to_state(self) -> dict[str, Any]: ...
 
 
 META_KEY = b"\x00meta:"
@@ -168,13 +162,40 @@ class ChangelogStore:
                                    f"state of {key!r} is {len(value)} bytes, above the changelog's {limit}")
         return value
 
-    def changelog_records(self, limit: int | None = None) -> Iterator[tuple[bytes, bytes | None]]:
-        """The ``(key, value)`` changelog records of the dirty keys (see :meth:`encode`); the dirty set is cleared
-        once every one is encoded (a StateRecordError leaves it as it was)."""
+    def dirty_records(self, limit: int | None = None) -> list[tuple[bytes, bytes | None]]:
+        """The ``(key, value)`` changelog records of the dirty keys (see :meth:`encode`), prefixed with the store's
+        name; changes nothing (a StateRecordError leaves the store as it was)."""
         prefix = self._prefix
-        for key in self.dirty:
-            yield prefix + key.encode(), self.encode(key, limit)
+        return [(prefix + key.encode(), self.encode(key, limit)) for key in self.dirty]
+
+    def written(self) -> list[tuple[bytes, bytes]]:
+        """Say that the dirty records are written: clear the dirty set; the store's metadata record (its
+        ``spec.keep_meta`` entries) if they changed since last written."""
         self.dirty = set()
+        keep = self.spec.keep_meta
+        if not keep:
+            return []
+        meta = {k: self.meta[k] for k in keep if k in self.meta}
+        if meta == self._meta_written:
+            return []
+        self._meta_written = meta
+        return [(META_KEY + self.spec.name.encode(), orjson.dumps(meta))]
+
+    def changelog_records(self, limit: int | None = None) -> list[tuple[bytes, bytes | None]]:
+        """:meth:`dirty_records`, then :meth:`written` (the dirty set cleared once every one is encoded)."""
+        return [*self.dirty_records(limit), *self.written()]
+
+    def load_meta(self, value: bytes) -> None:
+        """Apply the store's metadata record (see :meth:`written`)."""
+        self._meta_written = orjson.loads(value)
+        self.meta.update(self._meta_written)
+
+    def clear(self) -> None:
+        """Forget every key and the metadata (before a restore from the beginning)."""
+        self.data.clear()
+        self.dirty = set()
+        self.meta.clear()
+        self._meta_written = {}
 
     def load(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record of this store (``key`` without the store prefix; a None value deletes it).
@@ -245,29 +266,18 @@ class TaskStores:
 
     def clear(self) -> None:
         for store in self.stores.values():
-            store.data.clear()
-            store.dirty = set()
-            store.meta.clear()
-            store._meta_written = {}  # noqa: SLF001
+            store.clear()
 
     def changelog_records(self, limit: int | None = None) -> list[tuple[bytes, bytes | None]]:
         """Every store's changelog records (see :meth:`ChangelogStore.changelog_records`), all encoded before any
-        dirty set is cleared."""
-        for store in self.stores.values():
+        dirty set is cleared; windowed stores expire their old windows first."""
+        stores = self.stores.values()
+        for store in stores:
             if store.spec.expire is not None:
                 store.spec.expire(store)
-        pending = [(store, list(store.dirty)) for store in self.stores.values() if store.dirty]
-        records = [(store._prefix + key.encode(), store.encode(key, limit))  # noqa: SLF001
-                   for store, keys in pending for key in keys]
-        for store, _ in pending:
-            store.dirty = set()
-        for store in self.stores.values():
-            keep = store.spec.keep_meta
-            if keep:
-                meta = {k: store.meta[k] for k in keep if k in store.meta}
-                if meta != store._meta_written:  # noqa: SLF001
-                    records.append((META_KEY + store.spec.name.encode(), orjson.dumps(meta)))
-                    store._meta_written = meta  # noqa: SLF001
+        records = [record for store in stores for record in store.dirty_records(limit)]
+        for store in stores:
+            records.extend(store.written())
         return records
 
     def take_dirty(self) -> list[set[str]]:
@@ -285,17 +295,14 @@ class TaskStores:
     def check_dirty(self, limit: int | None) -> None:
         """Encode every dirty key (check mode). Raises StateRecordError for the first that cannot be written."""
         for store in self.stores.values():
-            for key in store.dirty:
-                store.encode(key, limit)
+            store.dirty_records(limit)
 
     def load(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record to its store; a record of a store this code no longer has is skipped."""
         if key.startswith(META_KEY):
             store = self._by_prefix.get(key[len(META_KEY):])
             if store is not None and value is not None:
-                meta = orjson.loads(value)
-                store.meta.update(meta)
-                store._meta_written = meta  # noqa: SLF001
+                store.load_meta(value)
             return
         if key[:1] == STORE_PREFIX:
             name, sep, rest = key[1:].partition(b"\x00")

@@ -182,19 +182,18 @@ class WindowedTable:
 
         return self._copy(relative)
 
-    def _store(self) -> ChangelogStore:
-        store = self.table._store()  # noqa: SLF001
-        return store
-
     def ranges(self, t: int) -> list[int]:
         """Start times (ms) of the windows containing ``t``, ascending."""
         step = self.step_ms
         last = t - t % step
         return list(range(last, t - self.size_ms, -step))[::-1]
 
+    def _horizon(self, store: ChangelogStore) -> int:
+        """Windows starting at or before this are past ``expires`` (relative to the latest time seen)."""
+        return store.meta.get("latest", -1) - self.size_ms - self.expires_ms
+
     def _stale(self, store: ChangelogStore, start: int) -> bool:
-        latest = store.meta.get("latest", -1)
-        return start + self.size_ms + self.expires_ms <= latest
+        return start <= self._horizon(store)
 
     def _see(self, store: ChangelogStore, t: int) -> None:
         if t > store.meta.get("latest", -1):
@@ -219,7 +218,7 @@ class WindowedTable:
         store.dirty.add(skey)
 
     def __getitem__(self, key: Any) -> WindowSet:
-        store = self._store()
+        store = self.table._store()  # noqa: SLF001
         t = self._relative()
         self._see(store, t)
         return WindowSet(self, store, key, t)
@@ -227,14 +226,14 @@ class WindowedTable:
     def __setitem__(self, key: Any, value: Any) -> None:
         if isinstance(value, WindowSet):
             return  # ``table[k] += n``: the WindowSet already applied it
-        store = self._store()
+        store = self.table._store()  # noqa: SLF001
         t = self._relative()
         self._see(store, t)
         for start in self.ranges(t):
             self._set(store, key, start, value)
 
     def __delitem__(self, key: Any) -> None:
-        store = self._store()
+        store = self.table._store()  # noqa: SLF001
         prefix = _skey(key) + WINDOW_SEP
         for skey in [k for k in store.data if k.startswith(prefix)]:
             store.delete(skey)
@@ -245,7 +244,7 @@ class WindowedTable:
         if latest < 0 or store.meta.get("swept") == latest:
             return
         store.meta["swept"] = latest
-        horizon = latest - self.size_ms - self.expires_ms
+        horizon = self._horizon(store)
         for skey in [k for k in store.data if int(k.rpartition(WINDOW_SEP)[2]) <= horizon]:
             store.delete(skey)
 

@@ -32,6 +32,7 @@ from . import processor as processor_module
 from .exceptions import RecordError, StateRecordError, TransactionStateError
 from .processor import Processor, ProcessorContext, current_context, encode_key, encode_value
 from .registry import build_processor
+from .runner import dead_letter_headers
 from .settings import Settings
 from .state import TaskStores
 from .topics import changelog_topic
@@ -183,15 +184,7 @@ class TestDriver:
 
     def _drain_sync(self) -> None:
         while self._queue:
-            coro = self._handle(self._queue.popleft(), allow_io=False)
-            try:
-                coro.send(None)
-            except StopIteration:
-                continue
-            except _NeedsIO:
-                raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`") from None
-            coro.close()
-            raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`")
+            _sync(self._handle(self._queue.popleft(), allow_io=False))
 
     def read(self, topic: str) -> list[TestRecord]:
         """The records written to ``topic`` since the last read of it, in write order."""
@@ -248,17 +241,10 @@ class TestDriver:
         self.now_ms += ms
         for task in list(self._tasks.values()):
             ctx = task.ctx
-            if not ctx.wall_clock_due(self.now_ms):
-                continue
-            ctx.topic = ctx.partition = ctx.offset = ctx.key = None
-            ctx.timestamp, ctx.headers = self.now_ms, ()
-            token = current_context.set(ctx)
-            try:
+            if ctx.wall_clock_due(self.now_ms):
                 ctx.punctuate_wall_clock(self.now_ms)
-            finally:
-                current_context.reset(token)
-            task.outputs.extend((*out, self.now_ms) for out in ctx.outputs)
-            ctx.outputs.clear()
+                task.outputs.extend((*out, self.now_ms) for out in ctx.outputs)
+                ctx.outputs.clear()
         self.flush()
 
     def restart(self) -> None:
@@ -326,8 +312,6 @@ class TestDriver:
         except _Failed as failed:
             # As the runtime: abort, replay from the committed offsets (the transaction's earlier records and those
             # a take() batch holds), dead-letter this one.
-            if isinstance(failed.__cause__, _NeedsIO):
-                raise failed.__cause__ from None
             replay = [r for r in task.log if r is not record]
             task = self._reopen(name, record.partition)
             for earlier in replay:
@@ -351,44 +335,31 @@ class TestDriver:
         """
         proc = self.processors[task.ctx.processor]
         ctx = task.ctx
-        ctx.topic, ctx.partition, ctx.offset = record.topic, record.partition, record.offset
-        ctx.timestamp, ctx.key, ctx.headers = record.timestamp, record.key, record.headers
+        ctx.partition = record.partition
         token = current_context.set(ctx)
         try:
             value = record.value
             if value is not None and len(value) > proc.settings.max_input_bytes:
                 raise _TooLarge(f"value of {len(value)} bytes is above max_input_bytes "
                                 f"({proc.settings.max_input_bytes})")
-            decoded = proc.decode(value, record.key, record.timestamp, record.topic)
-            moment = record.timestamp if proc.event_time is None else proc.event_time(decoded)
-            if moment > ctx.stream_time:
-                ctx.stream_time = moment
-            pending = proc.process(decoded, ctx)
+            pending = ctx.run(proc, record.topic, record.offset, record.timestamp, record.key, record.headers, value)
             if pending is not None:
                 if not allow_io:
                     pending.close()
                     raise _NeedsIO
                 await pending
-            if ctx.stream_time >= ctx.next_stream_due:
-                ctx.punctuate_stream_time()
-        except _TooLarge as exc:
-            ctx.outputs.clear()
-            if record.offset >= ctx.refused_before.get(record.topic, -1):
-                self._dead_letter(task, record, "too_large", str(exc))
+            ctx.punctuate_stream_time()
         except RecordError as exc:
             ctx.outputs.clear()
             if record.offset >= ctx.refused_before.get(record.topic, -1):  # else dead-lettered before a restart
                 self._dead_letter(task, record, exc.reason, str(exc))
         except _NeedsIO:
             ctx.outputs.clear()
-            raise _Failed from _NeedsIO()
-        except RuntimeError as exc:
-            ctx.outputs.clear()
-            if "no running event loop" in str(exc) and not allow_io:
-                raise _Failed from _NeedsIO()
-            raise _Failed from exc
+            raise
         except Exception as exc:  # noqa: BLE001 - as the runtime: roll back, dead-letter
             ctx.outputs.clear()
+            if isinstance(exc, RuntimeError) and "no running event loop" in str(exc) and not allow_io:
+                raise _NeedsIO from exc  # the agent awaited I/O outside a loop
             raise _Failed from exc
         finally:
             current_context.reset(token)
@@ -454,13 +425,7 @@ class TestDriver:
             if not open_tasks:
                 return
             for name, task in open_tasks:
-                coro = self._commit(name, task)
-                try:
-                    coro.send(None)
-                except StopIteration:
-                    continue
-                coro.close()
-                raise RuntimeError("an agent awaited real I/O: use `await driver.aflush()`")
+                _sync(self._commit(name, task))
 
     async def aflush(self) -> None:
         """:meth:`flush` for agents that await real I/O."""
@@ -476,20 +441,13 @@ class TestDriver:
     def _dead_letter(self, task: _Task, record: TestRecord, reason: str, error: str) -> None:
         """Add ``record`` to the dead-letter topic, in the task's transaction, with the runtime's headers."""
         proc = self.processors[task.ctx.processor]
-        headers = [
-            ("reason", reason.encode()),
-            ("error", error.encode(errors="replace")[:1000]),
-            ("processor", proc.name.encode()),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
+        headers = dead_letter_headers(reason, error, proc.name, record)
         task.outputs.append((proc.settings.dead_letter_topic, record.key, record.value, headers, None,
                              record.timestamp))
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(RecordError):
+    reason = "too_large"
 
 
 class _Failed(Exception):  # noqa: N818 - carries the processor's exception as __cause__
@@ -498,6 +456,21 @@ class _Failed(Exception):  # noqa: N818 - carries the processor's exception as _
 
 class _NeedsIO(Exception):  # noqa: N818 - pipe() met an agent awaiting real I/O
     pass
+
+
+def _sync(coro: Any) -> None:
+    """Run a coroutine of the driver that must finish without awaiting anything (no agent awaits real I/O).
+
+    Raises RuntimeError if it would await: the caller must use the async form (``apipe``, ``aflush``).
+    """
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    except _NeedsIO:
+        raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`") from None
+    coro.close()
+    raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`")
 
 
 @dataclass(frozen=True)

@@ -48,22 +48,28 @@ class MarketProcessor(Processor):
                 :mod:`stream_processor.market.serde`), the key is not the symbol, or an event time is outside the
                 window.
         """
-        record = decode_market(value, key)
-        if key is None or key != record.symbol.encode():
-            check_key(record, key)  # raises unless only the case differs
-        if timestamp_ms is not None and timestamp_ms >= 0:
-            window = self.settings.event_time
-            future, past = window.max_future_ms, window.max_past_ms
-            if type(record) is Trade and future is not None and past is not None:  # the hot path, inlined
-                low, high = timestamp_ms - past, timestamp_ms + future
-                if low <= record.time_ms <= high and low <= record.event_time_ms <= high:
-                    return record
-            check_times(record, timestamp_ms, future, past)
-        return record
+        return decode_checked(value, key, timestamp_ms, self.settings.event_time)
 
     @abstractmethod
     def state_from(self, state: dict[str, Any]) -> Any:
         """Rebuild one key's live state object from its changelog snapshot."""
+
+
+def decode_checked(value: bytes | None, key: bytes | None, timestamp_ms: int | None,
+                   window: EventTimeSettings) -> MarketRecord:
+    """A market record decoded from one input message, its key and event times checked (see
+    :meth:`MarketProcessor.decode`). Raises RecordError."""
+    record = decode_market(value, key)
+    if key is None or key != record.symbol.encode():
+        check_key(record, key)  # raises unless only the case differs
+    if timestamp_ms is not None and timestamp_ms >= 0:
+        future, past = window.max_future_ms, window.max_past_ms
+        if type(record) is Trade and future is not None and past is not None:  # the hot path, inlined
+            low, high = timestamp_ms - past, timestamp_ms + future
+            if low <= record.time_ms <= high and low <= record.event_time_ms <= high:
+                return record
+        check_times(record, timestamp_ms, future, past)
+    return record
 
 
 def state_key(record: MarketRecord) -> str:
@@ -123,11 +129,7 @@ def market_serde(kind: type) -> Any:
     window = EventTimeSettings()
 
     def decode(value: bytes | None, key: bytes | None, timestamp_ms: int | None) -> Any:
-        record = decode_market(value, key)
-        if key is None or key != record.symbol.encode():
-            check_key(record, key)
-        if timestamp_ms is not None and timestamp_ms >= 0:
-            check_times(record, timestamp_ms, window.max_future_ms, window.max_past_ms)
+        record = decode_checked(value, key, timestamp_ms, window)
         if type(record) is not kind:
             raise InvalidRecordError(f"expected a {kind.__name__}, got a {type(record).__name__}")
         return record
