@@ -20,8 +20,7 @@ from .engine import (
     WindowedTable,
     register_serde,
 )
-
-__version__ = "0.2.0"
+from .engine.version import __version__ as __version__
 
 __all__ = ["Agent", "App", "Processor", "ProcessorContext", "PunctuationType", "Record", "Stream", "StoreSpec",
            "Table", "Topic", "WindowedTable", "register_serde"]

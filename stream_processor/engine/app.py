@@ -42,6 +42,7 @@ from .agent import Agent, AgentProcessor
 from .exceptions import DecodeError, InvalidRecordError
 from .processor import Processor, current_context, decode_json, encode_key, encode_value
 from .registry import ProcessorType
+from .security import client_options
 from .settings import DEFAULT_CONFIG, ProcessorSettings, Settings, load_settings
 from .table import Table
 
@@ -398,7 +399,7 @@ class App:
         if self._producer is None:
             from aiokafka import AIOKafkaProducer
 
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            producer = AIOKafkaProducer(**client_options(self.settings.kafka),
                                         enable_idempotence=True, acks="all",
                                         client_id=f"{self.settings.processor_id}-timers")
             await producer.start()

@@ -121,6 +121,7 @@ class Checkpoint:
         self.pending_count = 0  # input records in the open transaction
         self.pending_failed: Counter[str] = Counter()  # of which went to the dead-letter topic, by reason
         self.pending_outputs: Counter[str] = Counter()  # output records per topic in the open transaction
+        self.pending_patterns: Counter[tuple[str, str]] = Counter()  # pattern outputs by (type, interval)
         self.changelog_position: int | None = None  # changelog offset where our last commit's writes begin
         self.context: Any = None  # the task's ProcessorContext, set by the runner
         self.opened_at = 0.0  # time.monotonic() when the open transaction began
@@ -233,6 +234,7 @@ class Checkpoint:
         self.pending_count = 0
         self.pending_failed = Counter()
         self.pending_outputs = Counter()
+        self.pending_patterns = Counter()
 
     async def commit(self) -> int:
         """Changelog, flush, offsets, commit; returns the number of input records committed.

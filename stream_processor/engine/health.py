@@ -1,32 +1,36 @@
-"""Liveness, readiness and Prometheus metrics over HTTP (aiohttp).
+"""Liveness, readiness, status and Prometheus metrics over HTTP (aiohttp). None of them has authentication: bind
+them (``monitoring.host``, env ``MONITORING_HOST``) where only the kubelet and the scraper reach them.
 
 - ``GET :health_check_port/health``: 200 when healthy, 503 otherwise, with::
 
-    {"healthy": bool, "problems": ["why it is not healthy", ...],
-     "broker": {"reachable", "seconds_since_contact", "last_error"},
-     "starting": null | "what start-up waits for",
-     "checks": {processor: {"state", "ready", "circuit_state", "problems", "partitions": {...}, "metrics": {...}}},
-     "uptime_seconds", "timestamp"}
+    {"healthy": bool,
+     "checks": {"processor_<name>": {"healthy": bool, "details": {"state", "ready", "circuit_state", "problems",
+                                                                  "partitions": {...}, "metrics": {...}}},
+                "broker": {"healthy": bool, "details": {"reachable", "seconds_since_contact", "last_error"}}},
+     "problems": ["why it is not healthy", ...], "starting": null | "what start-up waits for",
+     "version", "processor_id", "uptime_seconds": float, "timestamp": float (seconds since the epoch)}
 
-  Unhealthy when: the broker has not answered for ``health.broker_timeout_ms``; a processor failed or is not
-  live (stopping, stopped); a partition's circuit is open or half-open (its transactions aborted
-  ``circuit_breaker.failures`` times in a row); a partition with input waiting has not committed for
-  ``health.stuck_partition_ms``. Each problem is one sentence in ``problems``.
+  Unhealthy when: the broker has not answered for ``health.broker_timeout_ms``, or refuses the worker's credentials
+  or certificate; a processor failed or is not live (stopping, stopped); a partition's circuit is open or half-open
+  (its transactions aborted ``circuit_breaker.failures`` times in a row); a partition with input waiting has not
+  committed for ``health.stuck_partition_ms``. Each problem is one sentence in ``problems``.
 - ``GET :health_check_port/ready``: 200 once every processor has its partitions assigned and their state restored,
   and the worker is healthy; else 503.
+- ``GET :health_check_port/status``: every input partition of every processor (see :func:`status_document`).
 - ``GET :metrics_port/metrics``: Prometheus text exposition from prometheus-client.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import Metrics
+from .status import GroupView, status_document
+from .version import __version__
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -39,26 +43,29 @@ def health_document(worker: Worker, now: float | None = None) -> dict[str, Any]:
     now = time.monotonic() if now is None else now
     problems: list[str] = []
     broker = worker.probe.status(now)
-    if not broker["reachable"]:
-        problems.append(f"broker: no answer for {broker['seconds_since_contact']:.0f} s "
-                        f"(last error: {broker['last_error']})")
-    checks = {}
+    broker_problem = worker.probe.problem(now)
+    if broker_problem:
+        problems.append(f"broker: {broker_problem}")
+    checks: dict[str, Any] = {"broker": {"healthy": not broker_problem, "details": broker}}
     for runner in worker.runners:
         check = runner.health(now)
-        checks[runner.name] = check
+        own: list[str] = []
         if check["state"] not in HEALTHY_STATES:
-            problems.append(f"{runner.name}: {check['state']}" + (f" ({runner.error})" if runner.error else ""))
-        problems.extend(f"{runner.name}: {p}" for p in check["problems"])
+            own.append(f"{runner.name}: {check['state']}" + (f" ({runner.error})" if runner.error else ""))
+        own.extend(f"{runner.name}: {p}" for p in check["problems"])
+        checks[f"processor_{runner.name}"] = {"healthy": not own, "details": check}
+        problems.extend(own)
     if not worker.runners:
         problems.append("no processor enabled")
     return {
         "healthy": not problems,
-        "problems": problems,
-        "broker": broker,
-        "starting": worker.starting,
         "checks": checks,
+        "problems": problems,
+        "starting": worker.starting,
+        "version": __version__,
+        "processor_id": worker.settings.processor_id,
         "uptime_seconds": round(now - worker.started, 3),
-        "timestamp": datetime.now(UTC).isoformat(),
+        "timestamp": time.time(),
     }
 
 
@@ -74,9 +81,19 @@ def health_app(worker: Worker) -> web.Application:
         ok = doc["healthy"] and all(r.ready for r in worker.runners)
         return web.json_response({"ready": ok, "problems": doc["problems"]}, status=200 if ok else 503)
 
+    view = GroupView(worker)
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(await status_document(worker, view))
+
+    async def close_view(_: web.Application) -> None:
+        await view.close()
+
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/status", status)
+    app.on_cleanup.append(close_view)
     return app
 
 

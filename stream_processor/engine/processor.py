@@ -74,6 +74,11 @@ class Punctuator:
 
 _NEVER = 1 << 62
 
+#: Header of an output record that names the pattern it reports (``bos``, ``fvg``, ...), with an ``interval``
+#: header beside it: the runtime counts such records in ``stream_processor_pattern_events_total{type, interval}``
+#: when their transaction commits.
+PATTERN_HEADER = "pattern"
+
 
 def wall_clock_ms() -> int:
     """The engine's wall clock, ms since the epoch (the test driver replaces it with its own)."""

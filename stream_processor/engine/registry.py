@@ -28,7 +28,10 @@ class ProcessorType:
 
     ``defaults``: keys an entry of this type gets when the YAML leaves them out (an agent's topics from its
     decorator). ``implicit``: the processor runs even when the YAML has no entry for it (agents; the YAML can
-    still disable or parametrize it under its name).
+    still disable or parametrize it under its name). ``output_roles``: the role of each position of
+    ``output_topics``, each with the names a YAML map may give it (``output_topics: {signals: smc_signals}``);
+    empty: a map's topics are taken in the order written. ``keywords``: words in an entry's name or topics that
+    make this type the default of an entry without ``type`` (``trade``: the trades type).
     """
 
     name: str
@@ -36,6 +39,8 @@ class ProcessorType:
     factory: Callable[[str, Any], Any]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     implicit: bool = False
+    output_roles: tuple[tuple[str, ...], ...] = ()
+    keywords: tuple[str, ...] = ()
 
 
 TYPES: dict[str, ProcessorType] = {}
@@ -82,12 +87,17 @@ def resolve_entries(
             raise KeyedError(str(name), "must be a mapping")
         type_name = entry.get("type", name)
         type_ = lookup(str(type_name), types) if isinstance(type_name, str) else None
+        if type_ is None and "type" not in entry:
+            type_ = guess_type(str(name), entry, types)
         if type_ is None:
             known = sorted({*(types or {}), *TYPES, *BUILTIN_TYPES})
             key = f"{name}.type" if "type" in entry else str(name)
-            raise KeyedError(key, f"no processor type {type_name!r} is registered (known: {known}); register it "
-                                  "with @app.agent, @app.processor or stream_processor.engine.registry.register")
+            raise KeyedError(key, f"no processor type {type_name!r} is registered (known: {known}); set `type:` to "
+                                  "one of them, or register one with @app.agent, @app.processor or "
+                                  "stream_processor.engine.registry.register")
         doc = {**type_.defaults, **entry, "type": type_.name}
+        if isinstance(doc.get("output_topics"), dict):
+            doc["output_topics"] = outputs_by_role(str(name), doc["output_topics"], type_)
         doc.setdefault("consumer_group", f"{app_id}-{name}")
         try:
             out[str(name)] = type_.settings.model_validate(doc)
@@ -103,6 +113,51 @@ def resolve_entries(
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
             raise KeyedError(".".join([str(name), *loc]), reason + more) from None
     return out
+
+
+def guess_type(name: str, entry: Mapping[str, Any], types: Mapping[str, ProcessorType] | None) -> ProcessorType | None:
+    """The type an entry without ``type`` means: the one type whose ``keywords`` occur in the entry's name, else in
+    its output topics, else in its input topics (``trade_enricher`` -> trades; outputs ``enriched_klines`` ->
+    klines). None when no single type matches."""
+    if not BUILTIN_TYPES <= set(TYPES):
+        importlib.import_module(BUILTIN_MODULE)
+    candidates = {**TYPES, **(types or {})}
+
+    def words(value: Any) -> str:
+        if isinstance(value, dict):
+            return " ".join(f"{k} {v}" for k, v in value.items()).lower()
+        if isinstance(value, list):
+            return " ".join(map(str, value)).lower()
+        return str(value or "").lower()
+
+    for text in (name.lower(), words(entry.get("output_topics")), words(entry.get("input_topics"))):
+        found = [t for t in candidates.values() if any(k in text for k in t.keywords)]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def outputs_by_role(name: str, outputs: Mapping[str, Any], type_: ProcessorType) -> list[Any]:
+    """``output_topics`` given as a map of role -> topic, as a list in the type's order of roles.
+
+    Raises:
+        KeyedError: a role the type does not have, or a role left out before one that is given.
+    """
+    if not type_.output_roles:
+        return list(outputs.values())
+    slots: dict[int, Any] = {}
+    for role, topic in outputs.items():
+        index = next((i for i, names in enumerate(type_.output_roles) if str(role) in names), None)
+        if index is None:
+            roles = [names[0] for names in type_.output_roles]
+            raise KeyedError(f"{name}.output_topics.{role}", f"{type_.name} has no output role {role!r} (roles: "
+                                                             f"{roles})")
+        slots[index] = topic
+    missing = [type_.output_roles[i][0] for i in range(max(slots, default=-1) + 1) if i not in slots]
+    if missing:
+        raise KeyedError(f"{name}.output_topics", f"needs the role(s) {missing} too (a {type_.name} processor writes "
+                                                  f"its outputs in the order {[r[0] for r in type_.output_roles]})")
+    return [slots[i] for i in sorted(slots)]
 
 
 def build_processor(name: str, settings: Any, types: Mapping[str, ProcessorType] | None = None) -> Any:

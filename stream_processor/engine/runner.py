@@ -47,6 +47,7 @@ import time
 from collections import Counter, defaultdict, deque
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CorruptRecordException,
@@ -70,7 +71,8 @@ from .exceptions import (
     StateRestoreError,
 )
 from .metrics import Metrics
-from .processor import Processor, ProcessorContext, current_context
+from .processor import PATTERN_HEADER, Processor, ProcessorContext, current_context
+from .security import client_options
 from .settings import ProcessorSettings, Settings
 from .state import TaskStores, restore
 from .topics import changelog_topic, record_limits
@@ -81,6 +83,12 @@ log = logging.getLogger(__name__)
 PRODUCER_BATCH_BYTES = 512 * 1024
 # The throughput shown on /health is averaged over this many seconds of commits.
 THROUGHPUT_WINDOW_S = 10.0
+#: Seconds of committed records the ``/health`` latency percentiles cover.
+LATENCY_WINDOW_S = 60.0
+#: Bin edges (ms) of those percentiles: 0.1 ms to 1 hour, 5% apart.
+LATENCY_EDGES_MS = np.geomspace(0.1, 3_600_000.0, 360)
+#: How often every assigned partition's consumer lag is exported, commits or not (seconds).
+LAG_REFRESH_S = 2.0
 # Dead-letter headers: the error text is cut to this many bytes, a key to this many.
 ERROR_HEADER_BYTES = 1000
 KEY_BYTES = 1024
@@ -92,22 +100,48 @@ RECORD_REFUSALS = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooL
 
 
 class RunnerStats:
-    """Counters shown on ``/health``: processed and failed records, latency and recent throughput."""
+    """Counters shown on ``/health``: processed and failed records, recent latency percentiles and throughput.
+
+    Latency is every committed record's, from its Kafka timestamp to the commit that made its outputs visible, kept
+    for the last :data:`LATENCY_WINDOW_S` seconds as counts in log-spaced bins (about 5% wide) merged per second,
+    so memory is bounded whatever the rate; with no record committed in that window the percentiles are None.
+    """
 
     def __init__(self) -> None:
         self.messages_processed = 0
         self.messages_failed = 0
-        self.processing_latency_ms = 0.0
+        self.last_commit_unix: float | None = None
         self._commits: deque[tuple[float, int]] = deque()
+        self._latency: deque[tuple[int, np.ndarray]] = deque()  # (whole second, counts per bin of LATENCY_EDGES_MS)
 
-    def on_commit(self, count: int, latency_ms: float | None) -> None:
+    def on_commit(self, count: int, latencies_ms: np.ndarray | None = None) -> None:
+        """Count ``count`` committed records whose latencies (ms) are ``latencies_ms``."""
         now = time.monotonic()
         self.messages_processed += count
+        self.last_commit_unix = time.time()
         self._commits.append((now, count))
         while self._commits and now - self._commits[0][0] > THROUGHPUT_WINDOW_S:
             self._commits.popleft()
-        if latency_ms is not None:
-            self.processing_latency_ms = latency_ms
+        if latencies_ms is not None and latencies_ms.size:
+            counts = np.bincount(np.searchsorted(LATENCY_EDGES_MS, latencies_ms), minlength=len(LATENCY_EDGES_MS) + 1)
+            second = int(now)
+            if self._latency and self._latency[-1][0] == second:
+                self._latency[-1][1][:] += counts
+            else:
+                self._latency.append((second, counts))
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """The ``quantile`` (0..1) of the latencies committed in the last :data:`LATENCY_WINDOW_S` s, in ms (the
+        upper edge of its bin); None when none was."""
+        now = time.monotonic()
+        while self._latency and now - self._latency[0][0] > LATENCY_WINDOW_S + 1:
+            self._latency.popleft()
+        recent = [counts for second, counts in self._latency if now - second <= LATENCY_WINDOW_S + 1]
+        if not recent:
+            return None
+        cumulative = np.cumsum(np.sum(recent, axis=0))
+        index = int(np.searchsorted(cumulative, quantile * cumulative[-1], side="left"))
+        return float(LATENCY_EDGES_MS[min(index, len(LATENCY_EDGES_MS) - 1)])
 
     def throughput_per_second(self) -> float:
         now = time.monotonic()
@@ -121,9 +155,14 @@ class RunnerStats:
         return {
             "messages_processed": self.messages_processed,
             "messages_failed": self.messages_failed,
-            "processing_latency_ms": round(self.processing_latency_ms, 3),
+            "processing_latency_ms": _rounded(self.latency_ms(0.5)),
+            "processing_latency_p99_ms": _rounded(self.latency_ms(0.99)),
             "throughput_per_second": round(self.throughput_per_second(), 1),
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 class _Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error of its own
@@ -177,7 +216,10 @@ class ProcessorRunner:
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._restore_consumer: AIOKafkaConsumer | None = None
-        self._batch_started: dict[int, int] = {}  # Kafka timestamp of the first record in each task's transaction
+        self._kafka_options: dict[str, Any] = {}
+        self._timestamps: dict[int, list[list[int]]] = {}  # Kafka timestamps of the records in each transaction
+        self.restoring: dict[int, dict[str, int]] = {}  # task -> changelog restore progress, while it restores
+        self._lag_exported = 0.0
         self._fatal: BaseException | None = None  # an error raised where it cannot stop the loop itself
         self._limits: dict[str, int] = {}  # largest record each output, dead-letter and changelog topic takes
         # Records known to be poison, by input partition and offset: (reason, error, dead-letter by reference).
@@ -207,7 +249,8 @@ class ProcessorRunner:
         worker retries), and ConfigError when the input topics have different partition counts.
         """
         kafka = self.settings.kafka
-        common = {"bootstrap_servers": kafka.bootstrap_servers, "client_id": self.settings.processor_id}
+        self._kafka_options = client_options(kafka)  # one TLS context and secret read for every client
+        common = {**self._kafka_options, "client_id": self.settings.processor_id}
         self._consumer = AIOKafkaConsumer(
             group_id=self.psettings.consumer_group,
             isolation_level="read_committed",
@@ -271,6 +314,8 @@ class ProcessorRunner:
                         self._commit_now = False
                         await self._commit_all()
                         next_commit = time.monotonic() + interval
+                if time.monotonic() - self._lag_exported >= LAG_REFRESH_S:
+                    self._export_lag()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -335,6 +380,7 @@ class ProcessorRunner:
                     del self.task_health[q]
                     self._check_until.pop(q, None)
                     self._isolate_until.pop(q, None)
+                self._forget_lag({tp for tps in self.assigned.values() for tp in tps} - set(assigned))
                 self.assigned = {q: tuple(sorted(tps)) for q, tps in tasks.items()}
                 now = time.monotonic()
                 for q in sorted(tasks):
@@ -391,7 +437,7 @@ class ProcessorRunner:
         kafka = self.settings.kafka
         group = self.psettings.consumer_group
         options: dict[str, Any] = {
-            "bootstrap_servers": kafka.bootstrap_servers,
+            **self._kafka_options,
             "client_id": f"{self.settings.processor_id}-{self.name}-{q}",
             "max_batch_size": PRODUCER_BATCH_BYTES,
             "acks": "all",
@@ -420,7 +466,12 @@ class ProcessorRunner:
                 store, changelog_from = TaskStores(self.processor.stores(), self.psettings.state_errors), None
             assert store is not None
             resets_before = store.resets
-            restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, q), changelog_from)
+            self.restoring[q] = progress = {}
+            try:
+                restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, q),
+                                         changelog_from, progress)
+            finally:
+                self.restoring.pop(q, None)
             self.metrics.restored_records.labels(self.name).inc(restored.applied)
             committed: dict[TopicPartition, int | None] = {}
             starts: dict[TopicPartition, int] = {}
@@ -484,7 +535,8 @@ class ProcessorRunner:
             try:
                 if not cp.is_open:
                     await cp.begin()
-                    self._batch_started[q] = messages[0].timestamp
+                    self._timestamps[q] = []
+                self._timestamps.setdefault(q, []).append([m.timestamp for m in messages])
                 if q in self._isolate_until:
                     await self._process_isolated(cp, tp, messages)
                 else:
@@ -672,6 +724,10 @@ class ProcessorRunner:
                                             f"{limits[out_topic]}")
             append(out_topic, value, key, headers, partition)
             counts[out_topic] += 1
+            if headers:
+                pattern = _pattern(headers)
+                if pattern is not None:
+                    cp.pending_patterns[pattern] += 1
         outputs.clear()
         return None
 
@@ -761,6 +817,7 @@ class ProcessorRunner:
 
     async def _commit_one(self, cp: Checkpoint) -> None:
         outputs, failed = Counter(cp.pending_outputs), Counter(cp.pending_failed)
+        patterns = Counter(cp.pending_patterns)
         if cp.is_open and cp.context is not None:
             # Records an agent still buffers (stream.take) are not committed: a restart re-reads them. A transaction
             # of punctuation only (a take() deadline) still moves the offsets a batch held before.
@@ -776,19 +833,24 @@ class ProcessorRunner:
             self.metrics.commits.labels(self.name, "aborted").inc()
             raise
         q = cp.task
-        now_ms = time.time() * 1000
-        first_ts = self._batch_started.pop(q, None)
-        latency_ms = now_ms - first_ts if first_ts is not None and first_ts > 0 else None
+        now = time.time()
+        stamps = self._timestamps.pop(q, None)
+        latencies_ms = None
+        if stamps:
+            times = np.concatenate([np.asarray(s, dtype=np.float64) for s in stamps])
+            latencies_ms = np.maximum(now * 1000 - times[times > 0], 0.0)
+            self.metrics.processing_latency.observe_many(self.name, latencies_ms / 1000)
         self.metrics.commits.labels(self.name, "committed").inc()
+        self.metrics.last_commit.labels(self.name).set(now)
+        for (pattern, interval), n in patterns.items():
+            self.metrics.pattern_events.labels(self.name, pattern, interval).inc(n)
         self.metrics.messages_in.labels(self.name).inc(count)
         for topic, n in outputs.items():
             self.metrics.messages_out.labels(self.name, topic).inc(n)
         for reason, n in failed.items():
             self.metrics.messages_failed.labels(self.name, reason).inc(n)
             self.stats.messages_failed += n
-        if latency_ms is not None:
-            self.metrics.processing_latency.labels(self.name).observe(latency_ms / 1000)
-        self.stats.on_commit(count, latency_ms)
+        self.stats.on_commit(count, latencies_ms)
         health = self.task_health.get(q)
         if health is not None:
             self.breaker.on_success(health, time.monotonic())
@@ -801,9 +863,26 @@ class ProcessorRunner:
             if poison:
                 for done in [o for o in poison if o < offset]:
                     del poison[done]
-            lso = self._consumer.last_stable_offset(tp)
-            if lso is not None:
-                self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(max(0, lso - offset))
+
+    def _export_lag(self) -> None:
+        """Export every assigned partition's consumer lag: its last stable offset (as last fetched) minus its
+        committed offset."""
+        self._lag_exported = time.monotonic()
+        consumer = self._consumer
+        if consumer is None:
+            return
+        gauge = self.metrics.consumer_lag
+        for inputs in self.assigned.values():
+            for tp in inputs:
+                end, committed = consumer.last_stable_offset(tp), self.committed.get(tp)
+                if end is not None and committed is not None:
+                    gauge.labels(self.name, tp.topic, str(tp.partition)).set(max(0, end - committed))
+
+    def _forget_lag(self, partitions: Any) -> None:
+        """Drop the lag series of partitions this worker no longer owns (their new owner exports them)."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(self.name, tp.topic, str(tp.partition))
 
     def _export_events(self) -> None:
         events = self.processor.events
@@ -819,7 +898,7 @@ class ProcessorRunner:
         ``rollback``: a record was just marked as poison; the replay dead-letters it (progress, not a failure).
         """
         cp = self.tasks.pop(q, None)
-        self._batch_started.pop(q, None)
+        self._timestamps.pop(q, None)
         if cp is None:
             return
         assert self._consumer is not None
@@ -893,6 +972,48 @@ class ProcessorRunner:
             "partitions": partitions,
             "metrics": self.stats.as_dict(),
         }
+
+
+    def partition_status(self, now: float | None = None) -> dict[TopicPartition, dict[str, Any]]:
+        """What this worker knows of each input partition it owns, for ``/status``: committed and end (last
+        stable) offsets, lag, the transaction's state, the last commit, restore progress and the circuit."""
+        now = time.monotonic() if now is None else now
+        wall = time.time()
+        consumer = self._consumer
+        out: dict[TopicPartition, dict[str, Any]] = {}
+        for q, inputs in sorted(self.assigned.items()):
+            health = self.task_health.get(q)
+            cp = self.tasks.get(q)
+            restoring = self.restoring.get(q)
+            for tp in inputs:
+                end = consumer.last_stable_offset(tp) if consumer is not None else None
+                committed = self.committed.get(tp)
+                since = now - health.last_commit if health is not None else None
+                out[tp] = {
+                    "task": q,
+                    "committed_offset": committed,
+                    "end_offset": end,
+                    "lag": max(0, end - committed) if end is not None and committed is not None else None,
+                    "transaction": cp.state.value if cp is not None else ("restoring" if restoring else "not open"),
+                    "transactional_id": transactional_id(self.settings.app_id, self.psettings.consumer_group, inputs)
+                    if self.transactional else None,
+                    "last_commit": round(wall - since, 3) if since is not None else None,
+                    "seconds_since_commit": round(since, 1) if since is not None else None,
+                    "restore": dict(restoring) if restoring else None,
+                    "circuit_state": str(health.circuit) if health is not None else None,
+                    "consecutive_failures": health.failures if health is not None else 0,
+                    "last_error": health.last_error if health is not None else None,
+                }
+        return out
+
+
+def _pattern(headers: Any) -> tuple[str, str] | None:
+    """``(type, interval)`` of an output whose headers name a pattern (:data:`PATTERN_HEADER`), else None."""
+    found = dict(headers)
+    pattern = found.get(PATTERN_HEADER)
+    if pattern is None:
+        return None
+    return pattern.decode(errors="replace"), found.get("interval", b"").decode(errors="replace")
 
 
 def dead_letter_headers(reason: str, error: str, processor: str, msg: Any) -> list[tuple[str, bytes]]:

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
@@ -29,7 +30,9 @@ from pydantic import (
 
 from .exceptions import ConfigError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "streams-config.yaml"
+#: The configuration used when none is named: the default app's (the market application's), shipped inside the
+#: package so that an installed package and the image find it (in a checkout, a link to config/streams-config.yaml).
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "market" / "streams-config.yaml"
 
 
 class _Strict(BaseModel):
@@ -62,6 +65,19 @@ class KafkaSettings(_Strict):
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
     session_timeout_ms: int = Field(default=30_000, gt=0)
     replication_factor: int = Field(default=1, gt=0)
+    # Authentication and encryption (see the README's "Kafka security"): secrets come from the environment
+    # (KAFKA_SASL_PASSWORD, KAFKA_SSL_KEY_PASSWORD) or from mounted files, never from this file.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None  # from KAFKA_SASL_PASSWORD only
+    sasl_password_file: Path | None = None  # a mounted Secret's file holding the password
+    ssl_cafile: Path | None = None  # PEM CA bundle that signed the brokers' certificates (default: system CAs)
+    ssl_certfile: Path | None = None  # PEM client certificate (mTLS), with ssl_keyfile
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None  # from KAFKA_SSL_KEY_PASSWORD only
+    ssl_key_password_file: Path | None = None
+    ssl_check_hostname: bool = True
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -77,6 +93,42 @@ class KafkaSettings(_Strict):
                 f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be below session_timeout_ms "
                 f"({self.session_timeout_ms})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl:
+            if self.sasl_mechanism is None:
+                raise KeyedError("sasl_mechanism", f"{self.security_protocol} needs one of PLAIN, SCRAM-SHA-256, "
+                                                   "SCRAM-SHA-512")
+            if not self.sasl_username:
+                raise KeyedError("sasl_username", f"{self.security_protocol} needs a user name")
+            if (self.sasl_password is None) == (self.sasl_password_file is None):
+                raise KeyedError("sasl_password_file", f"{self.security_protocol} needs the password in exactly one "
+                                                       "place: the file named here or environment KAFKA_SASL_PASSWORD")
+        else:
+            for key in ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file"):
+                if getattr(self, key) is not None:
+                    raise KeyedError(key, f"is set but security_protocol is {self.security_protocol} (no SASL)")
+        if not self.security_protocol.endswith("SSL"):
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password", "ssl_key_password_file"):
+                if getattr(self, key) is not None:
+                    raise KeyedError(key, f"is set but security_protocol is {self.security_protocol} (no TLS)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise KeyedError("ssl_keyfile" if self.ssl_keyfile is None else "ssl_certfile",
+                             "a client certificate (mTLS) needs both ssl_certfile and ssl_keyfile")
+        for key in ("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password_file"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise KeyedError(key, f"{str(path)!r} is not a readable file")
+        if self.security_protocol.endswith("SSL"):
+            from .security import TLSFileError, ssl_context
+
+            try:
+                ssl_context(self)
+            except TLSFileError as exc:
+                raise KeyedError(exc.key, exc.reason) from None
         return self
 
 
@@ -145,17 +197,24 @@ class ReplaySettings(_Strict):
 
 
 class MonitoringSettings(_Strict):
-    """HTTP ports and log level."""
+    """HTTP ports and logs. Neither port has authentication: bind ``host`` (env ``MONITORING_HOST``) to an address
+    only the scraper and the kubelet reach, or keep them behind a NetworkPolicy."""
 
     host: str = "0.0.0.0"  # address the HTTP ports listen on
     metrics_port: int = Field(default=8080, ge=0, le=65535)
     health_check_port: int = Field(default=8081, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (LOG_FORMAT=json)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
 
 class CircuitBreakerSettings(_Strict):
@@ -249,7 +308,22 @@ ENV_OVERRIDES: dict[str, tuple[tuple[str | None, ...], Any]] = {
     "METRICS_PORT": (("monitoring", "metrics_port"), _int),
     "HEALTH_CHECK_PORT": (("monitoring", "health_check_port"), _int),
     "LOG_LEVEL": (("monitoring", "log_level"), str),
+    "LOG_FORMAT": (("monitoring", "log_format"), str),
+    "MONITORING_HOST": (("monitoring", "host"), str),
+    "KAFKA_SECURITY_PROTOCOL": (("kafka", "security_protocol"), str),
+    "KAFKA_SASL_MECHANISM": (("kafka", "sasl_mechanism"), str),
+    "KAFKA_SASL_USERNAME": (("kafka", "sasl_username"), str),
+    "KAFKA_SASL_PASSWORD": (("kafka", "sasl_password"), str),
+    "KAFKA_SASL_PASSWORD_FILE": (("kafka", "sasl_password_file"), str),
+    "KAFKA_SSL_CAFILE": (("kafka", "ssl_cafile"), str),
+    "KAFKA_SSL_CERTFILE": (("kafka", "ssl_certfile"), str),
+    "KAFKA_SSL_KEYFILE": (("kafka", "ssl_keyfile"), str),
+    "KAFKA_SSL_KEY_PASSWORD": (("kafka", "ssl_key_password"), str),
+    "KAFKA_SSL_KEY_PASSWORD_FILE": (("kafka", "ssl_key_password_file"), str),
 }
+
+#: Keys that hold a secret: only the environment may set them (the YAML is a ConfigMap, readable by many).
+SECRET_KEYS = (("kafka", "sasl_password"), ("kafka", "ssl_key_password"))
 
 
 def _apply_env(doc: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -322,6 +396,11 @@ def load_settings(
             raise ConfigError(source, "(top level)", "must be a mapping")
     else:
         doc = copy.deepcopy(dict(doc))
+    for section, key in SECRET_KEYS:
+        if isinstance(doc.get(section), dict) and key in doc[section]:
+            raise ConfigError(source, f"{section}.{key}", f"a secret does not belong in the config file: set "
+                                                          f"environment KAFKA_{key.upper()} or "
+                                                          f"{section}.{key}_file")
     for key, value in (defaults or {}).items():
         doc.setdefault(key, value)
     if extra_topics:

@@ -337,14 +337,16 @@ class Restored:
 
 
 async def restore(
-    store: TaskStores, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None = None
+    store: TaskStores, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None = None,
+    progress: dict[str, int] | None = None,
 ) -> Restored:
     """Bring ``store`` up to date from changelog partition ``tp``, read to its last stable offset.
 
     With ``start`` None the store is cleared and rebuilt from the beginning; otherwise the records from
     changelog offset ``start`` on are applied on top of it (each record is a whole snapshot of its key, so
     re-applying one the store already reflects changes nothing). ``consumer`` must be a group-less consumer
-    with ``isolation_level="read_committed"``; it is left unassigned.
+    with ``isolation_level="read_committed"``; it is left unassigned. ``progress``, if given, is kept up to date
+    with the changelog offsets ``start``, ``position`` and ``end`` (for ``/status``).
     """
     if start is None:
         store.clear()
@@ -357,12 +359,16 @@ async def restore(
         else:
             consumer.seek(tp, start)
         end = (await consumer.end_offsets([tp]))[tp]
+        if progress is not None:
+            progress.update(start=await consumer.position(tp), position=await consumer.position(tp), end=end)
         applied = 0
         offsets: dict[str | None, int] = {}
         positions: dict[str, int] = {}
         stream_time = -1
         load = store.load
-        while await consumer.position(tp) < end:
+        while (position := await consumer.position(tp)) < end:
+            if progress is not None:
+                progress["position"] = position
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for record in batch.get(tp, ()):
                 key = record.key

@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from .security import client_options
 from .settings import Settings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ async def record_limits(settings: Settings, topics: list[str]) -> dict[str, int]
     the producer's request size, less :data:`RECORD_OVERHEAD`. A record within it is never refused as too large,
     since the runner's batches hold one record more only while they are below the limit.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     await admin.start()
     try:
         resources = [
@@ -70,7 +71,7 @@ async def record_limits(settings: Settings, topics: list[str]) -> dict[str, int]
 
 async def ensure_topics(settings: Settings, topics: dict[str, TopicSettings]) -> list[str]:
     """Create the topics of ``topics`` that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -28,8 +28,10 @@ from .metrics import Metrics
 from .registry import build_processor
 from .retry import with_retry
 from .runner import ProcessorRunner
+from .security import auth_failure, client_options, diagnose
 from .settings import Settings
 from .topics import ensure_topics, required_topics
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class BrokerProbe:
         self.started = time.monotonic()
         self.last_contact: float | None = None
         self.error: str | None = None
+        self.refused: str | None = None  # the broker refuses our credentials or certificate: why
         health = settings.health
         self.timeout_s = max(0.5, min(5.0, health.broker_timeout_ms / 3000))
         self.interval_s = health.probe_interval_ms / 1000
@@ -55,7 +58,7 @@ class BrokerProbe:
     async def run(self) -> None:
         """Probe until cancelled."""
         client = AIOKafkaClient(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            **client_options(self.settings.kafka),
             client_id=f"{self.settings.processor_id}-probe",
             request_timeout_ms=int(self.timeout_s * 1000),
         )
@@ -70,11 +73,18 @@ class BrokerProbe:
                         elif not await client._metadata_update(ClusterMetadata(), self.topics):  # noqa: SLF001
                             raise ConnectionError("no broker answered the metadata request")
                     self.last_contact = time.monotonic()
-                    self.error = None
+                    self.error = self.refused = None
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - refused, timed out, reset: all mean "not reachable"
                     self.error = repr(exc) if str(exc) else type(exc).__name__
+                    # aiokafka reports every bootstrap failure alike; one direct connection tells a wrong
+                    # password or an untrusted certificate from a broker that is down.
+                    self.refused = auth_failure(exc, self.settings.kafka) or await diagnose(
+                        self.settings.kafka, self.timeout_s)
+                    if self.refused:
+                        self.error = self.refused
+                        log.error("broker %s: %s", ",".join(self.settings.kafka.bootstrap_servers), self.refused)
                 self._export()
                 await asyncio.sleep(self.interval_s)
         finally:
@@ -91,12 +101,23 @@ class BrokerProbe:
         return self.seconds_since_contact(now) <= self.settings.health.broker_timeout_ms / 1000
 
     def status(self, now: float | None = None) -> dict[str, Any]:
-        """The ``broker`` part of ``/health``."""
+        """The ``broker`` check's details in ``/health``."""
         return {
-            "reachable": self.reachable(now),
+            "reachable": self.reachable(now) and self.refused is None,
             "seconds_since_contact": round(self.seconds_since_contact(now), 1),
             "last_error": self.error,
+            "bootstrap_servers": self.settings.kafka.bootstrap_servers,
+            "security_protocol": self.settings.kafka.security_protocol,
         }
+
+    def problem(self, now: float | None = None) -> str | None:
+        """Why the broker makes the worker unhealthy, or None: it refuses our credentials or certificate (at
+        once), or it has not answered for ``health.broker_timeout_ms``."""
+        if self.refused:
+            return self.refused
+        if not self.reachable(now):
+            return f"no answer for {self.seconds_since_contact(now):.0f} s (last error: {self.error})"
+        return None
 
     def _export(self) -> None:
         self.metrics.broker_up.set(1 if self.error is None else 0)
@@ -157,7 +178,13 @@ class Worker:
             await serve(metrics_app(self.metrics), mon.metrics_port, mon.host),
         ]
         self.health_port, self.metrics_port = (site.addresses[0][1] for site in http)
-        log.info("health on :%d/health, metrics on :%d/metrics", self.health_port, self.metrics_port)
+        self.metrics.describe_worker(self.settings.app_id, self.settings.processor_id)
+        summary = self.summary()
+        log.info("stream-processor %s starting: app %s, processor_id %s, kafka %s (%s), processors %s; "
+                 "health on %s:%d, metrics on %s:%d (no authentication)", __version__, summary["app_id"],
+                 summary["processor_id"], ",".join(summary["bootstrap_servers"]), summary["security_protocol"],
+                 ", ".join(f"{p['name']} ({p['type']}, {p['processing_mode']})" for p in summary["processors"]),
+                 mon.host, self.health_port, mon.host, self.metrics_port, extra={"config": summary})
         probe = asyncio.create_task(self.probe.run(), name="broker-probe")
         timers = asyncio.create_task(self.app.run_timers(self._stop), name="timers") if self.app is not None else None
         tasks: dict[asyncio.Task[None], ProcessorRunner] = {}
@@ -194,6 +221,24 @@ class Worker:
                     await self.app.close()
             for site in http:
                 await site.cleanup()
+            log.info("stream-processor stopped after %.1f s", time.monotonic() - self.started)
+
+    def summary(self) -> dict[str, Any]:
+        """The configuration in brief, for the start line (no secrets: the SASL user, never the password)."""
+        s = self.settings
+        return {
+            "version": __version__,
+            "app_id": s.app_id,
+            "processor_id": s.processor_id,
+            "bootstrap_servers": s.kafka.bootstrap_servers,
+            "security_protocol": s.kafka.security_protocol,
+            "sasl_mechanism": s.kafka.sasl_mechanism,
+            "sasl_username": s.kafka.sasl_username,
+            "commit_interval_ms": s.kafka.commit_interval_ms,
+            "processors": [{"name": r.name, "type": r.psettings.type, "processing_mode": r.psettings.processing_mode,
+                            "consumer_group": r.psettings.consumer_group, "inputs": r.psettings.input_topics,
+                            "outputs": r.processor.output_topics} for r in self.runners],
+        }
 
     async def _until_started(self, what: str, step: Any, runner: ProcessorRunner | None = None) -> bool:
         """Retry ``step()`` until it succeeds (True) or a stop is requested (False); a ConfigError fails the runner

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from ...engine.exceptions import InvalidRecordError
-from ...engine.processor import ProcessorContext, PunctuationType
+from ...engine.processor import PATTERN_HEADER, ProcessorContext, PunctuationType
 from ..alerts import evaluate, update_trends
 from ..dedup import TradeIdWindow
 from ..klines.builder import KlineBuilder
@@ -219,7 +219,10 @@ class KlinesProcessor(MarketProcessor):
             )
         for event in detector.update(kline):
             signal = {"symbol": kline.symbol, "interval": interval, **event}
-            ctx.send(self.signals_topic, orjson.dumps(signal), key)  # type: ignore[arg-type]
+            # The headers name the pattern: consumers filter on them without parsing, and the runtime counts them
+            # in stream_processor_pattern_events_total{type, interval} when the transaction commits.
+            headers = [(PATTERN_HEADER, event["type"].encode()), ("interval", interval.encode())]
+            ctx.send(self.signals_topic, orjson.dumps(signal), key, headers)  # type: ignore[arg-type]
             if self.alerts_topic is not None:
                 for alert in evaluate(self.params.alerts, event, kline.symbol, interval, state.trends):
                     ctx.send(self.alerts_topic, orjson.dumps(alert), key)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import types
-from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import TopicPartition
@@ -21,7 +21,8 @@ from stream_processor.engine.runner import THROUGHPUT_WINDOW_S, ProcessorRunner,
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 from stream_processor.engine.worker import BrokerProbe
 
-METRIC_KEYS = {"messages_processed", "messages_failed", "processing_latency_ms", "throughput_per_second"}
+METRIC_KEYS = {"messages_processed", "messages_failed", "processing_latency_ms", "processing_latency_p99_ms",
+               "throughput_per_second"}
 ALL_STATES = ["starting", "rebalancing", "running", "stopping", "stopped", "failed"]
 
 
@@ -29,7 +30,7 @@ ALL_STATES = ["starting", "rebalancing", "running", "stopping", "stopped", "fail
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """A settable ``time.monotonic`` for the runner module only (``clock[0]`` seconds)."""
     now = [1000.0]
-    monkeypatch.setattr(runner_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(runner_module, "time", types.SimpleNamespace(monotonic=lambda: now[0], time=time.time))
     return now
 
 
@@ -50,7 +51,8 @@ def _worker(runners: list[ProcessorRunner], settings: Settings, contact_ago: flo
     probe = BrokerProbe(settings, Metrics(CollectorRegistry()), ["raw_trades"])
     probe.started = time.monotonic() - 100
     probe.last_contact = None if contact_ago is None else time.monotonic() - contact_ago
-    return types.SimpleNamespace(runners=runners, probe=probe, started=time.monotonic() - 5.0, starting=None)
+    return types.SimpleNamespace(runners=runners, probe=probe, started=time.monotonic() - 5.0, starting=None,
+                                 settings=settings)
 
 
 def _assign(runner: ProcessorRunner, q: int, *, committed: int, end: int | None, since_commit: float,
@@ -80,7 +82,7 @@ def test_one_runner_is_healthy_only_in_a_live_state(state: str) -> None:
     runner.state = state
     doc = health_document(_worker([runner], settings))
     assert doc["healthy"] is (state in {"starting", "rebalancing", "running"})
-    assert doc["checks"]["trades"]["state"] == state
+    assert doc["checks"]["processor_trades"]["details"]["state"] == state
     assert (doc["problems"] == []) is doc["healthy"]
 
 
@@ -102,10 +104,11 @@ def test_an_unreachable_broker_is_unhealthy_after_the_timeout() -> None:
     runner = _runner(settings)
     assert health_document(_worker([runner], settings, contact_ago=14.0))["healthy"] is True
     doc = health_document(_worker([runner], settings, contact_ago=16.0))
-    assert doc["healthy"] is False and doc["broker"]["reachable"] is False
+    assert doc["healthy"] is False and doc["checks"]["broker"]["details"]["reachable"] is False
+    assert doc["checks"]["broker"]["healthy"] is False
     assert doc["problems"][0].startswith("broker: no answer for 16 s")
     never = health_document(_worker([runner], settings, contact_ago=None))  # never reached, probing for 100 s
-    assert never["healthy"] is False and never["broker"]["seconds_since_contact"] >= 100
+    assert never["healthy"] is False and never["checks"]["broker"]["details"]["seconds_since_contact"] >= 100
 
 
 def test_a_partition_that_stopped_committing_with_input_waiting_is_unhealthy() -> None:
@@ -119,7 +122,7 @@ def test_a_partition_that_stopped_committing_with_input_waiting_is_unhealthy() -
     doc = health_document(_worker([runner], settings))
     assert doc["healthy"] is False
     assert doc["problems"] == ["trades: partition raw_trades-3: no commit for 61 s with 50 records waiting"]
-    part = doc["checks"]["trades"]["partitions"]["raw_trades-3"]
+    part = doc["checks"]["processor_trades"]["details"]["partitions"]["raw_trades-3"]
     assert part["records_waiting"] == 50 and part["seconds_since_commit"] == pytest.approx(61.0, abs=0.5)
 
 
@@ -129,38 +132,45 @@ def test_an_open_circuit_is_unhealthy_and_named(circuit: CircuitState) -> None:
     runner = _runner(settings)
     _assign(runner, 1, committed=0, end=0, since_commit=1.0, failures=2)  # below the threshold: still healthy
     doc = health_document(_worker([runner], settings))
-    assert doc["healthy"] is True and doc["checks"]["trades"]["partitions"]["raw_trades-1"]["consecutive_failures"] == 2
+    part = doc["checks"]["processor_trades"]["details"]["partitions"]["raw_trades-1"]
+    assert doc["healthy"] is True and part["consecutive_failures"] == 2
     _assign(runner, 1, committed=0, end=0, since_commit=1.0, failures=3, circuit=circuit)
     doc = health_document(_worker([runner], settings))
-    assert doc["healthy"] is False and doc["checks"]["trades"]["circuit_state"] == str(circuit)
+    assert doc["healthy"] is False and doc["checks"]["processor_trades"]["details"]["circuit_state"] == str(circuit)
     assert doc["problems"] == [f"trades: partition raw_trades-1: circuit {circuit} after 3 failures in a row "
                                "(last: KafkaTimeoutError())"]
 
 
-def test_document_shape_metrics_uptime_and_timestamp() -> None:
+def test_document_shape_is_the_seeds_metrics_uptime_and_a_float_timestamp() -> None:
     settings = _settings()
     runner = _runner(settings)
-    runner.stats.on_commit(120, 4.56789)
+    runner.stats.on_commit(120, np.full(120, 4.5))
     runner.stats.on_commit(30, None)
     runner.stats.messages_failed = 2
-    before = datetime.now(UTC)
+    before = time.time()
     doc = health_document(_worker([runner], settings))
-    after = datetime.now(UTC)
+    after = time.time()
 
-    assert set(doc) == {"healthy", "problems", "broker", "starting", "checks", "uptime_seconds", "timestamp"}
-    assert set(doc["broker"]) == {"reachable", "seconds_since_contact", "last_error"}
-    check = doc["checks"]["trades"]
-    assert set(check) == {"state", "ready", "circuit_state", "problems", "partitions", "metrics"}
-    metrics = check["metrics"]
+    # The seed's shape: {"healthy", "checks": {"processor_<name>": {"healthy", "details": {"state", "metrics"}}},
+    # "uptime_seconds", "timestamp"}; the rest is extra.
+    assert {"healthy", "checks", "uptime_seconds", "timestamp"} <= set(doc)
+    assert set(doc) - {"healthy", "checks", "uptime_seconds", "timestamp"} == {"problems", "starting", "version",
+                                                                              "processor_id"}
+    assert set(doc["checks"]) == {"processor_trades", "broker"}
+    assert set(doc["checks"]["broker"]) == {"healthy", "details"}
+    assert {"reachable", "seconds_since_contact", "last_error"} <= set(doc["checks"]["broker"]["details"])
+    check = doc["checks"]["processor_trades"]
+    assert set(check) == {"healthy", "details"} and check["healthy"] is True
+    details = check["details"]
+    assert set(details) == {"state", "ready", "circuit_state", "problems", "partitions", "metrics"}
+    metrics = details["metrics"]
     assert set(metrics) == METRIC_KEYS
     assert metrics["messages_processed"] == 150
     assert metrics["messages_failed"] == 2
-    assert metrics["processing_latency_ms"] == 4.568  # the last measured latency, rounded
+    assert metrics["processing_latency_ms"] == pytest.approx(4.5, rel=0.06)  # within the bin width
     assert metrics["throughput_per_second"] > 0
     assert 5.0 <= doc["uptime_seconds"] < 6.0
-    stamp = datetime.fromisoformat(doc["timestamp"])
-    assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0
-    assert before <= stamp <= after
+    assert type(doc["timestamp"]) is float and before <= doc["timestamp"] <= after
 
 
 # ---- the HTTP app ----------------------------------------------------------------------------------
@@ -188,7 +198,7 @@ async def test_health_and_ready_endpoints() -> None:
         resp = await client.get("/health")
         assert resp.status == 503
         body = await resp.json()
-        assert body["healthy"] is False and body["checks"]["trades"]["state"] == "failed"
+        assert body["healthy"] is False and body["checks"]["processor_trades"]["details"]["state"] == "failed"
 
         worker.runners.clear()
         assert (await client.get("/ready")).status == 503
@@ -202,7 +212,8 @@ def test_on_commit_accumulates_messages_processed(clock: list[float]) -> None:
     assert stats.as_dict() == {
         "messages_processed": 0,
         "messages_failed": 0,
-        "processing_latency_ms": 0.0,
+        "processing_latency_ms": None,
+        "processing_latency_p99_ms": None,
         "throughput_per_second": 0.0,
     }
     for n in (5, 0, 37):
@@ -212,13 +223,27 @@ def test_on_commit_accumulates_messages_processed(clock: list[float]) -> None:
     assert stats.as_dict()["messages_processed"] == 42
 
 
-def test_latency_is_the_last_measured_one(clock: list[float]) -> None:
+def test_latency_is_a_percentile_of_every_record_in_the_last_minute(clock: list[float]) -> None:
     stats = RunnerStats()
-    stats.on_commit(1, 12.0)
+    stats.on_commit(100, np.arange(1.0, 101.0))  # 1..100 ms
     stats.on_commit(1, None)
-    assert stats.processing_latency_ms == 12.0
-    stats.on_commit(1, 3.25)
-    assert stats.processing_latency_ms == 3.25
+    assert stats.latency_ms(0.5) == pytest.approx(50.0, rel=0.06)
+    assert stats.latency_ms(0.99) == pytest.approx(99.0, rel=0.06)
+    clock[0] += 30.0
+    stats.on_commit(100, np.full(100, 1000.0))  # a slow second batch weighs as much as its records
+    assert stats.latency_ms(0.25) == pytest.approx(50.0, rel=0.06)
+    assert stats.latency_ms(0.75) == pytest.approx(1000.0, rel=0.06)
+    clock[0] += 40.0  # the first batch left the window
+    assert stats.latency_ms(0.5) == pytest.approx(1000.0, rel=0.06)
+
+
+def test_latency_is_none_once_traffic_stops_not_frozen(clock: list[float]) -> None:
+    stats = RunnerStats()
+    stats.on_commit(10, np.full(10, 250.0))
+    assert stats.as_dict()["processing_latency_ms"] == pytest.approx(250.0, rel=0.06)
+    clock[0] += 62.0
+    assert stats.as_dict()["processing_latency_ms"] is None
+    assert stats.as_dict()["processing_latency_p99_ms"] is None
 
 
 def test_throughput_is_zero_with_fewer_than_two_commits(clock: list[float]) -> None:
