@@ -38,7 +38,7 @@ echo $! >"$state/worker.pid"
 
 processed() {
   curl -sf "localhost:$health_port/health" 2>/dev/null \
-    | $bin/python -c 'import json,sys; print(json.load(sys.stdin)["checks"]["trades"]["metrics"]["messages_processed"])' \
+    | $bin/python -c 'import json,sys; print(json.load(sys.stdin)["checks"]["processor_trades"]["details"]["metrics"]["messages_processed"])' \
     2>/dev/null || echo 0
 }
 first=""; count=0

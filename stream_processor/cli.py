@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import orjson
 from .engine.exceptions import ConfigError
 from .engine.logs import configure as configure_logging
 from .engine.settings import Settings
+from .engine.version import __version__
 
 DEFAULT_APP = "stream_processor.market.app:app"
+DISTRIBUTION = "stream-processor"
 
 config_option = click.option(
     "--config",
@@ -64,11 +67,27 @@ def _settings(config_path: Path | None, ctx: click.Context | None = None) -> Set
     except ValueError as exc:
         click.echo(f"app error: {exc}", err=True)
         sys.exit(2)
-    configure_logging(settings.monitoring.log_level)
+    configure_logging(settings.monitoring.log_level, fmt=settings.monitoring.log_format)
     return settings
 
 
+def _run[T](command: str, settings: Settings, coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``; a Kafka error (broker unreachable, authentication refused) ends the command with one
+    line on stderr and exit code 1 rather than a traceback."""
+    from aiokafka.errors import KafkaError
+
+    from .engine.security import auth_failure
+
+    try:
+        return asyncio.run(coro)
+    except KafkaError as exc:
+        reason = auth_failure(exc, settings.kafka) or str(exc) or type(exc).__name__
+        click.echo(f"{command}: Kafka at {','.join(settings.kafka.bootstrap_servers)}: {reason}", err=True)
+        sys.exit(1)
+
+
 @click.group()
+@click.version_option(__version__, "--version", prog_name=DISTRIBUTION, message="%(prog)s %(version)s")
 @click.option("-A", "--app", "app_spec", default=None, metavar="MODULE:APP",
               help=f"The App to run (default {DEFAULT_APP}).")
 @click.pass_context
@@ -94,21 +113,32 @@ def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, 
 
 @main.command()
 @config_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, readable=False))
 @click.option("--speed", default=0.0, show_default=True, help="Multiple of real time; 0 = as fast as possible.")
-@click.option("--limit", type=int, default=None, help="Publish at most this many messages.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Publish at most this many messages.")
 @click.option("--only", type=click.Choice(["trades", "orderbook", "klines"]), multiple=True,
               help="Publish only these message families (repeatable).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def replay(config_path: Path | None, files: tuple[str, ...], speed: float, limit: int | None,
            only: tuple[str, ...], no_progress: bool) -> None:
-    """Publish recorded feed files to the raw topics, keyed by symbol."""
+    """Publish recorded feed files to the raw topics, keyed by symbol.
+
+    The progress bar (on stderr) shows the share of the files read, or of --limit; a file that cannot be read or a
+    line that is not '<local_receive_time_ns> <json>' stops the replay with one line naming the file and the line
+    (exit code 1)."""
+    from .market.replay import ReplayError
     from .market.replay import replay as run_replay
 
     settings = _settings(config_path)
-    counts = asyncio.run(
-        run_replay(settings, files, speed=speed, limit=limit, kinds=set(only) or None, progress=not no_progress)
-    )
+    try:
+        counts = _run("replay", settings, run_replay(
+            settings, files, speed=speed, limit=limit, kinds=set(only) or None, progress=not no_progress,
+        ))
+    except ReplayError as exc:
+        n = exc.published
+        after = f" ({n} message{'' if n == 1 else 's'} published before it)" if n else ""
+        click.echo(f"replay: {exc}{after}", err=True)
+        sys.exit(1)
     total = sum(counts.values())
     click.echo(f"published {total} messages: " + ", ".join(f"{t}={n}" for t, n in sorted(counts.items())))
 
@@ -120,20 +150,27 @@ def topics(config_path: Path | None) -> None:
     from .engine.topics import ensure_topics, required_topics
 
     settings = _settings(config_path)
-    created = asyncio.run(ensure_topics(settings, required_topics(settings)))
+    created = _run("topics", settings, ensure_topics(settings, required_topics(settings)))
     click.echo(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
 
 
 @main.command()
 @config_option
 @click.argument("topic")
-@click.option("-n", "count", default=10, show_default=True, help="Print the last N committed records.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Print the last N committed records (N >= 1).")
 def tail(config_path: Path | None, topic: str, count: int) -> None:
-    """Print the last N committed (read_committed) records of TOPIC as JSON lines."""
-    from .engine.tail import tail_topic
+    """Print the last N committed (read_committed) records of TOPIC as JSON lines: partition, offset, timestamp
+    (ms), key, headers and value."""
+    from .engine.tail import TopicNotFoundError, tail_topic
 
     settings = _settings(config_path)
-    for record in asyncio.run(tail_topic(settings, topic, count)):
+    try:
+        records = _run("tail", settings, tail_topic(settings, topic, count))
+    except TopicNotFoundError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    for record in records:
         click.echo(orjson.dumps(record).decode())
 
 
@@ -142,4 +179,4 @@ def tail(config_path: Path | None, topic: str, count: int) -> None:
 def check_config(config_path: Path | None) -> None:
     """Validate the configuration and print it."""
     settings = _settings(config_path)
-    click.echo(orjson.dumps(settings.model_dump(), option=orjson.OPT_INDENT_2).decode())
+    click.echo(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())

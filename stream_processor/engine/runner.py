@@ -536,7 +536,6 @@ class ProcessorRunner:
                 if not cp.is_open:
                     await cp.begin()
                     self._timestamps[q] = []
-                self._timestamps.setdefault(q, []).append([m.timestamp for m in messages])
                 if q in self._isolate_until:
                     await self._process_isolated(cp, tp, messages)
                 else:
@@ -548,6 +547,10 @@ class ProcessorRunner:
                 recovered.add(q)
                 await self._recover(q, exc)
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
+
+    def _stamp(self, q: int, records: list[Any]) -> None:
+        """Remember the Kafka timestamps of records task ``q``'s transaction now holds (latency at commit)."""
+        self._timestamps.setdefault(q, []).append([m.timestamp for m in records])
 
     def _unseen(self, cp: Checkpoint, tp: TopicPartition, messages: list[Any]) -> list[Any]:
         position = cp.positions[tp]
@@ -576,6 +579,7 @@ class ProcessorRunner:
             except _Pause as pause:  # commit what is done; the rest of the fetch is read again
                 cp.positions[tp] = pause.next_offset
                 cp.store_offset(tp, pause.next_offset, pause.next_offset - chunk[0].offset)
+                self._stamp(q, [m for m in chunk if m.offset < pause.next_offset])
                 assert self._consumer is not None
                 self._consumer.seek(tp, pause.next_offset)
                 self._commit_now = True
@@ -584,6 +588,7 @@ class ProcessorRunner:
                 await cp.flush()
             cp.positions[tp] = chunk[-1].offset + 1
             cp.store_offset(tp, cp.positions[tp], len(chunk))
+            self._stamp(q, chunk)
         if check and all(cp.positions[p] >= end for p, end in self._check_until[q].items()):
             del self._check_until[q]
             log.info("processor %s: partition %d left check mode at %s", self.name, q, dict(cp.positions))
@@ -602,6 +607,7 @@ class ProcessorRunner:
             await self._process_chunk(cp, tp, chunk, check=True)
             cp.positions[tp] = chunk[-1].offset + 1
             cp.store_offset(tp, cp.positions[tp], len(chunk))
+            self._stamp(q, chunk)
             try:
                 await self._commit_one(cp)
             except RECORD_REFUSALS as exc:

@@ -7,29 +7,47 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .security import client_options
 from .settings import Settings
 
 TAIL_MARGIN = 100  # offsets read beyond 2 x count per partition, for markers and aborted records
 
 
+class TopicNotFoundError(LookupError):
+    """The topic does not exist on the cluster (or this client may not see it)."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} does not exist")
+        self.topic = topic
+
+
+def _text(value: bytes | None) -> str:
+    return (value or b"").decode(errors="replace")
+
+
 async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[str, Any]]:
     """The last ``count`` committed records over all partitions of ``topic``, oldest first, as dicts.
 
-    Each dict has ``partition``, ``offset``, ``key`` and ``value`` (parsed JSON, or the text if not JSON).
+    Each dict has ``partition``, ``offset``, ``timestamp`` (ms since the epoch), ``key``, ``headers`` (name ->
+    value, both text; undecodable bytes replaced, a header repeated keeps its last value) and ``value`` (parsed
+    JSON, or the text if not JSON; null for a tombstone). Raises :class:`TopicNotFoundError` when the topic does
+    not exist.
     """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, isolation_level="read_committed",
+        **client_options(settings.kafka), isolation_level="read_committed",
         enable_auto_commit=False,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - first contact with the topic
             partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            raise TopicNotFoundError(topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         begins = await consumer.beginning_offsets(tps)
@@ -49,10 +67,17 @@ async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[st
         out = []
         for m in records[-count:]:
             try:
-                value: Any = orjson.loads(m.value)
+                value: Any = None if m.value is None else orjson.loads(m.value)  # None: a tombstone
             except orjson.JSONDecodeError:
-                value = m.value.decode(errors="replace")
-            out.append({"partition": m.partition, "offset": m.offset, "key": (m.key or b"").decode(), "value": value})
+                value = _text(m.value)
+            out.append({
+                "partition": m.partition,
+                "offset": m.offset,
+                "timestamp": m.timestamp,
+                "key": _text(m.key),
+                "headers": {name: _text(raw) for name, raw in m.headers or ()},
+                "value": value,
+            })
         return out
     finally:
         await consumer.stop()

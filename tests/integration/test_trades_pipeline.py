@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 
 import aiohttp
@@ -99,22 +100,43 @@ async def test_real_trades_enriched_exactly_once_across_a_restart(kafka_bootstra
             async with http.get(f"{base}/health") as resp:
                 assert resp.status == 200
                 health = await resp.json()
+            async with http.get(f"{base}/status") as resp:
+                assert resp.status == 200
+                status = await resp.json()
             async with http.get(f"http://127.0.0.1:{worker.metrics_port}/metrics") as resp:
                 metrics_text = await resp.text()
-        return health, metrics_text
+        return health, status, metrics_text
 
-    health, metrics_text = await run_worker_until(settings, drained2)
+    health, status, metrics_text = await run_worker_until(settings, drained2)
     restored = "stream_processor_restored_records_total{processor=\"trades\"}"
     assert restored in metrics_text and f"{restored} 0.0" not in metrics_text  # phase 2 began from the changelog
 
-    assert health["healthy"] is True
-    check = health["checks"]["trades"]
+    assert health["healthy"] is True and type(health["timestamp"]) is float
+    assert health["checks"]["processor_trades"]["healthy"] is True
+    check = health["checks"]["processor_trades"]["details"]
     assert check["state"] == "running"
     assert check["metrics"]["messages_processed"] == counts2[raw] + len(BAD_RECORDS)  # this worker's share
     assert check["metrics"]["messages_failed"] == len(BAD_RECORDS)
+    assert check["metrics"]["processing_latency_ms"] > 0  # records committed within the last minute
     out_metric = f'stream_processor_messages_out_total{{processor="trades",topic="{enriched}"}}'
     assert f"{out_metric} {float(counts2[raw])}" in metrics_text
-    assert "stream_processor_processing_latency_seconds_bucket" in metrics_text
+    latency_count = re.search(r'stream_processor_processing_latency_seconds_count\{processor="trades"\} (\S+)',
+                              metrics_text)
+    assert latency_count is not None  # every committed record's latency, the dead-lettered ones too
+    assert float(latency_count.group(1)) == counts2[raw] + len(BAD_RECORDS)
+    assert "process_resident_memory_bytes" in metrics_text and "stream_processor_info{" in metrics_text
+    for reason in {reason for _, _, reason in BAD_RECORDS}:
+        assert f'stream_processor_messages_failed_total{{processor="trades",reason="{reason}"}}' in metrics_text
+
+    # /status: every input partition, owned here, committed to its end, nothing waiting.
+    partitions = status["processors"]["trades"]["partitions"]
+    assert {(p["topic"], p["partition"]) for p in partitions} == {(raw, q) for q in range(8)}
+    for p in partitions:
+        assert p["owner"] == settings.processor_id and p["owned_here"] is True, p
+        assert p["committed_offset"] == p["end_offset"] and p["lag"] == 0, p
+        assert p["transaction"] in ("idle", "open") and p["circuit_state"] == "closed", p
+        assert p["transactional_id"] and p["last_commit"] <= status["timestamp"], p
+    assert status["processors"]["trades"]["group_state"] == "Stable"
 
     # Every input trade appears exactly once, nothing else does.
     inputs = await read_topic(kafka_bootstrap, raw)

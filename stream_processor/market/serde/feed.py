@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from os import PathLike
 
 import orjson
@@ -22,6 +22,11 @@ _KIND_OF_TYPE = {
 }
 
 
+#: The first two bytes of a gzip file.
+GZIP_MAGIC = b"\x1f\x8b"
+FEED_LINE = "'<local_receive_time_ns> <json>'"
+
+
 def iter_feed(path: str | PathLike[str]) -> Iterator[tuple[int, bytes]]:
     """Yield ``(local_receive_time_ns, raw_json_bytes)`` for each line ``<ns> <json>`` of a feed file.
 
@@ -30,15 +35,22 @@ def iter_feed(path: str | PathLike[str]) -> Iterator[tuple[int, bytes]]:
     line that is not ``<integer> <json>``. The JSON itself is not parsed.
     """
     with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
+        gz = f.read(2) == GZIP_MAGIC
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
-        for lineno, line in enumerate(f, 1):
-            ts, _, raw = line.strip().partition(b" ")
-            if not ts:
-                continue
-            if not raw or not ts.isdigit():
-                raise ValueError(f"{path}:{lineno}: expected '<local_receive_time_ns> <json>'")
-            yield int(ts), raw
+        for _, ts, raw in feed_lines(f, path):
+            yield ts, raw
+
+
+def feed_lines(lines: Iterable[bytes], name: object) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(line_number, local_receive_time_ns, raw_json_bytes)`` for each non-blank line of an open feed
+    (binary lines); ValueError ("<name>:<line>: not a feed line: ...") for a line that is not ``<integer> <json>``."""
+    for lineno, line in enumerate(lines, 1):
+        ts, _, raw = line.strip().partition(b" ")
+        if not ts:
+            continue
+        if not raw or not ts.isdigit():
+            raise ValueError(f"{name}:{lineno}: not a feed line: expected {FEED_LINE}")
+        yield lineno, int(ts), raw
 
 
 def _as_dict(raw: bytes | dict) -> dict:

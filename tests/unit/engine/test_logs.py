@@ -1,10 +1,16 @@
-"""RepeatFilter: a repeated log template is written once per interval, then with the count it suppressed."""
+"""RepeatFilter: a repeated log template is written once per interval, then with the count it suppressed; the
+text and json formats."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterator
 
-from stream_processor.engine.logs import MAX_TEMPLATES, RepeatFilter
+import orjson
+import pytest
+
+from stream_processor.engine.logs import MAX_TEMPLATES, JsonFormatter, RepeatFilter, configure
 
 
 def _record(msg: str, *args: object, name: str = "aiokafka", level: int = logging.ERROR) -> logging.LogRecord:
@@ -47,3 +53,82 @@ def test_memory_is_bounded() -> None:
     for i in range(MAX_TEMPLATES * 3):
         flt.filter(_record(f"template {i}"))
     assert len(flt._seen) == MAX_TEMPLATES  # noqa: SLF001
+
+
+# --- formats: text (unchanged) and json (one object per line) -------------------------------------------------
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """:func:`configure` replaces the root handlers: put pytest's back afterwards."""
+    root, aiokafka = logging.getLogger(), logging.getLogger("aiokafka")
+    saved = root.handlers[:], root.level, aiokafka.level
+    yield
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    aiokafka.setLevel(saved[2])
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [orjson.loads(line) for line in text.splitlines() if line]
+
+
+def test_json_lines_have_the_keys_the_extra_fields_and_the_traceback(
+    root_logging: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure("INFO", fmt="json")
+    log = logging.getLogger("stream_processor.engine.worker")
+    log.info("started %s", "w-1", extra={"version": "0.2.0", "processors": ["trades", "klines"], "n": 3,
+                                         "opaque": object(), "level": "not the level"})
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        log.exception("commit failed on %s", "raw_trades-0")
+    log.debug("not at INFO")
+    started, failed = _json_lines(capsys.readouterr().err)
+    assert started["level"] == "INFO"
+    assert started["logger"] == "stream_processor.engine.worker"
+    assert started["message"] == "started w-1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", started["ts"])
+    assert started["version"] == "0.2.0" and started["processors"] == ["trades", "klines"] and started["n"] == 3
+    assert "opaque" not in started  # not JSON-serialisable: left out, the line still written
+    assert "exc" not in started
+    assert failed["level"] == "ERROR" and failed["message"] == "commit failed on raw_trades-0"
+    assert failed["exc"].startswith("Traceback (most recent call last):")
+    assert failed["exc"].endswith("ZeroDivisionError: division by zero")
+
+
+def test_json_ts_is_utc_with_milliseconds() -> None:
+    rec = _record("hello %s", "there", name="x", level=logging.WARNING)
+    rec.created = 1796112000.123456  # 2026-12-01T08:00:00.123456Z
+    rec.msecs = 123.456
+    doc = orjson.loads(JsonFormatter().format(rec))
+    assert doc == {"ts": "2026-12-01T08:00:00.123Z", "level": "WARNING", "logger": "x", "message": "hello there"}
+
+
+def test_the_repeat_filter_works_in_json_too(root_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure("INFO", interval_s=30.0, fmt="json")
+    for i in range(5):
+        logging.getLogger("aiokafka").error("Unable connect to node with id %s: %s", 1, f"refused #{i}")
+    lines = _json_lines(capsys.readouterr().err)
+    assert [line["message"] for line in lines] == ["Unable connect to node with id 1: refused #0"]
+    assert lines[0]["logger"] == "aiokafka"
+
+
+def test_text_format_is_unchanged(root_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure("INFO")
+    log = logging.getLogger("stream_processor.engine.runner")
+    log.warning("partition %s stuck", "raw_trades-1", extra={"version": "0.2.0"})
+    log.warning("partition %s stuck", "raw_trades-1")  # suppressed
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING stream_processor\.engine\.runner: "
+                        r"partition raw_trades-1 stuck", lines[0])
+    assert logging.getLogger("aiokafka").level == logging.WARNING
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="log format 'xml'"):
+        configure("INFO", fmt="xml")
