@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import orjson
+
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.worker import Worker
 from stream_processor.market.replay import replay
@@ -67,3 +69,14 @@ async def test_real_books_and_klines_through_the_broker_equal_the_batch_run(kafk
         assert book.counts["gaps"] == 0 and book.counts["mismatches"] == 0 and book.counts["matches"] > 1_000
     klines_topic = settings.stream_processors["klines"].output_topics[0]
     assert per_topic[klines_topic] >= 2 * (10 + 2)  # two symbols, ~11 minutes: 1m and 5m klines
+    # Each SMC signal names its pattern in headers, and the pattern counter holds exactly the committed signals.
+    signals = await read_topic(kafka_bootstrap, settings.stream_processors["klines"].output_topics[1])
+    by_pattern: Counter[tuple[str, str]] = Counter()
+    for r in signals:
+        value, headers = orjson.loads(r.value), dict(r.headers)
+        assert (headers["pattern"].decode(), headers["interval"].decode()) == (value["type"], value["interval"])
+        by_pattern[(value["type"], value["interval"])] += 1
+    counted = {(s.labels["type"], s.labels["interval"]): s.value
+               for family in worker.metrics.pattern_events.collect() for s in family.samples
+               if s.name.endswith("_total") and s.labels["processor"] == "klines"}
+    assert sum(by_pattern.values()) >= 8 and counted == by_pattern
