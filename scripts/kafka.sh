@@ -12,6 +12,19 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_DATA_DIR (.kafka-data),
 # KAFKA_CACHE (.cache/kafka), KAFKA_HEAP_OPTS (-Xms256m -Xmx1g), KAFKA_START_TIMEOUT (60 s).
+#
+# Secure mode, KAFKA_SECURITY=1 (default 0: only the PLAINTEXT listener, as above). Besides PLAINTEXT on
+# KAFKA_PORT (inter-broker traffic, admin use by tests) the broker then listens on 127.0.0.1 with
+#   SASL_SSL        on KAFKA_SASL_SSL_PORT (KAFKA_PORT+2): SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
+#   SSL             on KAFKA_SSL_PORT      (KAFKA_PORT+3): mTLS, ssl.client.auth=required
+#   SASL_PLAINTEXT  on KAFKA_SASL_PORT     (KAFKA_PORT+4): SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
+# User KAFKA_SCRAM_USER (streams) with password KAFKA_SCRAM_PASSWORD (streams-test-secret; no , ] " \ or
+# spaces) exists for both SCRAM mechanisms (created in the KRaft metadata when the data folder is formatted, so
+# secure mode needs a data folder formatted in secure mode: `clean` first) and for PLAIN (the listeners' JAAS
+# configuration). The TLS files are made once per data folder with openssl and keytool, in $KAFKA_DATA_DIR/tls:
+#   ca.crt                      the test CA (PEM): the clients' ssl_cafile
+#   client.crt, client.key      a client certificate signed by it (PEM, key unencrypted): mTLS
+#   broker.p12, truststore.p12  the broker's PKCS12 keystore (SAN IP:127.0.0.1, DNS:localhost) and truststore
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +36,14 @@ libs=$cache/libs
 pidfile=$data/broker.pid
 start_timeout=${KAFKA_START_TIMEOUT:-60}
 stop_timeout=${KAFKA_STOP_TIMEOUT:-30}
+secure=${KAFKA_SECURITY:-0}
+sasl_ssl_port=${KAFKA_SASL_SSL_PORT:-$((port + 2))}
+ssl_port=${KAFKA_SSL_PORT:-$((port + 3))}
+sasl_port=${KAFKA_SASL_PORT:-$((port + 4))}
+scram_user=${KAFKA_SCRAM_USER:-streams}
+scram_password=${KAFKA_SCRAM_PASSWORD:-streams-test-secret}
+tls=$data/tls
+read -r -a heap_opts <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"  # words, as java wants them
 
 log() { echo "kafka.sh: $*" >&2; }
 
@@ -42,15 +63,24 @@ answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 write_config() {
   mkdir -p "$data/logs" "$data/log-dirs"
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
+  local advertised="PLAINTEXT://127.0.0.1:$port"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if secure_mode; then
+    local more="SASL_SSL://127.0.0.1:$sasl_ssl_port,SSL://127.0.0.1:$ssl_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
+    listeners="$listeners,$more"
+    advertised="$advertised,$more"
+    protocols="$protocols,SASL_SSL:SASL_SSL,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+  fi
   cat >"$data/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data/log-dirs
 num.partitions=1
 auto.create.topics.enable=false
@@ -68,6 +98,7 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=2000
 log.retention.hours=168
 log.segment.bytes=104857600
 PROPS
+  if secure_mode; then write_secure_config; fi
   cat >"$data/log4j.properties" <<PROPS
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.RollingFileAppender
@@ -81,7 +112,72 @@ log4j.logger.state.change.logger=WARN
 PROPS
 }
 
-java_cmd() { java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -Dlog4j.configuration="file:$data/log4j.properties" -cp "$libs/*" "$@"; }
+secure_mode() { [ "$secure" = 1 ]; }
+
+# The test CA, the broker's PKCS12 keystore and truststore, a client certificate: once per data folder.
+make_tls() {
+  if [ -f "$tls/.complete" ]; then return 0; fi
+  command -v openssl >/dev/null || { log "openssl is needed for KAFKA_SECURITY=1"; exit 1; }
+  command -v keytool >/dev/null || { log "keytool (Java) is needed for KAFKA_SECURITY=1"; exit 1; }
+  rm -rf "$tls"; mkdir -p "$tls"; chmod 700 "$tls"
+  (
+    cd "$tls"
+    umask 077
+    openssl rand -hex 16 >store.pass
+    local pass; pass=$(cat store.pass)
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.crt \
+      -subj "/CN=stream-processor test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >broker.ext
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=clientAuth" >client.ext
+    local who
+    for who in broker client; do
+      openssl req -new -newkey rsa:2048 -nodes -keyout "$who.key" -out "$who.csr" \
+        -subj "/CN=$([ "$who" = broker ] && echo localhost || echo "$scram_user")/O=stream-processor test"
+      openssl x509 -req -sha256 -days 3650 -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -extfile "$who.ext" -out "$who.crt"
+    done
+    openssl pkcs12 -export -name broker -in broker.crt -inkey broker.key -certfile ca.crt \
+      -passout "pass:$pass" -out broker.p12
+    keytool -importcert -noprompt -alias ca -file ca.crt -storetype PKCS12 -keystore truststore.p12 \
+      -storepass "$pass" >/dev/null
+    chmod 644 ca.crt client.crt
+    rm -f ./*.csr ./*.ext ca.srl
+  ) >"$data/logs/tls.log" 2>&1 || { cat "$data/logs/tls.log" >&2; log "could not make the TLS files"; exit 1; }
+  touch "$tls/.complete"
+}
+
+write_secure_config() {
+  local pass; pass=$(cat "$tls/store.pass")
+  local scram="org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  local plain="org.apache.kafka.common.security.plain.PlainLoginModule required user_$scram_user=\"$scram_password\";"
+  local listener
+  cat >>"$data/server.properties" <<PROPS
+# KAFKA_SECURITY=1: the SASL_SSL, SSL (mTLS) and SASL_PLAINTEXT listeners (PLAINTEXT stays inter-broker).
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/broker.p12
+ssl.keystore.password=$pass
+ssl.key.password=$pass
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$tls/truststore.p12
+ssl.truststore.password=$pass
+ssl.client.auth=none
+listener.name.ssl.ssl.client.auth=required
+PROPS
+  for listener in sasl_ssl sasl_plaintext; do
+    cat >>"$data/server.properties" <<PROPS
+listener.name.$listener.scram-sha-256.sasl.jaas.config=$scram
+listener.name.$listener.scram-sha-512.sasl.jaas.config=$scram
+listener.name.$listener.plain.sasl.jaas.config=$plain
+PROPS
+  done
+  chmod 600 "$data/server.properties"
+}
+
+java_cmd() { java "${heap_opts[@]}" -Dlog4j.configuration="file:$data/log4j.properties" -cp "$libs/*" "$@"; }
 
 up() {
   jars
@@ -90,14 +186,25 @@ up() {
     return 0
   fi
   if answers; then log "port $port is taken by another process"; exit 1; fi
+  if secure_mode && [ -f "$data/log-dirs/meta.properties" ] && [ ! -f "$data/scram-users" ]; then
+    log "$data was formatted without KAFKA_SECURITY=1, so it has no SCRAM users; run '$0 clean' first"; exit 1
+  fi
+  mkdir -p "$data/logs"
+  if secure_mode; then make_tls; fi
   write_config
   if [ ! -f "$data/log-dirs/meta.properties" ]; then
+    local scram=()
+    if secure_mode; then
+      scram=(--add-scram "SCRAM-SHA-256=[name=$scram_user,password=$scram_password]"
+             --add-scram "SCRAM-SHA-512=[name=$scram_user,password=$scram_password]")
+    fi
     cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid)
-    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$data/server.properties" >"$data/logs/format.log" 2>&1 \
-      || { cat "$data/logs/format.log" >&2; exit 1; }
+    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$data/server.properties" "${scram[@]}" \
+      >"$data/logs/format.log" 2>&1 || { cat "$data/logs/format.log" >&2; exit 1; }
+    if secure_mode; then echo "$scram_user" >"$data/scram-users"; fi
   fi
   : >"$data/logs/stdout.log"
-  nohup java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true \
+  nohup java "${heap_opts[@]}" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$data/log4j.properties" -cp "$libs/*" \
     kafka.Kafka "$data/server.properties" >"$data/logs/stdout.log" 2>&1 &
   echo $! >"$pidfile"
@@ -114,6 +221,10 @@ up() {
     sleep 0.1; waited=$((waited + 1))
   done
   log "running: pid $(cat "$pidfile"), bootstrap 127.0.0.1:$port, data $data"
+  if secure_mode; then
+    log "secure listeners: SASL_SSL 127.0.0.1:$sasl_ssl_port, SSL (mTLS) 127.0.0.1:$ssl_port," \
+      "SASL_PLAINTEXT 127.0.0.1:$sasl_port; user $scram_user; TLS files in $tls"
+  fi
 }
 
 down() {

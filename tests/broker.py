@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -63,6 +64,57 @@ def broker(own: bool = False) -> Iterator[str]:
     finally:
         _ENVIRONMENTS.pop(address, None)
         subprocess.run([script, "down"], env=env, capture_output=True, text=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SecureBroker:
+    """A broker started by :func:`secure_broker`: the address of each listener, the TLS files, the SCRAM user."""
+
+    plaintext: str  # no authentication: inter-broker traffic and the tests' own admin use
+    sasl_ssl: str  # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN over TLS
+    ssl: str  # TLS with a required client certificate (mTLS)
+    sasl_plaintext: str  # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN without TLS
+    cafile: Path  # PEM CA that signed the broker's certificate (SAN IP:127.0.0.1, DNS:localhost) and the client's
+    certfile: Path  # PEM client certificate for the SSL listener
+    keyfile: Path  # its PEM private key (unencrypted)
+    user: str  # the SCRAM and PLAIN user
+    password: str
+    data: Path
+
+
+@contextlib.contextmanager
+def secure_broker(user: str = "streams", password: str = "streams-test-secret") -> Iterator[SecureBroker]:
+    """Yield a fresh single-node broker with SASL_SSL, SSL (mTLS) and SASL_PLAINTEXT listeners besides PLAINTEXT
+    (``KAFKA_SECURITY=1 scripts/kafka.sh up`` on free ports and a temporary data folder); stopped and deleted
+    afterwards. Always its own broker (``TEST_KAFKA_BOOTSTRAP`` is not used). Raises RuntimeError when it cannot be
+    started.
+    """
+    data = Path(tempfile.mkdtemp(prefix="kafka-secure-test-"))
+    ports = {name: free_port() for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_SASL_SSL_PORT",
+                                            "KAFKA_SSL_PORT", "KAFKA_SASL_PORT")}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "KAFKA_DATA_DIR": str(data),
+           "KAFKA_SECURITY": "1", "KAFKA_SCRAM_USER": user, "KAFKA_SCRAM_PASSWORD": password}
+    started = subprocess.run([SCRIPT, "up"], env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        subprocess.run([SCRIPT, "down"], env=env, capture_output=True, text=True)
+        shutil.rmtree(data, ignore_errors=True)
+        raise RuntimeError(f"could not start a secure broker:\n{started.stdout}\n{started.stderr}")
+    tls = data / "tls"
+    secure = SecureBroker(
+        plaintext=f"127.0.0.1:{ports['KAFKA_PORT']}",
+        sasl_ssl=f"127.0.0.1:{ports['KAFKA_SASL_SSL_PORT']}",
+        ssl=f"127.0.0.1:{ports['KAFKA_SSL_PORT']}",
+        sasl_plaintext=f"127.0.0.1:{ports['KAFKA_SASL_PORT']}",
+        cafile=tls / "ca.crt", certfile=tls / "client.crt", keyfile=tls / "client.key",
+        user=user, password=password, data=data,
+    )
+    _ENVIRONMENTS[secure.plaintext] = env
+    try:
+        yield secure
+    finally:
+        _ENVIRONMENTS.pop(secure.plaintext, None)
+        subprocess.run([SCRIPT, "down"], env=env, capture_output=True, text=True)
         shutil.rmtree(data, ignore_errors=True)
 
 

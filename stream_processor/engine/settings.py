@@ -397,7 +397,7 @@ def load_settings(
     else:
         doc = copy.deepcopy(dict(doc))
     for section, key in SECRET_KEYS:
-        if isinstance(doc.get(section), dict) and key in doc[section]:
+        if isinstance(doc.get(section), dict) and doc[section].get(key) is not None:
             raise ConfigError(source, f"{section}.{key}", f"a secret does not belong in the config file: set "
                                                           f"environment KAFKA_{key.upper()} or "
                                                           f"{section}.{key}_file")

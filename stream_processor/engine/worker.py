@@ -80,8 +80,11 @@ class BrokerProbe:
                     self.error = repr(exc) if str(exc) else type(exc).__name__
                     # aiokafka reports every bootstrap failure alike; one direct connection tells a wrong
                     # password or an untrusted certificate from a broker that is down.
-                    self.refused = auth_failure(exc, self.settings.kafka) or await diagnose(
-                        self.settings.kafka, self.timeout_s)
+                    self.refused = auth_failure(exc, self.settings.kafka)
+                    if self.refused is None:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self.timeout_s * 2):
+                                self.refused = await diagnose(self.settings.kafka, self.timeout_s)
                     if self.refused:
                         self.error = self.refused
                         log.error("broker %s: %s", ",".join(self.settings.kafka.bootstrap_servers), self.refused)
@@ -254,7 +257,7 @@ class Worker:
                 runner.state, runner.error = "failed", str(exc)
                 log.error("processor %s cannot start: %s", runner.name, exc)
             except Exception as exc:  # the broker is unreachable or still starting: say so on /health
-                self.starting = f"{what}: {exc!r}"
+                self.starting = f"{what}: {self.probe.refused or repr(exc)}"
                 raise
             return True
 
