@@ -32,7 +32,7 @@ stop:
 	scripts/demo.sh stop
 
 lint: venv
-	$(BIN)/ruff check stream_processor tests bench examples
+	$(BIN)/ruff check stream_processor tests bench examples scripts
 
 ## test: lint, then every test; the integration tests start their own broker on free loopback ports
 test: venv jars lint

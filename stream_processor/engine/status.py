@@ -81,7 +81,7 @@ class GroupView:
         state = None
         for response in await admin.describe_consumer_groups([group_id]):
             for group in response.to_object()["groups"]:
-                state = group["group_state"]
+                state = group["state"]
                 for member in group["members"]:
                     raw = member["member_assignment"]
                     if not raw:
