@@ -1,0 +1,39 @@
+"""The worker's start line: version and a configuration summary, never a secret."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import orjson
+
+from stream_processor.engine.logs import configure
+from stream_processor.engine.settings import DEFAULT_CONFIG, load_settings
+from stream_processor.engine.version import __version__
+from stream_processor.engine.worker import Worker
+
+
+def test_the_summary_names_version_brokers_and_processors_but_no_password(tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("s3cret-value\n")
+    settings = load_settings(DEFAULT_CONFIG, environ={
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "streams", "KAFKA_SASL_PASSWORD_FILE": str(password)})
+    summary = Worker(settings).summary()
+    assert summary["version"] == __version__ and summary["security_protocol"] == "SASL_PLAINTEXT"
+    assert summary["sasl_username"] == "streams"
+    assert [p["name"] for p in summary["processors"]] == ["trades", "orderbook", "klines"]
+    assert summary["processors"][2]["outputs"] == ["enriched_klines", "smc_signals", "alerts"]
+    assert b"s3cret" not in orjson.dumps(summary)
+
+
+def test_a_json_log_line_carries_the_summary(capsys) -> None:
+    configure("INFO", fmt="json")
+    try:
+        settings = load_settings(DEFAULT_CONFIG, environ={})
+        summary = Worker(settings).summary()
+        logging.getLogger("stream_processor.engine.worker").info("starting", extra={"config": summary})
+        line = orjson.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    finally:
+        configure("INFO")
+    assert line["message"] == "starting" and line["config"]["processors"][0]["type"] == "trades"
