@@ -110,7 +110,6 @@ class RunnerStats:
     def __init__(self) -> None:
         self.messages_processed = 0
         self.messages_failed = 0
-        self.last_commit_unix: float | None = None
         self._commits: deque[tuple[float, int]] = deque()
         self._latency: deque[tuple[int, np.ndarray]] = deque()  # (whole second, counts per bin of LATENCY_EDGES_MS)
 
@@ -118,7 +117,6 @@ class RunnerStats:
         """Count ``count`` committed records whose latencies (ms) are ``latencies_ms``."""
         now = time.monotonic()
         self.messages_processed += count
-        self.last_commit_unix = time.time()
         self._commits.append((now, count))
         while self._commits and now - self._commits[0][0] > THROUGHPUT_WINDOW_S:
             self._commits.popleft()
@@ -351,6 +349,7 @@ class ProcessorRunner:
     async def _close(self, cp: Checkpoint) -> None:
         """Close a task: tell the processor (its context is dropped), then close the producer (aborting)."""
         ctx, cp.context = cp.context, None
+        self._timestamps.pop(cp.task, None)  # a transaction closed uncommitted: its records are read again
         if ctx is not None:
             cp.last_stream_time = ctx.stream_time
             try:
@@ -535,7 +534,6 @@ class ProcessorRunner:
             try:
                 if not cp.is_open:
                     await cp.begin()
-                    self._timestamps[q] = []
                 if q in self._isolate_until:
                     await self._process_isolated(cp, tp, messages)
                 else:
@@ -824,6 +822,8 @@ class ProcessorRunner:
     async def _commit_one(self, cp: Checkpoint) -> None:
         outputs, failed = Counter(cp.pending_outputs), Counter(cp.pending_failed)
         patterns = Counter(cp.pending_patterns)
+        # This transaction's records: if it aborts they are replayed, and stamped again then.
+        stamps = self._timestamps.pop(cp.task, None)
         if cp.is_open and cp.context is not None:
             # Records an agent still buffers (stream.take) are not committed: a restart re-reads them. A transaction
             # of punctuation only (a take() deadline) still moves the offsets a batch held before.
@@ -840,7 +840,6 @@ class ProcessorRunner:
             raise
         q = cp.task
         now = time.time()
-        stamps = self._timestamps.pop(q, None)
         latencies_ms = None
         if stamps:
             times = np.concatenate([np.asarray(s, dtype=np.float64) for s in stamps])
@@ -904,7 +903,6 @@ class ProcessorRunner:
         ``rollback``: a record was just marked as poison; the replay dead-letters it (progress, not a failure).
         """
         cp = self.tasks.pop(q, None)
-        self._timestamps.pop(q, None)
         if cp is None:
             return
         assert self._consumer is not None

@@ -130,7 +130,7 @@ async def status_document(worker: Worker, view: GroupView) -> dict[str, Any]:
                 "end_offset": end,
                 "lag": max(0, end - committed) if end is not None and committed is not None else None,
             }
-            if mine is not None:
+            if mine is not None:  # this worker's own view, where it has one, over the group's
                 row.update({k: v for k, v in mine.items() if v is not None or k not in row})
             partitions.append(row)
         processors[runner.name] = {
