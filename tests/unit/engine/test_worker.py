@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
 import orjson
 
-from stream_processor.engine.logs import configure
+from stream_processor.engine.logs import JsonFormatter
 from stream_processor.engine.settings import DEFAULT_CONFIG, load_settings
 from stream_processor.engine.version import __version__
 from stream_processor.engine.worker import Worker
@@ -27,13 +28,17 @@ def test_the_summary_names_version_brokers_and_processors_but_no_password(tmp_pa
     assert b"s3cret" not in orjson.dumps(summary)
 
 
-def test_a_json_log_line_carries_the_summary(capsys) -> None:
-    configure("INFO", fmt="json")
+def test_a_json_log_line_carries_the_summary() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test_worker.start_line")  # its own logger: the root handlers stay as they are
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        settings = load_settings(DEFAULT_CONFIG, environ={})
-        summary = Worker(settings).summary()
-        logging.getLogger("stream_processor.engine.worker").info("starting", extra={"config": summary})
-        line = orjson.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        summary = Worker(load_settings(DEFAULT_CONFIG, environ={})).summary()
+        logger.warning("starting", extra={"config": summary})
     finally:
-        configure("INFO")
+        logger.removeHandler(handler)
+    line = orjson.loads(stream.getvalue().strip())
     assert line["message"] == "starting" and line["config"]["processors"][0]["type"] == "trades"
