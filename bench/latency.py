@@ -1,0 +1,193 @@
+"""End-to-end latency of the trades processor at a steady input rate, as a user sees it.
+
+Usage: ``python bench/latency.py [--rate 5000] [--seconds 60] [--mode exactly_once]``.
+
+Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``), then the worker as its own process
+(``python -m stream_processor worker``, the trades processor only, on a config file written for the run), waits
+until its ``/ready`` answers 200, and publishes the real Binance spot trades of ../shared at ``--rate`` trades per
+second for ``--seconds`` (symbols aliased ``BTCUSDT.i`` so the keys spread over the 8 partitions), paced in 10 ms
+ticks. A read_committed consumer in this process (``fetch_max_wait_ms`` 5, so its own polling adds little) reads
+``enriched_trades``; each output is matched to its input by the source partition and offset it carries, and its
+latency is the time this process saw it minus the input record's CreateTime (the producer's timestamp, returned
+with the send's metadata): both clocks are this machine's.
+
+Prints p50, p90, p99, p99.9 and max for the first 10 s of input and for the rest, the number matched and any
+input never seen (after a 60 s drain), and the worker's own throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import orjson
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+
+from bench.trades_throughput import real_trades  # noqa: E402
+from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
+from tests.broker import broker, free_port  # noqa: E402
+from tests.helpers import isolated_settings  # noqa: E402
+
+WARMUP_S = 10.0
+DRAIN_S = 60.0
+
+
+def percentiles(values_ms: np.ndarray) -> str:
+    if values_ms.size == 0:
+        return "no records"
+    p50, p90, p99, p999 = np.percentile(values_ms, [50, 90, 99, 99.9])
+    return (f"p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms, p99.9 {p999:.0f} ms, "
+            f"max {values_ms.max():.0f} ms ({values_ms.size} records)")
+
+
+def start_worker(settings_doc: dict, folder: Path) -> subprocess.Popen:
+    config = folder / "latency-bench.yaml"
+    config.write_text(yaml.safe_dump(settings_doc))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    log = open(folder / "worker.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "stream_processor", "worker", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_ready(port: int, worker: subprocess.Popen, timeout: float = 120.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"/ready not 200 within {timeout:.0f} s")
+
+
+async def measure(bootstrap: str, rate: int, seconds: float, mode: str) -> None:
+    settings = isolated_settings(bootstrap, mode, processors=["trades"])
+    proc = settings.stream_processors["trades"]
+    source, sink = proc.input_topics[0], proc.output_topics[0]
+    await ensure_topics(settings, required_topics(settings))
+    health_port = free_port()
+    doc = settings.model_dump(mode="json")
+    doc["monitoring"].update(health_check_port=health_port, metrics_port=free_port())
+    doc.pop("replay", None)
+
+    with tempfile.TemporaryDirectory(prefix="latency-bench-") as folder:
+        worker = start_worker(doc, Path(folder))
+        try:
+            ready_s = wait_ready(health_port, worker)
+            print(f"worker ready after {ready_s:.1f} s; publishing {rate} trades/s for {seconds:.0f} s "
+                  f"({mode}, {settings.kafka.commit_interval_ms} ms commits)")
+            created, seen = await run_load(bootstrap, source, sink, rate, seconds)
+        finally:
+            worker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=30)
+            if worker.poll() is None:
+                worker.kill()
+
+    start = min(created.values())
+    warm, steady, missing = [], [], 0
+    for key, create_ms in created.items():
+        visible_ms = seen.get(key)
+        if visible_ms is None:
+            missing += 1
+            continue
+        (warm if create_ms - start < WARMUP_S * 1000 else steady).append(visible_ms - create_ms)
+    print(f"first {WARMUP_S:.0f} s:  {percentiles(np.asarray(warm))}")
+    print(f"after that:   {percentiles(np.asarray(steady))}")
+    print(f"all:          {percentiles(np.asarray(warm + steady))}")
+    print(f"matched {len(seen)} of {len(created)} inputs; never seen: {missing}")
+
+
+async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: float
+                   ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], float]]:
+    """Publish at ``rate`` while reading ``sink``; returns {(partition, offset): CreateTime ms} of the inputs
+    and {(partition, offset): visible ms} of the outputs seen."""
+    trades = real_trades()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, enable_idempotence=True)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                              enable_auto_commit=False, fetch_max_wait_ms=5, max_poll_records=10_000)
+    await producer.start()
+    await reader.start()
+    created: dict[tuple[int, int], int] = {}
+    seen: dict[tuple[int, int], float] = {}
+    total = int(rate * seconds)
+    try:
+        partitions = reader.partitions_for_topic(sink) or set()
+        if not partitions:
+            await reader._client.force_metadata_update()  # noqa: SLF001 - first look at the new topic
+            partitions = reader.partitions_for_topic(sink) or set()
+        tps = [TopicPartition(sink, p) for p in sorted(partitions)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+
+        async def read() -> None:
+            deadline = None
+            while len(seen) < total:
+                batches = await reader.getmany(timeout_ms=50)
+                now_ms = time.time() * 1000
+                for records in batches.values():
+                    for r in records:
+                        v = orjson.loads(r.value)
+                        seen[(v["source_partition"], v["source_offset"])] = now_ms
+                if len(created) == total and deadline is None:
+                    deadline = time.monotonic() + DRAIN_S
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+
+        async def acknowledge(future: asyncio.Future) -> None:
+            meta = await future
+            created[(meta.partition, meta.offset)] = meta.timestamp
+
+        reading = asyncio.create_task(read())
+        acks = []
+        tick, per_tick = 0.01, rate / 100
+        started = time.monotonic()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.monotonic() - started) / tick * per_tick) + 1)
+            while sent < due:
+                symbol, raw = trades[sent % len(trades)]
+                alias = f"{symbol}.{(sent // len(trades)) * 8 + sent % 8}"
+                value = raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
+                future = await producer.send(source, value, key=alias.encode())
+                acks.append(asyncio.ensure_future(acknowledge(future)))
+                sent += 1
+            await asyncio.sleep(tick)
+        await asyncio.gather(*acks)
+        print(f"published {total} trades in {time.monotonic() - started:.1f} s")
+        await reading
+    finally:
+        await reader.stop()
+        await producer.stop()
+    return created, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=5000, help="input trades per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish")
+    parser.add_argument("--mode", choices=["exactly_once", "at_least_once"], default="exactly_once")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with broker() as bootstrap:
+        asyncio.run(measure(bootstrap, args.rate, args.seconds, args.mode))
+
+
+if __name__ == "__main__":
+    main()
