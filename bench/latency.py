@@ -54,11 +54,14 @@ def percentiles(values_ms: np.ndarray) -> str:
             f"max {values_ms.max():.0f} ms ({values_ms.size} records)")
 
 
-def start_worker(settings_doc: dict, folder: Path) -> subprocess.Popen:
-    config = folder / "latency-bench.yaml"
+def start_worker(settings_doc: dict, folder: Path, name: str = "worker",
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m stream_processor worker`` on ``settings_doc`` (written to ``folder``), logging to
+    ``folder/<name>.log``; ``env`` adds environment overrides (``PROCESSOR_ID``, ports)."""
+    config = folder / "bench-config.yaml"
     config.write_text(yaml.safe_dump(settings_doc))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    log = open(folder / "worker.log", "wb")  # noqa: SIM115 - closed with the process
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
+    log = open(folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "stream_processor", "worker", "--config", str(config)],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
 

@@ -1,0 +1,197 @@
+"""Failover: how long a killed worker's partitions stop producing committed output before another worker takes over.
+
+Usage: ``python bench/failover.py [--kills 3] [--rate 2000] [--workers 2]``.
+
+Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``) and ``--workers`` worker processes of one group
+(the trades processor, exactly_once, the shipped kafka settings: session and transaction timeouts as configured),
+publishes real trades at ``--rate`` per second over 8 partitions, and reads ``enriched_trades`` read_committed.
+Each round asks every worker's ``/status`` which partitions it owns, kills one of them with SIGKILL, and measures
+for each partition it owned the gap in committed output: from the kill to the first output of that partition made
+visible after it (by any worker). Then it starts the killed worker again, waits for ``/ready`` and for output on
+every partition, and goes on. Prints each kill's gaps (max and median over the partitions it owned), how long the
+restarted worker took to be ready, and whether any input was lost or duplicated at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+
+from bench.latency import start_worker, wait_ready  # noqa: E402
+from bench.trades_throughput import real_trades  # noqa: E402
+from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
+from tests.broker import broker, free_port  # noqa: E402
+from tests.helpers import isolated_settings  # noqa: E402
+
+PARTITIONS = 8
+
+
+class Output:
+    """What the read_committed reader has seen: per input partition, the visible times of its outputs."""
+
+    def __init__(self) -> None:
+        self.times: dict[int, list[float]] = {p: [] for p in range(PARTITIONS)}
+        self.sources: list[tuple[int, int]] = []
+
+    def first_after(self, partition: int, t: float) -> float | None:
+        return next((x for x in self.times[partition] if x > t), None)
+
+
+def owned(port: int) -> list[int]:
+    """The input partitions the worker on health ``port`` owns, from its ``/status``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as resp:
+        doc = json.load(resp)
+    return sorted(p["partition"] for p in doc["processors"]["trades"]["partitions"] if p["owned_here"])
+
+
+async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[str, int]) -> None:
+    settings = isolated_settings(bootstrap, processors=["trades"], **kafka)
+    proc = settings.stream_processors["trades"]
+    source, sink = proc.input_topics[0], proc.output_topics[0]
+    await ensure_topics(settings, required_topics(settings))
+    doc = settings.model_dump(mode="json")
+    doc.pop("replay", None)
+    k = settings.kafka
+    print(f"{workers} workers, session_timeout_ms {k.session_timeout_ms}, transaction_timeout_ms "
+          f"{k.transaction_timeout_ms}, {rate} trades/s")
+    trades = real_trades()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                              enable_auto_commit=False, fetch_max_wait_ms=5)
+    await producer.start()
+    await reader.start()
+    out = Output()
+    sent = 0
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        nonlocal sent
+        started = time.monotonic()
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate)
+            while sent < due:
+                symbol, raw = trades[sent % len(trades)]
+                alias = f"{symbol}.{(sent // len(trades)) * 8 + sent % 8}"
+                value = raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
+                await producer.send(source, value, key=alias.encode())
+                sent += 1
+            await asyncio.sleep(0.01)
+
+    async def read() -> None:
+        await reader._client.force_metadata_update()  # noqa: SLF001 - the sink is new
+        tps = [TopicPartition(sink, p) for p in sorted(reader.partitions_for_topic(sink) or ())]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        while True:
+            batches = await reader.getmany(timeout_ms=50)
+            now = time.monotonic()
+            for records in batches.values():
+                for r in records:
+                    v = orjson.loads(r.value)
+                    out.times[v["source_partition"]].append(now)
+                    out.sources.append((v["source_partition"], v["source_offset"]))
+
+    with tempfile.TemporaryDirectory(prefix="failover-bench-") as folder:
+        ports = [(free_port(), free_port()) for _ in range(workers)]
+
+        def launch(i: int) -> subprocess.Popen:
+            health, metrics = ports[i]
+            return start_worker(doc, Path(folder), f"worker-{i}", {
+                "PROCESSOR_ID": f"bench-worker-{i}", "HEALTH_CHECK_PORT": str(health),
+                "METRICS_PORT": str(metrics)})
+
+        procs = [launch(i) for i in range(workers)]
+        tasks = [asyncio.create_task(publish()), asyncio.create_task(read())]
+        try:
+            for i in range(workers):
+                await asyncio.to_thread(wait_ready, ports[i][0], procs[i])
+            await until_every_partition_flows(out)
+            for n in range(kills):
+                victim = n % workers
+                owned_before = await asyncio.to_thread(owned, ports[victim][0])
+                if not owned_before:
+                    print(f"kill {n + 1}: worker {victim} owns no partition; skipped")
+                    continue
+                killed_at = time.monotonic()
+                procs[victim].send_signal(signal.SIGKILL)
+                procs[victim].wait()
+                gaps = await gaps_after(out, owned_before, killed_at)
+                procs[victim] = launch(victim)
+                ready_s = await asyncio.to_thread(wait_ready, ports[victim][0], procs[victim])
+                await until_every_partition_flows(out)
+                print(f"kill {n + 1}: worker {victim} owned {owned_before}; committed output resumed after "
+                      f"max {max(gaps):.1f} s, median {statistics.median(gaps):.1f} s; restarted worker ready "
+                      f"in {ready_s:.1f} s")
+        finally:
+            stop.set()
+            for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+            await asyncio.sleep(2)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await reader.stop()
+            await producer.stop()
+    unique = set(out.sources)
+    print(f"published {sent}; outputs seen {len(out.sources)}, distinct sources {len(unique)}, duplicates "
+          f"{len(out.sources) - len(unique)}")
+
+
+async def gaps_after(out: Output, partitions: list[int], killed_at: float, timeout: float = 120.0) -> list[float]:
+    """Seconds from the kill to each partition's first committed output after it."""
+    deadline = killed_at + timeout
+    while time.monotonic() < deadline:
+        firsts = [out.first_after(p, killed_at) for p in partitions]
+        if all(f is not None for f in firsts):
+            return [f - killed_at for f in firsts]  # type: ignore[operator]
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"partitions {partitions} produced nothing within {timeout:.0f} s of the kill")
+
+
+async def until_every_partition_flows(out: Output, timeout: float = 120.0) -> None:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if all(out.first_after(p, start) is not None for p in range(PARTITIONS)):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("not every partition produced output")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=2000, help="input trades per second")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--session-timeout-ms", type=int, default=None, help="default: the shipped config's")
+    parser.add_argument("--transaction-timeout-ms", type=int, default=None, help="default: the shipped config's")
+    args = parser.parse_args()
+    kafka = {k: v for k, v in (("session_timeout_ms", args.session_timeout_ms),
+                               ("transaction_timeout_ms", args.transaction_timeout_ms)) if v is not None}
+    logging.basicConfig(level=logging.WARNING)
+    with broker() as bootstrap:
+        asyncio.run(run(bootstrap, args.kills, args.rate, args.workers, kafka))
+
+
+if __name__ == "__main__":
+    main()
