@@ -5,11 +5,13 @@ Usage: ``python bench/failover.py [--kills 3] [--rate 2000] [--workers 2]``.
 Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``) and ``--workers`` worker processes of one group
 (the trades processor, exactly_once, the shipped kafka settings: session and transaction timeouts as configured),
 publishes real trades at ``--rate`` per second over 8 partitions, and reads ``enriched_trades`` read_committed.
-Each round asks every worker's ``/status`` which partitions it owns, kills one of them with SIGKILL, and measures
-for each partition it owned the gap in committed output: from the kill to the first output of that partition made
-visible after it (by any worker). Then it starts the killed worker again, waits for ``/ready`` and for output on
-every partition, and goes on. Prints each kill's gaps (max and median over the partitions it owned), how long the
-restarted worker took to be ready, and whether any input was lost or duplicated at the end.
+Each round waits until every worker owns partitions, asks every worker's ``/status`` which partitions it owns,
+kills one of them with SIGKILL, and measures for each partition it owned the gap in committed output: from the kill
+to the first output of that partition made visible at least ``SETTLE_S`` (1 s) after it, which only a new owner can
+have written (the killed worker's last commit, if in flight, lands within milliseconds). Then it starts the killed
+worker again, waits for ``/ready`` and for output on every partition, and goes on. Prints each kill's gaps (max and
+median over the partitions it owned), how long the restarted worker took to be ready, and whether any input was
+lost or duplicated at the end.
 """
 
 from __future__ import annotations
@@ -32,15 +34,17 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from bench.latency import start_worker, wait_ready  # noqa: E402
-from bench.trades_throughput import real_trades  # noqa: E402
+from bench.trades_throughput import aliased, assign_from_start, real_trades, steady_alias  # noqa: E402
 from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
 from tests.broker import broker, free_port  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
 
 PARTITIONS = 8
+#: Output visible this long after a kill can only come from a new owner (a commit in flight lands in milliseconds).
+SETTLE_S = 1.0
 
 
 class Output:
@@ -88,17 +92,13 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
             due = int((time.monotonic() - started) * rate)
             while sent < due:
                 symbol, raw = trades[sent % len(trades)]
-                alias = f"{symbol}.{(sent // len(trades)) * 8 + sent % 8}"
-                value = raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
-                await producer.send(source, value, key=alias.encode())
+                alias = steady_alias(symbol, sent, len(trades))
+                await producer.send(source, aliased(symbol, raw, alias), key=alias.encode())
                 sent += 1
             await asyncio.sleep(0.01)
 
     async def read() -> None:
-        await reader._client.force_metadata_update()  # noqa: SLF001 - the sink is new
-        tps = [TopicPartition(sink, p) for p in sorted(reader.partitions_for_topic(sink) or ())]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
+        await assign_from_start(reader, sink)
         while True:
             batches = await reader.getmany(timeout_ms=50)
             now = time.monotonic()
@@ -125,6 +125,7 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
             await until_every_partition_flows(out)
             for n in range(kills):
                 victim = n % workers
+                await until_every_worker_owns(ports)
                 owned_before = await asyncio.to_thread(owned, ports[victim][0])
                 if not owned_before:
                     print(f"kill {n + 1}: worker {victim} owns no partition; skipped")
@@ -162,11 +163,23 @@ async def gaps_after(out: Output, partitions: list[int], killed_at: float, timeo
     """Seconds from the kill to each partition's first committed output after it."""
     deadline = killed_at + timeout
     while time.monotonic() < deadline:
-        firsts = [out.first_after(p, killed_at) for p in partitions]
+        # The killed worker's last commit may still become visible just after the kill: count only output from
+        # SETTLE_S on, which only a new owner can have written.
+        firsts = [out.first_after(p, killed_at + SETTLE_S) for p in partitions]
         if all(f is not None for f in firsts):
             return [f - killed_at for f in firsts]  # type: ignore[operator]
         await asyncio.sleep(0.05)
     raise TimeoutError(f"partitions {partitions} produced nothing within {timeout:.0f} s of the kill")
+
+
+async def until_every_worker_owns(ports: list[tuple[int, int]], timeout: float = 120.0) -> None:
+    """Wait until every worker owns partitions (a restarted one has rejoined the group)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if all(await asyncio.gather(*(asyncio.to_thread(owned, health) for health, _ in ports))):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("not every worker owns partitions")
 
 
 async def until_every_partition_flows(out: Output, timeout: float = 120.0) -> None:

@@ -35,9 +35,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from bench.trades_throughput import real_trades  # noqa: E402
+from bench.trades_throughput import aliased, assign_from_start, real_trades, steady_alias  # noqa: E402
 from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
 from tests.broker import broker, free_port  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
@@ -131,13 +131,7 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
     seen: dict[tuple[int, int], float] = {}
     total = int(rate * seconds)
     try:
-        partitions = reader.partitions_for_topic(sink) or set()
-        if not partitions:
-            await reader._client.force_metadata_update()  # noqa: SLF001 - first look at the new topic
-            partitions = reader.partitions_for_topic(sink) or set()
-        tps = [TopicPartition(sink, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
+        await assign_from_start(reader, sink)
 
         async def read() -> None:
             deadline = None
@@ -166,9 +160,8 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
             due = min(total, int((time.monotonic() - started) / tick * per_tick) + 1)
             while sent < due:
                 symbol, raw = trades[sent % len(trades)]
-                alias = f"{symbol}.{(sent // len(trades)) * 8 + sent % 8}"
-                value = raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
-                future = await producer.send(source, value, key=alias.encode())
+                alias = steady_alias(symbol, sent, len(trades))
+                future = await producer.send(source, aliased(symbol, raw, alias), key=alias.encode())
                 acks.append(asyncio.ensure_future(acknowledge(future)))
                 sent += 1
             await asyncio.sleep(tick)

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from bench.passthrough import passthrough  # noqa: E402
 from stream_processor.engine.settings import Settings, TopicSettings  # noqa: E402
@@ -58,6 +58,26 @@ def real_trades() -> list[tuple[str, bytes]]:
     return out
 
 
+def aliased(symbol: str, raw: bytes, alias: str) -> bytes:
+    """The raw Binance trade ``raw`` of ``symbol`` with the symbol renamed ``alias`` (its Kafka key too)."""
+    return raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
+
+
+def steady_alias(symbol: str, n: int, trades: int) -> str:
+    """The alias of the ``n``-th trade published from a tape of ``trades`` trades, cycling 8 aliases per copy: the
+    keys spread over the partitions like a many-symbol feed."""
+    return f"{symbol}.{(n // trades) * 8 + n % 8}"
+
+
+async def assign_from_start(consumer: Any, topic: str) -> None:
+    """Assign every partition of ``topic`` to ``consumer`` (metadata refreshed: the topic may be new), from the
+    beginning."""
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - a topic this consumer has not seen yet
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+
+
 async def publish_input(bootstrap: str, topic: str, copies: int) -> int:
     """Publish the trades ``copies`` times under symbol aliases; returns the number of records."""
     settings = isolated_settings(bootstrap)
@@ -70,8 +90,7 @@ async def publish_input(bootstrap: str, topic: str, copies: int) -> int:
         for i in range(copies):
             for symbol, raw in trades:
                 alias = f"{symbol}.{i}"
-                value = raw.replace(f'"s":"{symbol}"'.encode(), f'"s":"{alias}"'.encode(), 1)
-                futures.append(await producer.send(topic, value, key=alias.encode()))
+                futures.append(await producer.send(topic, aliased(symbol, raw, alias), key=alias.encode()))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

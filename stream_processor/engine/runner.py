@@ -873,15 +873,19 @@ class ProcessorRunner:
         """Export every assigned partition's consumer lag: its last stable offset (as last fetched) minus its
         committed offset."""
         self._lag_exported = time.monotonic()
-        consumer = self._consumer
-        if consumer is None:
-            return
         gauge = self.metrics.consumer_lag
         for inputs in self.assigned.values():
             for tp in inputs:
-                end, committed = consumer.last_stable_offset(tp), self.committed.get(tp)
-                if end is not None and committed is not None:
-                    gauge.labels(self.name, tp.topic, str(tp.partition)).set(max(0, end - committed))
+                lag = self._lag(tp)
+                if lag is not None:
+                    gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+
+    def _lag(self, tp: TopicPartition) -> int | None:
+        """Records of ``tp`` waiting: its last stable offset (as last fetched) minus the committed offset; None
+        while either is unknown."""
+        end = self._consumer.last_stable_offset(tp) if self._consumer is not None else None
+        committed = self.committed.get(tp)
+        return max(0, end - committed) if end is not None and committed is not None else None
 
     def _forget_lag(self, partitions: Any) -> None:
         """Drop the lag series of partitions this worker no longer owns (their new owner exports them)."""
@@ -942,17 +946,11 @@ class ProcessorRunner:
         stuck_s = self.settings.health.stuck_partition_ms / 1000
         problems: list[str] = []
         partitions: dict[str, Any] = {}
-        consumer = self._consumer
         for q, inputs in sorted(self.assigned.items()):
             health = self.task_health.get(q)
             if health is None:
                 continue
-            waiting = 0
-            for tp in inputs:
-                end = consumer.last_stable_offset(tp) if consumer is not None else None
-                committed = self.committed.get(tp)
-                if end is not None and committed is not None:
-                    waiting += max(0, end - committed)
+            waiting = sum(lag for tp in inputs if (lag := self._lag(tp)) is not None)
             since = now - health.last_commit
             name = "+".join(tp.topic for tp in inputs) + f"-{q}"
             partitions[name] = {
@@ -991,13 +989,12 @@ class ProcessorRunner:
             restoring = self.restoring.get(q)
             for tp in inputs:
                 end = consumer.last_stable_offset(tp) if consumer is not None else None
-                committed = self.committed.get(tp)
                 since = now - health.last_commit if health is not None else None
                 out[tp] = {
                     "task": q,
-                    "committed_offset": committed,
+                    "committed_offset": self.committed.get(tp),
                     "end_offset": end,
-                    "lag": max(0, end - committed) if end is not None and committed is not None else None,
+                    "lag": self._lag(tp),
                     "transaction": cp.state.value if cp is not None else ("restoring" if restoring else "not open"),
                     "transactional_id": transactional_id(self.settings.app_id, self.psettings.consumer_group, inputs)
                     if self.transactional else None,
