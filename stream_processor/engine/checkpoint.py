@@ -20,6 +20,13 @@ partition ``q``) is sent by this producer, and :meth:`Checkpoint.commit` runs th
 Any error aborts the transaction; the owner then rewinds the task's inputs to their last committed offsets and
 rebuilds the state from the changelog (see :mod:`stream_processor.engine.runner`).
 
+Commits are pipelined: :meth:`Checkpoint.seal` takes the open transaction's content (step 1 is done there, with no
+network wait) and :meth:`Checkpoint.complete` runs steps 2-4 for it, while the owner goes on processing the next
+records into a new transaction held in memory. That one is handed to the producer (``begin_transaction`` and its
+sends) only once the sealed one is committed, so one transaction at a time is ever at the broker, as a
+transactional producer requires. If the sealed one fails, the owner aborts and reopens the task, which drops the
+one held in memory too: nothing of it was sent, and the reopened state comes from the changelog.
+
 Under ``at_least_once`` the same recipe runs without a transaction: the producer is idempotent, the
 outputs are acknowledged before step 1 (so a crash repeats outputs rather than losing them), step 3 is a
 plain consumer offset commit after the flush, no offset marker is written, and a crash may repeat records.
@@ -57,7 +64,8 @@ class CheckpointState(enum.Enum):
 _TRANSITIONS: dict[CheckpointState, frozenset[CheckpointState]] = {
     CheckpointState.IDLE: frozenset({CheckpointState.OPEN, CheckpointState.CLOSED}),
     CheckpointState.OPEN: frozenset({CheckpointState.COMMITTING, CheckpointState.ABORTING}),
-    CheckpointState.COMMITTING: frozenset({CheckpointState.IDLE, CheckpointState.ABORTING}),
+    # COMMITTING -> OPEN: the next transaction opens (in memory) while the sealed one commits.
+    CheckpointState.COMMITTING: frozenset({CheckpointState.IDLE, CheckpointState.OPEN, CheckpointState.ABORTING}),
     CheckpointState.ABORTING: frozenset({CheckpointState.IDLE, CheckpointState.CLOSED}),
     CheckpointState.CLOSED: frozenset(),
 }
@@ -65,6 +73,31 @@ _TRANSITIONS: dict[CheckpointState, frozenset[CheckpointState]] = {
 
 # Kafka's default partitioner (murmur2 of the key), so keyed outputs land where any Kafka client puts them.
 _PARTITIONER = DefaultPartitioner()
+
+
+class Sealed:
+    """One transaction's content, taken by :meth:`Checkpoint.seal` and committed by :meth:`Checkpoint.complete`.
+
+    ``batches`` are the record batches (outputs and dead letters, then under exactly_once the changelog) not yet
+    handed to the producer, ``futures`` the acknowledgements of those already handed over, ``changelog`` (at_least_once
+    only) the changelog batches, sent once every output is acknowledged; ``offsets`` the next offset per input
+    partition; ``count`` the input records; ``failed``, ``outputs`` and ``patterns`` the dead letters by reason,
+    the output records by topic and the pattern outputs by (type, interval).
+    """
+
+    __slots__ = ("batches", "futures", "changelog", "offsets", "count", "failed", "outputs", "patterns", "begun")
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        cp = checkpoint
+        self.batches = cp._take_batches()  # noqa: SLF001 - the checkpoint's own helper
+        self.futures, cp._futures = cp._futures, []  # noqa: SLF001
+        self.changelog: list[tuple[str, int, BatchBuilder]] = []
+        self.offsets = cp.pending_offsets
+        self.count = cp.pending_count
+        self.failed = cp.pending_failed
+        self.outputs = cp.pending_outputs
+        self.patterns = cp.pending_patterns
+        self.begun = cp._begun  # noqa: SLF001 - whether begin_transaction ran for it
 
 
 def transactional_id(app_id: str, group: str, inputs: Sequence[TopicPartition]) -> str:
@@ -126,6 +159,8 @@ class Checkpoint:
         self.context: Any = None  # the task's ProcessorContext, set by the runner
         self.opened_at = 0.0  # time.monotonic() when the open transaction began
         self.last_stream_time = -1  # the task's stream time when the runner closed it (a kept store resumes it)
+        self.sealed: Sealed | None = None  # the transaction being committed (or failed, until aborted)
+        self._begun = False  # begin_transaction ran for the open transaction (deferred while one is committing)
         self._futures: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, future) per batch handed over
         self._builders: dict[tuple[str, int], BatchBuilder] = {}  # open batch per output topic and partition
         self._full: list[tuple[str, int, BatchBuilder]] = []  # filled batches not yet handed over
@@ -146,11 +181,18 @@ class Checkpoint:
         return self.state is CheckpointState.OPEN
 
     async def begin(self) -> None:
-        """Open a transaction (under ``exactly_once``)."""
+        """Open a transaction (under ``exactly_once``).
+
+        While a sealed transaction is committing, the new one is held in memory: the producer begins it when
+        :meth:`complete` hands it over.
+        """
+        pipelined = self.state is CheckpointState.COMMITTING
         self._move(CheckpointState.OPEN)
         self.opened_at = time.monotonic()
-        if self.transactional:
+        self._begun = False
+        if self.transactional and not pipelined:
             await self.producer.begin_transaction()
+            self._begun = True
 
     async def prepare(self, topics: Iterable[str]) -> None:
         """Learn the partitions of every topic this checkpoint may write to; call before the first append."""
@@ -201,12 +243,22 @@ class Checkpoint:
         return partition
 
     async def flush(self) -> None:
-        """Hand every batch built so far to the producer; their acknowledgements are awaited by :meth:`commit`."""
+        """Hand every batch built so far to the producer; their acknowledgements are awaited by :meth:`commit`.
+
+        Raises TransactionStateError under exactly_once while the previous transaction is still committing.
+        """
+        if self.transactional and not self._begun:
+            raise TransactionStateError(f"checkpoint {self}: flush while the previous transaction commits")
+        self._futures.extend(await self._send(self._take_batches()))
+
+    def _take_batches(self) -> list[tuple[str, int, BatchBuilder]]:
         batches = self._full + [(topic, part, builder) for (topic, part), builder in self._builders.items()]
         self._full, self._builders = [], {}
+        return batches
+
+    async def _send(self, batches: list[tuple[str, int, BatchBuilder]]) -> list[tuple[str, asyncio.Future[Any]]]:
         send_batch = self.producer.send_batch
-        for topic, partition, builder in batches:
-            self._futures.append((topic, await send_batch(builder, topic, partition=partition)))
+        return [(topic, await send_batch(builder, topic, partition=partition)) for topic, partition, builder in batches]
 
     async def send(
         self,
@@ -237,43 +289,77 @@ class Checkpoint:
         self.pending_patterns = Counter()
 
     async def commit(self) -> int:
-        """Changelog, flush, offsets, commit; returns the number of input records committed.
+        """:meth:`seal` and :meth:`complete`: changelog, flush, offsets, commit; returns the input records committed.
 
-        Raises whatever the producer or broker raised; the checkpoint is then still open and the caller
-        must :meth:`abort` it.
+        Raises whatever the producer or broker raised; the checkpoint must then be aborted.
         """
-        if self.state is CheckpointState.OPEN:
-            if not self.transactional:
-                # Without a transaction the outputs must be acknowledged before the state that produced them is
-                # written: a crash in between then repeats outputs (at least once) instead of losing them.
-                self._move(CheckpointState.COMMITTING)
-                await self._flush_and_wait()
-                self.state = CheckpointState.OPEN  # back to write the changelog; no other call can run between
+        return await self.complete(self.seal())
+
+    def seal(self) -> Sealed:
+        """End the open transaction: append the changelog and offset markers, and take its content for
+        :meth:`complete`. No network wait; the checkpoint is COMMITTING, and :meth:`begin` may open the next
+        transaction at once.
+
+        Raises TransactionStateError when no transaction is open or one is still committing, and StateRecordError
+        (before anything is appended) for a state record that cannot be written.
+        """
+        if self.state is not CheckpointState.OPEN:
+            raise TransactionStateError(f"checkpoint {self}: commit while {self.state.value}")
+        if self.sealed is not None:
+            raise TransactionStateError(f"checkpoint {self}: commit while the previous transaction commits")
+        if self.transactional:
             self._append_changelog()
+            sealed = Sealed(self)
+        else:
+            # Without a transaction the outputs must be acknowledged before the state that produced them is
+            # written: a crash in between then repeats outputs (at least once) instead of losing them.
+            sealed = Sealed(self)
+            self._append_changelog(sealed.offsets)
+            sealed.changelog = self._take_batches()
+        self._reset_pending()
         self._move(CheckpointState.COMMITTING)
-        changelog_start = await self._flush_and_wait()
-        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in self.pending_offsets.items()}
+        self.sealed = sealed
+        return sealed
+
+    async def complete(self, sealed: Sealed) -> int:
+        """Commit a transaction :meth:`seal` took: hand its batches to the producer, wait for every ack, add the
+        offsets, commit. Returns its input records.
+
+        Raises whatever the producer or broker raised; the checkpoint must then be aborted (which aborts this
+        transaction and drops any opened after it).
+        """
+        if sealed is not self.sealed:
+            raise TransactionStateError(f"checkpoint {self}: that transaction is not the one committing")
+        if self.transactional and not sealed.begun:
+            await self.producer.begin_transaction()
+            sealed.begun = True
+        futures = sealed.futures + await self._send(sealed.batches)
+        changelog_start = await self._wait(futures)
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in sealed.offsets.items()}
         if self.transactional:
             if offsets:
                 await self.producer.send_offsets_to_transaction(offsets, self.group_id)
             await self.producer.commit_transaction()
-        elif offsets:
-            await self.consumer.commit(offsets)
-        count = self.pending_count
-        self.committed_offsets.update(self.pending_offsets)
+        else:
+            changelog_start = await self._wait(await self._send(sealed.changelog))
+            if offsets:
+                await self.consumer.commit(offsets)
+        self.committed_offsets.update(sealed.offsets)
         if changelog_start is not None:
             self.changelog_position = changelog_start
-        self._reset_pending()
-        self._move(CheckpointState.IDLE)
-        return count
+        self.sealed = None
+        if self.state is CheckpointState.COMMITTING:
+            self._move(CheckpointState.IDLE)
+        elif self.transactional and not self._begun:  # the next one, opened meanwhile, is the producer's now
+            await self.producer.begin_transaction()
+            self._begun = True
+        return sealed.count
 
-    async def _flush_and_wait(self) -> int | None:
-        """Hand every batch to the producer and wait for all acks; returns where the changelog writes began.
+    async def _wait(self, futures: list[tuple[str, asyncio.Future[Any]]]) -> int | None:
+        """Wait for every ack of ``futures``; returns where their changelog writes began (None: none).
 
         Raises the first failure once every batch's result is in.
         """
-        await self.flush()
-        futures, self._futures = self._futures, []
         if not futures:
             return None
         results = await asyncio.gather(*(fut for _, fut in futures), return_exceptions=True)
@@ -285,8 +371,9 @@ class Checkpoint:
             default=None,
         )
 
-    def _append_changelog(self) -> None:
-        """Add the store's dirty keys and (under exactly_once) the offset markers to the changelog partition.
+    def _append_changelog(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Add the store's dirty keys and (under exactly_once) the offset markers of ``offsets`` (default: the
+        pending ones) to the changelog partition.
 
         Every dirty key is encoded (and checked against ``changelog_limit``) before any is appended, so a
         :class:`~stream_processor.engine.exceptions.StateRecordError` leaves the transaction's batches as they were.
@@ -299,7 +386,7 @@ class Checkpoint:
             self.append(topic, value, key=key, partition=partition)
         if self.transactional:
             stream_time = self.context.stream_time if self.context is not None else None
-            for tp, offset in self.pending_offsets.items():
+            for tp, offset in (self.pending_offsets if offsets is None else offsets).items():
                 key, value = offset_marker(tp.topic, offset, self.positions[tp], stream_time)
                 self.append(topic, value, key=key, partition=partition)
 
@@ -311,6 +398,9 @@ class Checkpoint:
         self._move(CheckpointState.ABORTING)
         self._builders, self._full = {}, []
         futures, self._futures = self._futures, []
+        if self.sealed is not None:
+            futures += self.sealed.futures
+            self.sealed = None
         for _, fut in futures:
             if fut.done() and not fut.cancelled():
                 fut.exception()  # retrieved: a failed batch is expected here, not an unhandled error
@@ -320,6 +410,7 @@ class Checkpoint:
             if self.transactional and self.producer._txn_manager.is_in_transaction():  # noqa: SLF001
                 await self.producer.abort_transaction()
         finally:
+            self._begun = False
             self._move(CheckpointState.IDLE)
 
     @property

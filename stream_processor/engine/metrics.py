@@ -123,7 +123,8 @@ class Metrics:
         )
         self.commit_seconds = Histogram(
             "stream_processor_commit_seconds",
-            "Time to commit the open transactions of all assigned partitions.",
+            "Time of one partition's commit, from handing its transaction to the broker to the commit (the next "
+            "records are processed meanwhile).",
             ["processor"],
             buckets=_LATENCY_BUCKETS,
             registry=r,

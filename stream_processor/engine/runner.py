@@ -6,8 +6,12 @@ commit) and, for each assigned task, a :class:`~stream_processor.engine.checkpoi
 one input partition, or partition q of each co-partitioned input (the group's assignor,
 :class:`~stream_processor.engine.assignor.CopartitionedAssignor`, gives them to one member). The hot path works a
 fetched batch at a time: decode, process and append every output to the task's record batches, with no network
-wait; every ``commit_interval_ms`` all open checkpoints commit concurrently, which hands the batches to the
-producers and waits for their acknowledgements before the offsets go in.
+wait. Every ``commit_interval_ms`` each open checkpoint is sealed (its changelog appended, no network wait) and
+committed in the background: the batches go to the task's producer, the acknowledgements are awaited, then the
+offsets and the commit. The loop goes on fetching and processing meanwhile, into each task's next transaction,
+held in memory until the sealed one is committed (see :mod:`stream_processor.engine.checkpoint`); a task whose
+commit is still in flight when the next is due commits as soon as it lands. A commit that fails aborts and reopens
+its task, dropping what was processed after it.
 
 Opening a task is one move, used on every assignment and after every error: start a producer with the task's
 ``transactional.id`` (which fences any zombie and waits until its last transaction is committed or aborted),
@@ -62,7 +66,7 @@ from aiokafka.errors import (
 from . import processor as _processor
 from .assignor import CopartitionedAssignor
 from .breaker import CircuitBreaker, CircuitState, TaskHealth, worst
-from .checkpoint import Checkpoint, CheckpointState, transactional_id
+from .checkpoint import Checkpoint, CheckpointState, Sealed, transactional_id
 from .exceptions import (
     AgentTimeoutError,
     ConfigError,
@@ -87,6 +91,13 @@ THROUGHPUT_WINDOW_S = 10.0
 LATENCY_WINDOW_S = 60.0
 #: Bin edges (ms) of those percentiles: 0.1 ms to 1 hour, 5% apart.
 LATENCY_EDGES_MS = np.geomspace(0.1, 3_600_000.0, 360)
+#: The input consumer's fetch wait (ms). The broker answers a connection's requests in order, so an offset lookup
+#: on that consumer (opening a task) waits behind a fetch that finds nothing for up to this long.
+FETCH_WAIT_MS = 100
+#: The restore consumer's fetch wait (ms): short, so that opening a task does not wait on an idle fetch.
+RESTORE_FETCH_WAIT_MS = 10
+#: A commit due while the task's previous one is in flight is retried this often (seconds).
+COMMIT_RETRY_S = 0.002
 #: How often every assigned partition's consumer lag is exported, commits or not (seconds).
 LAG_REFRESH_S = 2.0
 # Dead-letter headers: the error text is cut to this many bytes, a key to this many.
@@ -110,6 +121,7 @@ class RunnerStats:
     def __init__(self) -> None:
         self.messages_processed = 0
         self.messages_failed = 0
+        self.first_batch_at: float | None = None  # time.perf_counter() when a fetched batch was first processed
         self._commits: deque[tuple[float, int]] = deque()
         self._latency: deque[tuple[int, np.ndarray]] = deque()  # (whole second, counts per bin of LATENCY_EDGES_MS)
 
@@ -190,7 +202,11 @@ class ProcessorRunner:
     """Runs one processor exactly once (or at least once) over its input topics.
 
     ``state`` is one of ``starting``, ``rebalancing``, ``running``, ``stopping``, ``stopped``, ``failed``;
-    ``ready`` is True once partitions are assigned and every assigned task is open (state restored).
+    ``ready`` is True once every task of its first assignment is open (state restored), and stays True through
+    later rebalances while every assigned task is open or opening (see :attr:`ready`).
+
+    Tasks are opened in the background, not in the rebalance listener: the group's rebalance never waits for a
+    restore, and tasks open one after another while the loop processes the ones already open.
     """
 
     def __init__(self, processor: Processor, settings: Settings, metrics: Metrics) -> None:
@@ -228,11 +244,27 @@ class ProcessorRunner:
         self._events_seen: Counter[str] = Counter()  # processor events already exported to Prometheus
         self._closed = False
         self._commit_now = False  # an agent's I/O used half the transaction timeout: commit after this batch
+        self._commit_due = False  # a commit is due for tasks whose previous one was still in flight
+        # Background commits in flight, by task: the checkpoint and the task committing its sealed transaction.
+        self._committing: dict[int, tuple[Checkpoint, asyncio.Task[None]]] = {}
+        self._to_open: dict[int, Checkpoint | None] = {}  # assigned tasks still to open, with our previous checkpoint
+        self._opener: asyncio.Task[None] | None = None  # opens them, in the background
+        self._opened_once = False  # every task of an assignment was open once
 
     @property
     def ready(self) -> bool:
-        """Partitions assigned and every assigned task open, its state restored."""
-        return self.state == "running" and all(q in self.tasks for q in self.assigned)  # running: assigned once
+        """Whether this worker takes its share: every task of its first assignment was opened, and no assigned task
+        is failing to open (its circuit open) since.
+
+        A rebalance does not make a ready worker unready (its tasks reopen in the background within moments), so a
+        rolling update always has ready workers; a new worker is ready only once it has opened its tasks.
+        """
+        if self.state in ("stopping", "stopped", "failed", "starting"):
+            return False
+        if not self._opened_once:
+            self._opened_once = self.state == "running" and all(q in self.tasks for q in self.assigned)
+            return self._opened_once
+        return all(q in self.tasks or q in self._to_open for q in self.assigned)
 
     @property
     def circuit_state(self) -> CircuitState:
@@ -256,12 +288,17 @@ class ProcessorRunner:
             auto_offset_reset="earliest",
             max_poll_records=kafka.max_poll_records,
             session_timeout_ms=kafka.session_timeout_ms,
-            heartbeat_interval_ms=min(3000, kafka.session_timeout_ms // 3),
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            group_instance_id=kafka.group_instance_id,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             partition_assignment_strategy=(CopartitionedAssignor,),
             **common,
         )
+        # The restore consumer reads a changelog to its end and stops: a fetch that finds nothing must not wait
+        # (aiokafka's 500 ms default made every seek and end-offset lookup of a task's opening wait about that long).
         self._restore_consumer = AIOKafkaConsumer(
-            isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest", **common
+            isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=RESTORE_FETCH_WAIT_MS, **common
         )
         try:
             await self._restore_consumer.start()
@@ -303,15 +340,20 @@ class ProcessorRunner:
                 if any(h.retry_at is not None for h in self.task_health.values()):
                     async with self._lock:
                         await self._reopen_due()
-                timeout_ms = max(1, int((next_commit - time.monotonic()) * 1000))
-                batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+                # A due commit waiting on one in flight is retried every few ms, not at the next interval.
+                wait_s = COMMIT_RETRY_S if self._commit_due else next_commit - time.monotonic()
+                batches = await consumer.getmany(timeout_ms=max(1, int(wait_s * 1000)), max_records=max_records)
                 async with self._lock:
                     if batches:
                         await self._process(batches)
+                    if self._committing:
+                        await self._harvest()
                     if time.monotonic() >= next_commit or self._commit_now:
                         self._commit_now = False
-                        await self._commit_all()
                         next_commit = time.monotonic() + interval
+                        await self._commit_all()
+                    elif self._commit_due:
+                        await self._commit_all(punctuate=False)
                 if time.monotonic() - self._lag_exported >= LAG_REFRESH_S:
                     self._export_lag()
         except asyncio.CancelledError:
@@ -334,8 +376,9 @@ class ProcessorRunner:
         if self._closed:
             return
         self._closed = True
+        await self._cancel_opener()
         async with self._lock:
-            await self._commit_all(reopen=False)
+            await self._commit_all(reopen=False, wait=True)
             for cp in list(self.tasks.values()):
                 await self._close(cp)
             self.tasks.clear()
@@ -347,7 +390,13 @@ class ProcessorRunner:
             self.state = "stopped"
 
     async def _close(self, cp: Checkpoint) -> None:
-        """Close a task: tell the processor (its context is dropped), then close the producer (aborting)."""
+        """Close a task: let its commit in flight end, tell the processor (its context is dropped), then close the
+        producer (aborting)."""
+        inflight = self._committing.get(cp.task)
+        if inflight is not None and inflight[0] is cp:
+            del self._committing[cp.task]
+            with contextlib.suppress(Exception):  # committed or not, the task is reopened from the changelog
+                await inflight[1]
         ctx, cp.context = cp.context, None
         self._timestamps.pop(cp.task, None)  # a transaction closed uncommitted: its records are read again
         if ctx is not None:
@@ -362,11 +411,13 @@ class ProcessorRunner:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Commit everything processed so far before the group moves partitions."""
         self.state = "rebalancing"
+        await self._cancel_opener()
         async with self._lock:
-            await self._commit_all(reopen=False)
+            await self._commit_all(reopen=False, wait=True)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Close tasks no longer ours; (re)open every assigned one: fence, catch up the state, seek."""
+        """Close tasks no longer ours, pause every assigned input, and start opening the assigned tasks in the
+        background (:meth:`_open_assigned`): the rebalance does not wait for restores."""
         assert self._consumer is not None
         try:
             async with self._lock:
@@ -387,20 +438,51 @@ class ProcessorRunner:
                         raise RuntimeError(f"partition {q} assigned for {sorted(tp.topic for tp in tasks[q])} only, "
                                            f"not every input {self.psettings.input_topics}: another member of the "
                                            "group does not use the copartitioned assignor")
-                    previous = self.tasks.pop(q, None)
-                    if previous is not None:
-                        await self._close(previous)
+                    self._to_open[q] = self.tasks.pop(q, None)
                     self.task_health.setdefault(q, TaskHealth(last_commit=now)).retry_at = None
-                    await self._try_open(q, previous)
+                if assigned:
+                    self._consumer.pause(*assigned)  # each task's inputs resume once it is open
                 self.metrics.assigned_partitions.labels(self.name).set(len(assigned))
-                if not self._stopping.is_set():
-                    self.state = "running"
+                self._opener = asyncio.create_task(self._open_assigned())
         except Exception as exc:  # noqa: BLE001 - aiokafka only logs listener errors; make the loop raise it
             self._fatal = exc
             raise
         generation = self._consumer._coordinator.generation  # noqa: SLF001 - for the log (the chaos harness counts it)
         log.info("processor %s assigned %s (generation %s)", self.name,
                  sorted((tp.topic, tp.partition) for tp in assigned), generation)
+
+    async def _open_assigned(self) -> None:
+        """Open the assigned tasks one after another, each under the lock (the loop processes between them)."""
+        try:
+            while self._to_open:
+                async with self._lock:
+                    if not self._to_open:
+                        break
+                    q = min(self._to_open)
+                    previous = self._to_open.pop(q)
+                    if previous is not None:
+                        await self._close(previous)
+                    if q in self.assigned and q not in self.tasks:
+                        await self._try_open(q, previous)
+            if not self._stopping.is_set() and self.state != "failed":
+                self.state = "running"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a restore that can never succeed: the loop raises it
+            self._fatal = exc
+
+    async def _cancel_opener(self) -> None:
+        """Stop opening tasks (a rebalance or a stop); the previous checkpoints not yet reopened are closed."""
+        opener, self._opener = self._opener, None
+        if opener is not None and not opener.done():
+            opener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await opener
+        async with self._lock:
+            for previous in self._to_open.values():
+                if previous is not None:
+                    await self._close(previous)
+            self._to_open.clear()
 
     async def _try_open(self, q: int, previous: Checkpoint | None = None) -> bool:
         """Open task ``q``; on failure pause its inputs and schedule the next attempt (circuit breaker)."""
@@ -449,6 +531,7 @@ class ProcessorRunner:
             options["transactional_id"] = transactional_id(self.settings.app_id, group, inputs)
             options["transaction_timeout_ms"] = kafka.transaction_timeout_ms
         producer = AIOKafkaProducer(**options)
+        began = time.monotonic()
         try:
             # InitProducerId: fences the previous owner of this transactional.id and completes or aborts its
             # open transaction, so the changelog and offsets read below are final.
@@ -465,6 +548,7 @@ class ProcessorRunner:
                 store, changelog_from = TaskStores(self.processor.stores(), self.psettings.state_errors), None
             assert store is not None
             resets_before = store.resets
+            fenced_s = time.monotonic() - began
             self.restoring[q] = progress = {}
             try:
                 restored = await restore(store, self._restore_consumer, TopicPartition(self.changelog, q),
@@ -518,13 +602,15 @@ class ProcessorRunner:
         except Exception:
             await self._close(cp)
             raise
-        log.debug("opened %s at %s: %d keys, %d changelog records read from %s", cp, starts, store.keys(),
-                  restored.applied, changelog_from)
+        log.debug("opened %s at %s in %.3f s (producer and fencing %.3f s): %d keys, %d changelog records read from "
+                  "%s", cp, starts, time.monotonic() - began, fenced_s, store.keys(), restored.applied, changelog_from)
         return cp
 
     # ---- hot path ----------------------------------------------------------------------------------
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
+        if self.stats.first_batch_at is None:
+            self.stats.first_batch_at = started
         recovered: set[int] = set()
         for tp, messages in batches.items():
             q = tp.partition
@@ -800,31 +886,34 @@ class ProcessorRunner:
         cp.pending_failed[reason] += 1
 
     # ---- commits -----------------------------------------------------------------------------------
-    async def _commit_all(self, reopen: bool = True) -> None:
-        """Commit every open checkpoint concurrently; a failed one is aborted and (if ``reopen``) reopened."""
-        if reopen and not self._stopping.is_set():
+    async def _commit_all(self, reopen: bool = True, wait: bool = False, punctuate: bool = True) -> None:
+        """Seal every open checkpoint and commit it in the background; a failed commit is aborted and (if
+        ``reopen``) its task reopened when it is harvested. A task whose previous commit is still in flight commits
+        once that lands (``_commit_due``). ``wait``: return only when every commit has landed (a rebalance, a stop).
+        """
+        if punctuate and reopen and not self._stopping.is_set():
             await self._punctuate_wall_clock()
-        open_cps = [cp for cp in self.tasks.values() if cp.is_open]
-        if open_cps:
-            started = time.perf_counter()
-            results = await asyncio.gather(*(self._commit_one(cp) for cp in open_cps), return_exceptions=True)
-            self.metrics.commit_seconds.labels(self.name).observe(time.perf_counter() - started)
-            for cp, result in zip(open_cps, results, strict=True):
-                if isinstance(result, BaseException):
-                    if reopen:
-                        await self._recover(cp.task, result)
-                    else:
-                        self.tasks.pop(cp.task, None)
-                        await self._close(cp)
+        if wait:
+            await self._harvest(wait=True, reopen=reopen)
+        self._commit_due = False
+        for cp in list(self.tasks.values()):
+            if not cp.is_open:
+                continue
+            if cp.task in self._committing:
+                self._commit_due = True
+                continue
+            try:
+                self._launch(cp)
+            except Exception as exc:  # noqa: BLE001 - a state record that cannot be written (check mode)
+                await self._failed(cp, exc, reopen)
+        if wait:
+            await self._harvest(wait=True, reopen=reopen)
         self._export_events()
         self.metrics.circuit_state.labels(self.name).state(str(self.circuit_state))
 
-    async def _commit_one(self, cp: Checkpoint) -> None:
-        outputs, failed = Counter(cp.pending_outputs), Counter(cp.pending_failed)
-        patterns = Counter(cp.pending_patterns)
-        # This transaction's records: if it aborts they are replayed, and stamped again then.
-        stamps = self._timestamps.pop(cp.task, None)
-        if cp.is_open and cp.context is not None:
+    def _launch(self, cp: Checkpoint) -> None:
+        """Seal ``cp``'s open transaction and commit it in the background (:meth:`_complete`)."""
+        if cp.context is not None:
             # Records an agent still buffers (stream.take) are not committed: a restart re-reads them. A transaction
             # of punctuation only (a take() deadline) still moves the offsets a batch held before.
             held = cp.context.held
@@ -833,11 +922,48 @@ class ProcessorRunner:
                 done = cp.committed_offsets.get(tp)
                 if tp in cp.pending_offsets or (done is not None and done < target):
                     cp.pending_offsets[tp] = target
+        sealed = cp.seal()
+        # This transaction's records: if it aborts they are replayed, and stamped again then.
+        stamps = self._timestamps.pop(cp.task, None)
+        self._committing[cp.task] = (cp, asyncio.create_task(self._complete(cp, sealed, stamps)))
+
+    async def _harvest(self, wait: bool = False, reopen: bool = True) -> None:
+        """Collect the background commits that have landed (``wait``: all of them); a failed one aborts its task,
+        which is reopened if ``reopen``."""
+        if wait and self._committing:
+            await asyncio.wait([task for _, task in self._committing.values()])
+        for q, (cp, task) in list(self._committing.items()):
+            if not task.done():
+                continue
+            del self._committing[q]
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and self.tasks.get(q) is cp:
+                await self._failed(cp, exc, reopen)
+
+    async def _failed(self, cp: Checkpoint, exc: BaseException, reopen: bool) -> None:
+        if reopen:
+            await self._recover(cp.task, exc)
+        else:
+            self.tasks.pop(cp.task, None)
+            await self._close(cp)
+
+    async def _commit_one(self, cp: Checkpoint) -> None:
+        """Commit ``cp``'s open transaction and wait for it (after any commit of it still in flight)."""
+        inflight = self._committing.pop(cp.task, None)
+        if inflight is not None:
+            await inflight[1]
+        self._launch(cp)
+        await self._committing.pop(cp.task)[1]
+
+    async def _complete(self, cp: Checkpoint, sealed: Sealed, stamps: list[list[int]] | None) -> None:
+        """Commit ``sealed`` (``cp``'s transaction), then count it: metrics, latency, the task's health, offsets."""
+        started = time.perf_counter()
         try:
-            count = await cp.commit()
+            count = await cp.complete(sealed)
         except BaseException:
             self.metrics.commits.labels(self.name, "aborted").inc()
             raise
+        self.metrics.commit_seconds.labels(self.name).observe(time.perf_counter() - started)
         q = cp.task
         now = time.time()
         latencies_ms = None
@@ -847,22 +973,19 @@ class ProcessorRunner:
             self.metrics.processing_latency.observe_many(self.name, latencies_ms / 1000)
         self.metrics.commits.labels(self.name, "committed").inc()
         self.metrics.last_commit.labels(self.name).set(now)
-        for (pattern, interval), n in patterns.items():
+        for (pattern, interval), n in sealed.patterns.items():
             self.metrics.pattern_events.labels(self.name, pattern, interval).inc(n)
         self.metrics.messages_in.labels(self.name).inc(count)
-        for topic, n in outputs.items():
+        for topic, n in sealed.outputs.items():
             self.metrics.messages_out.labels(self.name, topic).inc(n)
-        for reason, n in failed.items():
+        for reason, n in sealed.failed.items():
             self.metrics.messages_failed.labels(self.name, reason).inc(n)
             self.stats.messages_failed += n
         self.stats.on_commit(count, latencies_ms)
         health = self.task_health.get(q)
-        if health is not None:
+        if health is not None and self.tasks.get(q) is cp:
             self.breaker.on_success(health, time.monotonic())
-        assert self._consumer is not None
-        for tp, offset in cp.committed_offsets.items():
-            if offset is None:
-                continue
+        for tp, offset in sealed.offsets.items():
             self.committed[tp] = offset
             poison = self._poison.get(tp)
             if poison:

@@ -589,3 +589,96 @@ async def test_a_failed_batch_fails_the_commit_after_every_ack_is_collected() ->
     assert "send_offsets_to_transaction" not in _names(calls)
     await cp.abort()
     assert cp.state is CheckpointState.IDLE
+
+
+# ---- pipelined commits ----------------------------------------------------------------------------
+
+
+async def _fill_appended(cp: Checkpoint, next_offset: int, value: bytes) -> None:
+    """One batch as the runner builds it: outputs appended (not flushed), the offset stored."""
+    if not cp.is_open:
+        await cp.begin()
+    cp.append("enriched_trades", value, key=b"BTCUSDT")
+    cp.store[""].put("BTCUSDT", _symbol_state(next_offset))  # type: ignore[union-attr]
+    cp.store_offset(TP, next_offset, 1)
+
+
+async def test_the_next_transaction_is_held_until_the_sealed_one_commits() -> None:
+    cp, producer, calls = await _checkpoint()
+    producer.auto_ack = False
+    await _fill_appended(cp, 10, b'{"n":1}')
+    sealed = cp.seal()
+    assert cp.state is CheckpointState.COMMITTING and cp.sealed is sealed
+    task = asyncio.create_task(cp.complete(sealed))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # The next transaction opens and takes records while the first waits for its acks: nothing of it is sent.
+    await _fill_appended(cp, 11, b'{"n":2}')
+    assert cp.is_open
+    sends = [c for c in calls if c[0] == "send"]
+    assert [c[3] for c in sends if c[1] == "enriched_trades"] == [b'{"n":1}']
+    assert _names(calls).count("begin_transaction") == 1
+    with pytest.raises(TransactionStateError):
+        cp.seal()  # one transaction at the broker at a time
+    with pytest.raises(TransactionStateError):
+        await cp.flush()
+    producer.ack_all()
+    assert await task == 1
+    # The first committed; the producer began the second, which is still open (nothing sent yet).
+    assert _names(calls)[-3:] == ["send_offsets_to_transaction", "commit_transaction", "begin_transaction"]
+    assert cp.is_open and cp.sealed is None and cp.committed_offsets[TP] == 10
+    producer.auto_ack = True
+    assert await cp.commit() == 1
+    assert cp.committed_offsets[TP] == 11 and cp.state is CheckpointState.IDLE
+    second = [c[3] for c in calls if c[0] == "send" and c[1] == "enriched_trades"]
+    assert second == [b'{"n":1}', b'{"n":2}']
+    assert calls[-2] == ("send_offsets_to_transaction", {TP: OffsetAndMetadata(11, "")}, GROUP)
+
+
+async def test_a_sealed_transaction_that_fails_is_aborted_with_the_one_held_after_it() -> None:
+    cp, producer, calls = await _checkpoint()
+    await _fill_appended(cp, 10, b'{"n":1}')
+    sealed = cp.seal()
+    await _fill_appended(cp, 11, b'{"n":2}')  # opened in memory while the first commits
+    producer.fail_method = "commit_transaction"
+    with pytest.raises(BrokerError):
+        await cp.complete(sealed)
+    assert cp.is_open and cp.committed_offsets[TP] is None
+    producer.fail_method = None
+    await cp.abort()
+    assert _names(calls)[-1] == "abort_transaction" and not producer.in_txn
+    assert cp.state is CheckpointState.IDLE and cp.sealed is None and not cp.pending_offsets
+    assert [c[3] for c in calls if c[0] == "send" and c[1] == "enriched_trades"] == [b'{"n":1}']
+    # Usable again: a fresh transaction begins on the producer at once.
+    await _fill_appended(cp, 12, b'{"n":3}')
+    assert await cp.commit() == 1 and cp.committed_offsets[TP] == 12
+
+
+async def test_complete_takes_only_the_transaction_being_committed() -> None:
+    cp, _, _ = await _checkpoint()
+    await _fill_appended(cp, 10, b"{}")
+    sealed = cp.seal()
+    await cp.complete(sealed)
+    with pytest.raises(TransactionStateError):
+        await cp.complete(sealed)  # already committed
+
+
+async def test_at_least_once_sealed_changelog_waits_for_the_outputs_acks() -> None:
+    cp, producer, calls = await _checkpoint(transactional=False)
+    producer.auto_ack = False
+    await cp.begin()
+    await cp.send("enriched_trades", b'{"n":1}', key=b"BTCUSDT")  # at_least_once hands outputs over at once
+    cp.store[""].put("BTCUSDT", _symbol_state(3))  # type: ignore[union-attr]
+    cp.store_offset(TP, 7, 1)
+    task = asyncio.create_task(cp.complete(cp.seal()))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert f"send:{CHANGELOG}" not in _names(calls)  # the state waits until the outputs are acknowledged
+    await cp.begin()  # the next transaction opens meanwhile
+    producer.ack_all()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    producer.ack_all()
+    assert await task == 1
+    assert _names(calls)[-4:] == ["acked", f"send:{CHANGELOG}", "acked", "consumer.commit"]
+    assert cp.is_open and cp.committed_offsets[TP] == 7
