@@ -100,15 +100,43 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 @main.command()
 @config_option
 @click.option("--processor", "processors", multiple=True, help="Run only this processor (repeatable).")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes to run, one per core: each a member of the groups, on ports metrics_port + 2i "
+                   "and health_check_port + 2i.")
 @click.pass_context
-def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, ...]) -> None:
+def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, ...], processes: int) -> None:
     """Run the app's agents and the configured processors until SIGTERM or SIGINT."""
     from .engine.worker import Worker
 
     settings = _settings(config_path, ctx)
+    if processes > 1:
+        from .engine.supervisor import Supervisor, check_ports, child_command
+
+        try:
+            check_ports(settings, processes)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        obj = ctx.find_root().obj
+        if isinstance(obj, dict):
+            command = child_command(obj.get("app"), config_path, processors)
+        else:  # an App's own main(): the children run the same script, without --processes
+            command = [sys.executable, *_without_processes(sys.argv)]
+        sys.exit(Supervisor(settings, command, processes).run())
     worker = Worker(settings, list(processors) or None, app=_app(ctx, None))
     worker.hard_exit_s = settings.shutdown_timeout_ms / 1000 + 5
     asyncio.run(worker.run())
+
+
+def _without_processes(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            out.append(arg)
+    return out
 
 
 @main.command()

@@ -62,8 +62,14 @@ class KafkaSettings(_Strict):
     bootstrap_servers: list[str] = Field(min_length=1)
     commit_interval_ms: int = Field(default=100, gt=0)
     max_poll_records: int = Field(default=2000, gt=0)
-    transaction_timeout_ms: int = Field(default=10_000, gt=0)
-    session_timeout_ms: int = Field(default=30_000, gt=0)
+    # A dead worker's partitions move after session_timeout_ms (6 s is the broker's default minimum,
+    # group.min.session.timeout.ms), noticed by the others within a heartbeat.
+    transaction_timeout_ms: int = Field(default=5_000, gt=0)
+    session_timeout_ms: int = Field(default=6_000, gt=0)
+    heartbeat_interval_ms: int = Field(default=1_000, gt=0)
+    # Static membership (KIP-345): a worker that restarts under the same id within session_timeout_ms gets its
+    # partitions back without a rebalance. Unique per worker process (a StatefulSet's pod name); None: dynamic.
+    group_instance_id: str | None = Field(default=None, min_length=1)
     replication_factor: int = Field(default=1, gt=0)
     # Authentication and encryption (see the README's "Kafka security"): secrets come from the environment
     # (KAFKA_SASL_PASSWORD, KAFKA_SSL_KEY_PASSWORD) or from mounted files, never from this file.
@@ -93,6 +99,13 @@ class KafkaSettings(_Strict):
                 f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be below session_timeout_ms "
                 f"({self.session_timeout_ms})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeats_within_sessions(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise KeyedError("heartbeat_interval_ms", f"{self.heartbeat_interval_ms} must be at most a third of "
+                                                      f"session_timeout_ms ({self.session_timeout_ms})")
         return self
 
     @model_validator(mode="after")
@@ -302,6 +315,7 @@ def _servers(raw: str) -> list[str]:
 ENV_OVERRIDES: dict[str, tuple[tuple[str | None, ...], Any]] = {
     "KAFKA_BOOTSTRAP_SERVERS": (("kafka", "bootstrap_servers"), _servers),
     "PROCESSOR_ID": (("processor_id",), str),
+    "GROUP_INSTANCE_ID": (("kafka", "group_instance_id"), str),
     "BATCH_SIZE": (("stream_processors", None, "batch_size"), _int),
     "COMMIT_INTERVAL_MS": (("kafka", "commit_interval_ms"), _int),
     "MAX_POLL_RECORDS": (("kafka", "max_poll_records"), _int),
