@@ -1,6 +1,6 @@
 """Failover: how long a killed worker's partitions stop producing committed output before another worker takes over.
 
-Usage: ``python bench/failover.py [--kills 3] [--rate 2000] [--workers 2]``.
+Usage: ``python bench/failover.py [--kills 3] [--rate 2000] [--workers 2] [--static] [--rolling]``.
 
 Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``) and ``--workers`` worker processes of one group
 (the trades processor, exactly_once, the shipped kafka settings: session and transaction timeouts as configured),
@@ -12,6 +12,15 @@ have written (the killed worker's last commit, if in flight, lands within millis
 worker again, waits for ``/ready`` and for output on every partition, and goes on. Prints each kill's gaps (max and
 median over the partitions it owned), how long the restarted worker took to be ready, and whether any input was
 lost or duplicated at the end.
+
+``--static``: the workers use static membership (``GROUP_INSTANCE_ID`` = their name) and a killed worker is started
+again at once, as Kubernetes restarts a pod (under the same id: a StatefulSet's pod name): it takes its partitions
+back without a rebalance, and the gap is its restart.
+
+``--rolling``: a planned rolling update after the kills, as a Deployment with ``maxSurge: 1, maxUnavailable: 0``
+does it: for each worker in turn, start its replacement, wait for its ``/ready``, then SIGTERM the old one and wait
+for it to exit. Every live worker's ``/ready`` is polled every 100 ms throughout; prints the fewest workers ready
+at once, the time with none ready, and each partition's longest gap in committed output during the update.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -65,7 +75,8 @@ def owned(port: int) -> list[int]:
     return sorted(p["partition"] for p in doc["processors"]["trades"]["partitions"] if p["owned_here"])
 
 
-async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[str, int]) -> None:
+async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[str, int], static: bool = False,
+              rolling: bool = False) -> None:
     settings = isolated_settings(bootstrap, processors=["trades"], **kafka)
     proc = settings.stream_processors["trades"]
     source, sink = proc.input_topics[0], proc.output_topics[0]
@@ -74,7 +85,8 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
     doc.pop("replay", None)
     k = settings.kafka
     print(f"{workers} workers, session_timeout_ms {k.session_timeout_ms}, transaction_timeout_ms "
-          f"{k.transaction_timeout_ms}, {rate} trades/s")
+          f"{k.transaction_timeout_ms}, heartbeat_interval_ms {k.heartbeat_interval_ms}, {rate} trades/s"
+          + (", static membership" if static else ""))
     trades = real_trades()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
@@ -111,11 +123,13 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
     with tempfile.TemporaryDirectory(prefix="failover-bench-") as folder:
         ports = [(free_port(), free_port()) for _ in range(workers)]
 
-        def launch(i: int) -> subprocess.Popen:
+        def launch(i: int, generation: int = 0) -> subprocess.Popen:
             health, metrics = ports[i]
-            return start_worker(doc, Path(folder), f"worker-{i}", {
-                "PROCESSOR_ID": f"bench-worker-{i}", "HEALTH_CHECK_PORT": str(health),
-                "METRICS_PORT": str(metrics)})
+            env = {"PROCESSOR_ID": f"bench-worker-{i}", "HEALTH_CHECK_PORT": str(health),
+                   "METRICS_PORT": str(metrics)}
+            if static:
+                env["GROUP_INSTANCE_ID"] = f"bench-worker-{i}"
+            return start_worker(doc, Path(folder), f"worker-{i}-{generation}", env)
 
         procs = [launch(i) for i in range(workers)]
         tasks = [asyncio.create_task(publish()), asyncio.create_task(read())]
@@ -133,13 +147,18 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
                 killed_at = time.monotonic()
                 procs[victim].send_signal(signal.SIGKILL)
                 procs[victim].wait()
+                if static:  # restarted at once, under the same group.instance.id
+                    procs[victim] = launch(victim, n + 1)
                 gaps = await gaps_after(out, owned_before, killed_at)
-                procs[victim] = launch(victim)
+                if not static:
+                    procs[victim] = launch(victim, n + 1)
                 ready_s = await asyncio.to_thread(wait_ready, ports[victim][0], procs[victim])
                 await until_every_partition_flows(out)
                 print(f"kill {n + 1}: worker {victim} owned {owned_before}; committed output resumed after "
                       f"max {max(gaps):.1f} s, median {statistics.median(gaps):.1f} s; restarted worker ready "
-                      f"in {ready_s:.1f} s")
+                      f"in {ready_s:.1f} s", flush=True)
+            if rolling:
+                await rolling_update(procs, ports, launch, out, kills + 1)
         finally:
             stop.set()
             for proc in procs:
@@ -157,6 +176,69 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
     unique = set(out.sources)
     print(f"published {sent}; outputs seen {len(out.sources)}, distinct sources {len(unique)}, duplicates "
           f"{len(out.sources) - len(unique)}")
+
+
+async def rolling_update(procs: list[subprocess.Popen], ports: list[tuple[int, int]], launch: Any,
+                         out: Output, generation: int) -> None:
+    """Replace every worker in turn (new one ready first, then SIGTERM the old one) while polling readiness."""
+    timeline: list[tuple[float, int, int]] = []  # (time, workers ready, workers alive)
+    live: dict[str, int] = {}  # name -> health port, of every worker process alive
+
+    async def poll() -> None:
+        while True:
+            names = list(live)
+            states = await asyncio.gather(*(asyncio.to_thread(is_ready, live[n]) for n in names))
+            timeline.append((time.monotonic(), sum(states), len(names)))
+            await asyncio.sleep(0.1)
+
+    await until_every_worker_owns(ports)
+    for i in range(len(procs)):
+        live[f"old-{i}"] = ports[i][0]
+    poller = asyncio.create_task(poll())
+    started = time.monotonic()
+    steps = []
+    try:
+        for i in range(len(procs)):
+            # The replacement needs its own ports while the old one runs; it takes over the old one's afterwards.
+            ports.append((free_port(), free_port()))
+            new = launch(len(ports) - 1, generation)
+            ready_s = await asyncio.to_thread(wait_ready, ports[-1][0], new)
+            live[f"new-{i}"] = ports[-1][0]
+            stop_at = time.monotonic()
+            procs[i].send_signal(signal.SIGTERM)
+            await asyncio.to_thread(procs[i].wait)
+            del live[f"old-{i}"]
+            steps.append((ready_s, time.monotonic() - stop_at))
+            procs[i] = new
+        await asyncio.sleep(3)
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+    ended = time.monotonic()
+    fewest = min(ready for _, ready, _ in timeline)
+    none_s = sum(b[0] - a[0] for a, b in zip(timeline, timeline[1:], strict=False) if a[1] == 0)
+    gaps = [longest_gap(out.times[p], started, ended) for p in range(PARTITIONS)]
+    for i, (ready_s, stop_s) in enumerate(steps):
+        print(f"rolling update, worker {i}: replacement ready in {ready_s:.1f} s; old one stopped in {stop_s:.1f} s")
+    print(f"rolling update: {len(timeline)} readiness polls over {ended - started:.1f} s; fewest workers ready at "
+          f"once {fewest}; {none_s:.1f} s with none ready; longest gap in committed output per partition: max "
+          f"{max(gaps):.1f} s, median {statistics.median(gaps):.1f} s", flush=True)
+
+
+def is_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:  # 503 (HTTPError), refused while starting or stopped
+        return False
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest interval in [start, end] without an output time."""
+    inside = [t for t in times if start <= t <= end]
+    edges = [start, *inside, end]
+    return max(b - a for a, b in zip(edges, edges[1:], strict=False))
 
 
 async def gaps_after(out: Output, partitions: list[int], killed_at: float, timeout: float = 120.0) -> list[float]:
@@ -198,12 +280,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--session-timeout-ms", type=int, default=None, help="default: the shipped config's")
     parser.add_argument("--transaction-timeout-ms", type=int, default=None, help="default: the shipped config's")
+    parser.add_argument("--static", action="store_true", help="static membership; a killed worker restarts at once")
+    parser.add_argument("--rolling", action="store_true", help="then a rolling update of every worker")
     args = parser.parse_args()
     kafka = {k: v for k, v in (("session_timeout_ms", args.session_timeout_ms),
                                ("transaction_timeout_ms", args.transaction_timeout_ms)) if v is not None}
     logging.basicConfig(level=logging.WARNING)
     with broker() as bootstrap:
-        asyncio.run(run(bootstrap, args.kills, args.rate, args.workers, kafka))
+        asyncio.run(run(bootstrap, args.kills, args.rate, args.workers, kafka, args.static, args.rolling))
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
     """Publish at ``rate`` while reading ``sink``; returns {(partition, offset): CreateTime ms} of the inputs
     and {(partition, offset): visible ms} of the outputs seen."""
     trades = real_trades()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, enable_idempotence=True,
+                                max_batch_size=512 * 1024)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
                               enable_auto_commit=False, fetch_max_wait_ms=5, max_poll_records=10_000)
     await producer.start()

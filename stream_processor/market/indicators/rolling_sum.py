@@ -49,21 +49,20 @@ class RollingSum(Indicator):
         window = self._window
         s = self._sum
         c = self._comp
-        # Neumaier: s + x rounded to t; the rounding error, exact by Fast2Sum, goes into c.
-        t = s + x
-        if abs(s) >= abs(x):
-            c += (s - t) + x
-        else:
-            c += (x - t) + s
-        s = t
-        if len(window) == self.length:
-            y = -window[0]  # the value the append below evicts, negated
-            t = s + y
-            if abs(s) >= abs(y):
-                c += (s - t) + y
-            else:
-                c += (y - t) + s
+        # Neumaier: s + x rounded to t; its rounding error, exact by Knuth's branch-free TwoSum, goes into c.
+        # Adding or removing 0.0 (the other side's trades, for aggressor volumes) changes nothing: skipped.
+        if x != 0.0:
+            t = s + x
+            z = t - s
+            c += (s - (t - z)) + (x - z)
             s = t
+        if len(window) == self.length:
+            y = window[0]  # the value the append below evicts
+            if y != 0.0:
+                t = s - y
+                z = t - s
+                c += (s - (t - z)) - (y + z)
+                s = t
         window.append(x)
         if len(window) < self.length:
             self._sum = s
@@ -72,10 +71,8 @@ class RollingSum(Indicator):
         # Fold the compensation into the sum, keeping the (exact) remainder: s + c is unchanged and
         # |c| stays below half an ulp of the sum, so the errors c collects never pile up.
         total = s + c
-        if abs(s) >= abs(c):
-            self._comp = (s - total) + c
-        else:
-            self._comp = (c - total) + s
+        z = total - s
+        self._comp = (s - (total - z)) + (c - z)
         self._sum = total
         self._value = total
         return total
