@@ -13,8 +13,8 @@ partition ``q``) is sent by this producer, and :meth:`Checkpoint.commit` runs th
    offset, see :mod:`stream_processor.engine.state`), so that state and offsets can be read back together; a state
    record that cannot be encoded or is larger than the changelog allows raises
    :class:`~stream_processor.engine.exceptions.StateRecordError` before anything is sent;
-2. flush: wait until every record sent in this transaction is acknowledged (fail if any is not);
-3. add every input partition's next offset to the transaction (``send_offsets_to_transaction``);
+2. flush: wait until every record sent in this transaction is acknowledged (fail if any is not), while
+3. every input partition's next offset is added to the transaction (``send_offsets_to_transaction``);
 4. commit the transaction.
 
 Any error aborts the transaction; the owner then rewinds the task's inputs to their last committed offsets and
@@ -334,13 +334,23 @@ class Checkpoint:
             await self.producer.begin_transaction()
             sealed.begun = True
         futures = sealed.futures + await self._send(sealed.batches)
-        changelog_start = await self._wait(futures)
         offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in sealed.offsets.items()}
         if self.transactional:
             if offsets:
-                await self.producer.send_offsets_to_transaction(offsets, self.group_id)
+                # The offsets join the transaction while its records are acknowledged (two round trips saved);
+                # nothing commits before every ack is in.
+                acked, added = await asyncio.gather(
+                    self._wait(futures), self.producer.send_offsets_to_transaction(offsets, self.group_id),
+                    return_exceptions=True)
+                for result in (acked, added):
+                    if isinstance(result, BaseException):
+                        raise result
+                changelog_start = acked
+            else:
+                changelog_start = await self._wait(futures)
             await self.producer.commit_transaction()
         else:
+            await self._wait(futures)
             changelog_start = await self._wait(await self._send(sealed.changelog))
             if offsets:
                 await self.consumer.commit(offsets)

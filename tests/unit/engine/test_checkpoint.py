@@ -208,7 +208,7 @@ async def test_commit_recipe_order_exactly_once() -> None:
     assert not cp.store.dirty  # type: ignore[union-attr]
 
 
-async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
+async def test_the_commit_waits_for_every_send_to_be_acknowledged() -> None:
     cp, producer, calls = await _checkpoint()
     producer.auto_ack = False
     await _fill(cp)
@@ -217,12 +217,13 @@ async def test_offsets_wait_for_every_send_to_be_acknowledged() -> None:
         await asyncio.sleep(0)
     assert not task.done()
     assert cp.state is CheckpointState.COMMITTING
-    assert _names(calls)[-1] == f"send:{CHANGELOG}"  # the changelog is sent, then the flush waits
-    assert "send_offsets_to_transaction" not in _names(calls)
+    # The changelog is sent and the offsets join the transaction while the acks are awaited; no commit yet.
+    assert _names(calls)[-2:] == [f"send:{CHANGELOG}", "send_offsets_to_transaction"]
+    assert "commit_transaction" not in _names(calls)
     producer.ack_all()
     assert await task == 2
-    assert _names(calls)[-3:] == ["acked", "send_offsets_to_transaction", "commit_transaction"]
-    assert calls[-3] == ("acked", 3)  # two sends, and one changelog batch (state and offset marker)
+    assert _names(calls)[-2:] == ["acked", "commit_transaction"]
+    assert calls[-2] == ("acked", 3)  # two sends, and one changelog batch (state and offset marker)
 
 
 async def test_counts_accumulate_over_batches_and_the_last_offset_wins() -> None:
@@ -435,7 +436,7 @@ async def test_failed_send_fails_the_commit_and_abort_resets() -> None:
     with pytest.raises(BrokerError):
         await cp.commit()
     names = _names(calls)
-    assert "send_offsets_to_transaction" not in names and "commit_transaction" not in names
+    assert "commit_transaction" not in names
     assert producer.in_txn
     assert cp.committed_offsets[TP] == 10
 
@@ -586,7 +587,7 @@ async def test_a_failed_batch_fails_the_commit_after_every_ack_is_collected() ->
     await _fill(cp)
     with pytest.raises(BrokerError, match="enriched_trades"):
         await cp.commit()
-    assert "send_offsets_to_transaction" not in _names(calls)
+    assert "commit_transaction" not in _names(calls)
     await cp.abort()
     assert cp.state is CheckpointState.IDLE
 
@@ -625,7 +626,7 @@ async def test_the_next_transaction_is_held_until_the_sealed_one_commits() -> No
     producer.ack_all()
     assert await task == 1
     # The first committed; the producer began the second, which is still open (nothing sent yet).
-    assert _names(calls)[-3:] == ["send_offsets_to_transaction", "commit_transaction", "begin_transaction"]
+    assert _names(calls)[-3:] == ["acked", "commit_transaction", "begin_transaction"]
     assert cp.is_open and cp.sealed is None and cp.committed_offsets[TP] == 10
     producer.auto_ack = True
     assert await cp.commit() == 1
