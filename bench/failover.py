@@ -5,7 +5,9 @@ Usage: ``python bench/failover.py [--kills 3] [--rate 2000] [--workers 2] [--sta
 Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``) and ``--workers`` worker processes of one group
 (the trades processor, exactly_once, the shipped kafka settings: session and transaction timeouts as configured),
 publishes real trades at ``--rate`` per second over 8 partitions, and reads ``enriched_trades`` read_committed.
-Each round waits until every worker owns partitions, asks every worker's ``/status`` which partitions it owns,
+The symbols are aliased so that every partition gets a steady share of the input at all times
+(``partition_alias``): a partition without input would show a gap that is not the failover's. Each round waits
+until every worker owns partitions, asks every worker's ``/status`` which partitions it owns,
 kills one of them with SIGKILL, and measures for each partition it owned the gap in committed output: from the kill
 to the first output of that partition made visible at least ``SETTLE_S`` (1 s) after it, which only a new owner can
 have written (the killed worker's last commit, if in flight, lands within milliseconds). Then it starts the killed
@@ -36,7 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from bench.latency import start_worker, wait_ready  # noqa: E402
-from bench.trades_throughput import aliased, assign_from_start, real_trades, steady_alias  # noqa: E402
+from bench.trades_throughput import aliased, assign_from_start, partition_alias, real_trades  # noqa: E402
 from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
 from tests.broker import broker, free_port  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
@@ -76,7 +80,7 @@ def owned(port: int) -> list[int]:
 
 
 async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[str, int], static: bool = False,
-              rolling: bool = False) -> None:
+              rolling: bool = False, keep_logs: bool = False) -> None:
     settings = isolated_settings(bootstrap, processors=["trades"], **kafka)
     proc = settings.stream_processors["trades"]
     source, sink = proc.input_topics[0], proc.output_topics[0]
@@ -104,7 +108,7 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
             due = int((time.monotonic() - started) * rate)
             while sent < due:
                 symbol, raw = trades[sent % len(trades)]
-                alias = steady_alias(symbol, sent, len(trades))
+                alias = partition_alias(symbol, sent, len(trades))
                 await producer.send(source, aliased(symbol, raw, alias), key=alias.encode())
                 sent += 1
             await asyncio.sleep(0.01)
@@ -120,7 +124,8 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
                     out.times[v["source_partition"]].append(now)
                     out.sources.append((v["source_partition"], v["source_offset"]))
 
-    with tempfile.TemporaryDirectory(prefix="failover-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="failover-bench-") as tmp:
+        folder = tempfile.mkdtemp(prefix="failover-bench-logs-") if keep_logs else tmp
         ports = [(free_port(), free_port()) for _ in range(workers)]
 
         def launch(i: int, generation: int = 0) -> subprocess.Popen:
@@ -173,6 +178,8 @@ async def run(bootstrap: str, kills: int, rate: int, workers: int, kafka: dict[s
             await asyncio.gather(*tasks, return_exceptions=True)
             await reader.stop()
             await producer.stop()
+    if keep_logs:
+        print(f"worker logs: {folder}")
     unique = set(out.sources)
     print(f"published {sent}; outputs seen {len(out.sources)}, distinct sources {len(unique)}, duplicates "
           f"{len(out.sources) - len(unique)}")
@@ -224,13 +231,28 @@ async def rolling_update(procs: list[subprocess.Popen], ports: list[tuple[int, i
     print(f"rolling update: {len(timeline)} readiness polls over {ended - started:.1f} s; fewest workers ready at "
           f"once {fewest}; {none_s:.1f} s with none ready; longest gap in committed output per partition: max "
           f"{max(gaps):.1f} s, median {statistics.median(gaps):.1f} s", flush=True)
+    print("  longest gap per partition (s): " + ", ".join(f"{p}: {g:.1f}" for p, g in enumerate(gaps)))
+    if NOT_READY:
+        print(f"  /ready not 200 (polls, by reason): {dict(NOT_READY.most_common(6))}")
+
+
+NOT_READY: Counter[str] = Counter()  # why a live worker's /ready was not 200, during the rolling update
 
 
 def is_ready(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
             return resp.status == 200
-    except OSError:  # 503 (HTTPError), refused while starting or stopped
+    except urllib.error.HTTPError as exc:  # 503: its problems say why
+        body = exc.read()
+        try:
+            problems = json.loads(body or b"{}").get("problems") or ["(no problem named: tasks opening)"]
+        except ValueError:
+            problems = [f"HTTP {exc.code}: {body[:60]!r}"]
+        NOT_READY.update(p.split(":")[0] + ": " + p.split(":", 1)[-1][:60] for p in problems)
+        return False
+    except OSError as exc:  # refused while starting or stopped, or slow to answer
+        NOT_READY[type(exc).__name__] += 1
         return False
 
 
@@ -282,12 +304,14 @@ def main() -> None:
     parser.add_argument("--transaction-timeout-ms", type=int, default=None, help="default: the shipped config's")
     parser.add_argument("--static", action="store_true", help="static membership; a killed worker restarts at once")
     parser.add_argument("--rolling", action="store_true", help="then a rolling update of every worker")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs (the folder is printed)")
     args = parser.parse_args()
     kafka = {k: v for k, v in (("session_timeout_ms", args.session_timeout_ms),
                                ("transaction_timeout_ms", args.transaction_timeout_ms)) if v is not None}
     logging.basicConfig(level=logging.WARNING)
     with broker() as bootstrap:
-        asyncio.run(run(bootstrap, args.kills, args.rate, args.workers, kafka, args.static, args.rolling))
+        asyncio.run(run(bootstrap, args.kills, args.rate, args.workers, kafka, args.static, args.rolling,
+                        args.keep_logs))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from bench.trades_throughput import aliased, assign_from_start, real_trades, steady_alias  # noqa: E402
+from bench.trades_throughput import aliased, assign_from_start, partition_alias, real_trades  # noqa: E402
 from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
 from tests.broker import broker, free_port  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
@@ -161,7 +161,7 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
             due = min(total, int((time.monotonic() - started) / tick * per_tick) + 1)
             while sent < due:
                 symbol, raw = trades[sent % len(trades)]
-                alias = steady_alias(symbol, sent, len(trades))
+                alias = partition_alias(symbol, sent, len(trades))
                 future = await producer.send(source, aliased(symbol, raw, alias), key=alias.encode())
                 acks.append(asyncio.ensure_future(acknowledge(future)))
                 sent += 1

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import itertools
 import logging
 import statistics
 import sys
@@ -34,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 
 from bench.passthrough import passthrough  # noqa: E402
 from stream_processor.engine.settings import Settings, TopicSettings  # noqa: E402
@@ -46,6 +49,7 @@ from tests.helpers import isolated_settings  # noqa: E402
 FEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feeds" / "binance-hftbacktest" / "spot"
 FILES = [FEEDS / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
 PARTITIONS = 8
+_PARTITIONER = DefaultPartitioner()
 CONTENDERS = ("exactly_once", "agent_exactly_once", "at_least_once", "passthrough_send", "passthrough_batch")
 
 
@@ -68,6 +72,24 @@ def steady_alias(symbol: str, n: int, trades: int) -> str:
     """The alias of the ``n``-th trade published from a tape of ``trades`` trades, cycling 8 aliases per copy: the
     keys spread over the partitions like a many-symbol feed."""
     return f"{symbol}.{(n // trades) * 8 + n % 8}"
+
+
+def partition_alias(symbol: str, n: int, trades: int, partitions: int = PARTITIONS) -> str:
+    """The alias of the ``n``-th trade published from a tape of ``trades`` trades, chosen so that trade ``n`` goes to
+    partition ``n % partitions`` (Kafka's default partitioner): every partition gets a steady share of the input at
+    all times, as a failover or latency measurement needs. The aliases are new on every pass over the tape, so
+    that no trade id repeats under one alias (the dedup window would drop it)."""
+    return _alias_for(symbol, n // trades, n % partitions, partitions)
+
+
+@functools.cache
+def _alias_for(symbol: str, lap: int, partition: int, partitions: int) -> str:
+    every = list(range(partitions))
+    for k in itertools.count():
+        alias = f"{symbol}.{lap}.{k}"
+        if _PARTITIONER(alias.encode(), every, every) == partition:
+            return alias
+    raise AssertionError("unreachable")
 
 
 async def assign_from_start(consumer: Any, topic: str) -> None:

@@ -459,11 +459,13 @@ class ProcessorRunner:
                     if not self._to_open:
                         break
                     q = min(self._to_open)
-                    previous = self._to_open.pop(q)
+                    previous = self._to_open[q]  # q stays "opening" (ready) until the attempt ends
                     if previous is not None:
+                        self._to_open[q] = None
                         await self._close(previous)
                     if q in self.assigned and q not in self.tasks:
                         await self._try_open(q, previous)
+                    self._to_open.pop(q, None)
             if not self._stopping.is_set() and self.state != "failed":
                 self.state = "running"
         except asyncio.CancelledError:
@@ -1010,7 +1012,9 @@ class ProcessorRunner:
     def _lag(self, tp: TopicPartition) -> int | None:
         """Records of ``tp`` waiting: its last stable offset (as last fetched) minus the committed offset; None
         while either is unknown."""
-        end = self._consumer.last_stable_offset(tp) if self._consumer is not None else None
+        consumer = self._consumer
+        # During a rebalance the consumer's assignment may no longer hold tp: nothing known of it then.
+        end = consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
         committed = self.committed.get(tp)
         return max(0, end - committed) if end is not None and committed is not None else None
 
@@ -1115,7 +1119,7 @@ class ProcessorRunner:
             cp = self.tasks.get(q)
             restoring = self.restoring.get(q)
             for tp in inputs:
-                end = consumer.last_stable_offset(tp) if consumer is not None else None
+                end = consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
                 since = now - health.last_commit if health is not None else None
                 out[tp] = {
                     "task": q,
