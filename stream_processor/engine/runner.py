@@ -94,6 +94,9 @@ LATENCY_EDGES_MS = np.geomspace(0.1, 3_600_000.0, 360)
 #: The input consumer's fetch wait (ms). The broker answers a connection's requests in order, so an offset lookup
 #: on that consumer (opening a task) waits behind a fetch that finds nothing for up to this long.
 FETCH_WAIT_MS = 100
+#: A task's next transaction holds at most about this many input records while its previous one commits; past
+#: it the loop waits for that commit (a slow broker slows the worker instead of growing its memory).
+PIPELINE_MAX_RECORDS = 50_000
 #: The restore consumer's fetch wait (ms): short, so that opening a task does not wait on an idle fetch.
 RESTORE_FETCH_WAIT_MS = 10
 #: A commit due while the task's previous one is in flight is retried this often (seconds).
@@ -614,12 +617,17 @@ class ProcessorRunner:
         if self.stats.first_batch_at is None:
             self.stats.first_batch_at = started
         recovered: set[int] = set()
+        opened = dict(self.tasks)  # a task reopened while this batch is worked on skips the rest of it
         for tp, messages in batches.items():
             q = tp.partition
             cp = self.tasks.get(q)
-            if cp is None or not messages or q in recovered:
+            if cp is None or not messages or q in recovered or opened.get(q) is not cp:
                 continue  # fetched before a rebalance took the task away, fenced, or reopened in this batch
             try:
+                if cp.pending_count >= PIPELINE_MAX_RECORDS and q in self._committing:
+                    await self._harvest(wait=True)  # a slow commit: bound what the next transaction holds
+                    if self.tasks.get(q) is not cp:
+                        continue  # its commit failed: reopened, and these records are read again
                 if not cp.is_open:
                     await cp.begin()
                 if q in self._isolate_until:

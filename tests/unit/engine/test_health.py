@@ -63,9 +63,11 @@ def _assign(runner: ProcessorRunner, q: int, *, committed: int, end: int | None,
     runner.committed[tp] = committed
     runner.task_health[q] = TaskHealth(last_commit=time.monotonic() - since_commit, failures=failures,
                                        circuit=circuit, last_error="KafkaTimeoutError()" if failures else None)
-    runner._consumer = types.SimpleNamespace(  # type: ignore[assignment]  # noqa: SLF001
-        last_stable_offset=lambda p, _ends={}: _ends.get(p))
-    runner._consumer.last_stable_offset.__defaults__[0][tp] = end  # type: ignore[index]  # noqa: SLF001
+    if runner._consumer is None:  # noqa: SLF001
+        ends: dict[TopicPartition, int] = {}
+        runner._consumer = types.SimpleNamespace(  # type: ignore[assignment]  # noqa: SLF001
+            last_stable_offset=ends.get, assignment=lambda: set(ends), ends=ends)
+    runner._consumer.ends[tp] = end  # type: ignore[union-attr]  # noqa: SLF001
 
 
 # ---- health_document -----------------------------------------------------------------------------
@@ -285,3 +287,15 @@ def test_throughput_is_positive_after_several_real_commits() -> None:
         time.sleep(0.01)
     assert stats.throughput_per_second() > 0
     assert stats.as_dict()["throughput_per_second"] > 0
+
+
+def test_a_partition_the_consumer_no_longer_holds_has_no_lag_mid_rebalance() -> None:
+    settings = _settings(stuck_partition_ms=60_000)
+    runner = _runner(settings)
+    _assign(runner, 3, committed=100, end=400, since_commit=500.0)
+    runner._consumer.ends.clear()  # type: ignore[union-attr]  # noqa: SLF001 - revoked, not yet reassigned
+    doc = health_document(_worker([runner], settings))
+    assert doc["healthy"] is True  # not stuck: nothing known to be waiting
+    assert doc["checks"]["processor_trades"]["details"]["partitions"]["raw_trades-3"]["records_waiting"] == 0
+    del runner.tasks[3]  # partition_status reads an open task's transaction: none here
+    assert runner.partition_status()[TopicPartition("raw_trades", 3)]["lag"] is None
