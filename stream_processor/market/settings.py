@@ -41,6 +41,10 @@ class OrderbookParams(_Strict):
     imbalance_levels: int = Field(default=10, gt=0)  # top-N levels per side of the imbalance
     wall_levels: int = Field(default=20, gt=0)  # levels per side searched for walls
     wall_multiple: float = Field(default=5.0, gt=0)  # a wall is > this many times the median level size
+    # How a book goes to the changelog: "delta" writes a small head and the levels changed since the last full
+    # state (a new full state when they add up to the book's size); "full" writes the whole book at every commit
+    # in which it changed (the layout before "delta"; both read both, see processors/orderbook.py).
+    state_encoding: Literal["delta", "full"] = "delta"
 
     @model_validator(mode="after")
     def _state_fits_a_record(self) -> OrderbookParams:
