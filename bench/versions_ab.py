@@ -8,8 +8,9 @@ worktree (with ``shared`` beside it, as the bench expects ``../shared``), starts
 ``TEST_KAFKA_BOOTSTRAP``), publishes the input of bench/trades_throughput.py once (the real Binance trades,
 ``--copies`` times under symbol aliases, 8 partitions), then alternates: a worker of REV, a worker of this
 checkout, each in its own process with its own consumer group, each reading the whole input with the trades
-processor under exactly_once (``run_worker`` of each version's own bench/trades_throughput.py). Prints every
-round, the medians and means, and the ratios after / before (median of the paired ratios too).
+processor under exactly_once, timed alike for both: from the first record held in a task's open transaction to
+the moment every record is committed. Prints every round, the medians and means, and the ratios after / before
+(median of the paired ratios too).
 """
 
 from __future__ import annotations
@@ -28,13 +29,32 @@ sys.path.insert(0, str(ROOT))
 from bench.trades_throughput import publish_input  # noqa: E402
 from tests.broker import broker  # noqa: E402
 
+# One worker of the checkout at argv[1], timed the same way whatever its version: from the first record held in a
+# task's open transaction to the moment every record is committed (group join and task opening excluded).
 ONE_RUN = """
-import asyncio, logging, sys
+import asyncio, logging, sys, time
 sys.path.insert(0, sys.argv[1])
 logging.basicConfig(level=logging.CRITICAL)
-from bench.trades_throughput import run_worker
-seconds, n, _ = asyncio.run(run_worker(sys.argv[2], "exactly_once", sys.argv[3], int(sys.argv[4])))
-print(n / seconds)
+from bench.trades_throughput import worker_settings
+from stream_processor.engine.worker import Worker
+
+async def main(bootstrap, source, total):
+    worker = Worker(worker_settings(bootstrap, "exactly_once", source))
+    task = asyncio.create_task(worker.run())
+    stats, first = worker.runners[0].stats, None
+    while stats.messages_processed < total:
+        if task.done():
+            task.result()
+        if first is None and (stats.messages_processed or any(
+                cp.pending_count for cp in list(worker.runners[0].tasks.values()))):
+            first = time.perf_counter()
+        await asyncio.sleep(0.001)
+    seconds = time.perf_counter() - first
+    worker.request_stop()
+    await task
+    print(total / seconds)
+
+asyncio.run(main(sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 
