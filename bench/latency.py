@@ -11,8 +11,9 @@ ticks. A read_committed consumer in this process (``fetch_max_wait_ms`` 5, so it
 latency is the time this process saw it minus the input record's CreateTime (the producer's timestamp, returned
 with the send's metadata): both clocks are this machine's.
 
-Prints p50, p90, p99, p99.9 and max for the first 10 s of input and for the rest, the number matched and any
-input never seen (after a 60 s drain), and the worker's own throughput.
+``--worker-repo PATH`` runs the worker from another checkout (a worktree of an earlier commit: a baseline on the
+same broker and input). Prints p50, p90, p99, p99.9 and max for the first 10 s of input and for the rest, the
+number matched and any input never seen (after a 60 s drain), and the worker's own throughput.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def start_worker(settings_doc: dict, folder: Path, name: str = "worker",
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
     log = open(folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "stream_processor", "worker", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=env["PYTHONPATH"])
 
 
 def wait_ready(port: int, worker: subprocess.Popen, timeout: float = 120.0) -> float:
@@ -79,7 +80,7 @@ def wait_ready(port: int, worker: subprocess.Popen, timeout: float = 120.0) -> f
     raise TimeoutError(f"/ready not 200 within {timeout:.0f} s")
 
 
-async def measure(bootstrap: str, rate: int, seconds: float, mode: str) -> None:
+async def measure(bootstrap: str, rate: int, seconds: float, mode: str, worker_repo: Path | None = None) -> None:
     settings = isolated_settings(bootstrap, mode, processors=["trades"])
     proc = settings.stream_processors["trades"]
     source, sink = proc.input_topics[0], proc.output_topics[0]
@@ -90,7 +91,8 @@ async def measure(bootstrap: str, rate: int, seconds: float, mode: str) -> None:
     doc.pop("replay", None)
 
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as folder:
-        worker = start_worker(doc, Path(folder))
+        env = {"PYTHONPATH": str(worker_repo)} if worker_repo is not None else None
+        worker = start_worker(doc, Path(folder), env=env)
         try:
             ready_s = wait_ready(health_port, worker)
             print(f"worker ready after {ready_s:.1f} s; publishing {rate} trades/s for {seconds:.0f} s "
@@ -180,10 +182,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5000, help="input trades per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish")
     parser.add_argument("--mode", choices=["exactly_once", "at_least_once"], default="exactly_once")
+    parser.add_argument("--worker-repo", type=Path, default=None,
+                        help="run the worker from this checkout (e.g. a worktree of an earlier commit, for a baseline)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with broker() as bootstrap:
-        asyncio.run(measure(bootstrap, args.rate, args.seconds, args.mode))
+        asyncio.run(measure(bootstrap, args.rate, args.seconds, args.mode, args.worker_repo))
 
 
 if __name__ == "__main__":
