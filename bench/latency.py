@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -92,6 +93,13 @@ async def measure(bootstrap: str, rate: int, seconds: float, mode: str, worker_r
 
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as folder:
         env = {"PYTHONPATH": str(worker_repo)} if worker_repo is not None else None
+        if worker_repo is not None:  # keys added since issue 10, which an earlier checkout refuses
+            doc = json.loads(json.dumps(doc))
+            for key in ("heartbeat_interval_ms", "group_instance_id"):
+                doc["kafka"].pop(key, None)
+            for proc in doc["stream_processors"].values():
+                proc.get("params", {}).pop("state_encoding", None)
+            (Path(folder) / "bench-config.yaml").unlink(missing_ok=True)
         worker = start_worker(doc, Path(folder), env=env)
         try:
             ready_s = wait_ready(health_port, worker)
