@@ -302,12 +302,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--session-timeout-ms", type=int, default=None, help="default: the shipped config's")
     parser.add_argument("--transaction-timeout-ms", type=int, default=None, help="default: the shipped config's")
+    parser.add_argument("--heartbeat-interval-ms", type=int, default=None, help="default: the shipped config's")
     parser.add_argument("--static", action="store_true", help="static membership; a killed worker restarts at once")
     parser.add_argument("--rolling", action="store_true", help="then a rolling update of every worker")
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs (the folder is printed)")
     args = parser.parse_args()
     kafka = {k: v for k, v in (("session_timeout_ms", args.session_timeout_ms),
-                               ("transaction_timeout_ms", args.transaction_timeout_ms)) if v is not None}
+                               ("transaction_timeout_ms", args.transaction_timeout_ms),
+                               ("heartbeat_interval_ms", args.heartbeat_interval_ms)) if v is not None}
     logging.basicConfig(level=logging.WARNING)
     with broker() as bootstrap:
         asyncio.run(run(bootstrap, args.kills, args.rate, args.workers, kafka, args.static, args.rolling,
