@@ -336,6 +336,43 @@ class Restored:
         return found
 
 
+#: Records asked of each ``getmany`` while restoring.
+RESTORE_MAX_RECORDS = 10_000
+#: Keys whose last record :func:`restore` holds undecoded before it applies them (a bound on that buffer: about as
+#: many encoded snapshots as the store will hold decoded anyway).
+RESTORE_MAX_PENDING = 200_000
+
+
+class _LastPerKey:
+    """The changelog records :func:`restore` has read and not yet applied: the last value of each key, in the
+    order that applying every record one by one would leave the store's keys in.
+
+    Applying only each key's last record leaves the store as applying all of them would (each record is the whole
+    snapshot of its key, a None value deletes it), with the same key order: a key keeps its place when updated, and
+    goes last when it is re-created after a tombstone (``dropped``: it is deleted before its new value is applied).
+    What a superseded snapshot would have done is not done: one that cannot be read neither resets its key nor
+    fails the restore, as when compaction has already removed it.
+    """
+
+    __slots__ = ("store", "values", "dropped")
+
+    def __init__(self, store: TaskStores) -> None:
+        self.store = store
+        self.values: dict[bytes, bytes | None] = {}
+        self.dropped: set[bytes] = set()
+
+    def apply(self) -> None:
+        load, dropped = self.store.load, self.dropped
+        try:
+            for key, value in self.values.items():
+                if value is not None and key in dropped:
+                    load(key, None)
+                load(key, value)
+        finally:
+            self.values.clear()
+            dropped.clear()
+
+
 async def restore(
     store: TaskStores, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None = None,
     progress: dict[str, int] | None = None,
@@ -347,6 +384,9 @@ async def restore(
     re-applying one the store already reflects changes nothing). ``consumer`` must be a group-less consumer
     with ``isolation_level="read_committed"``; it is left unassigned. ``progress``, if given, is kept up to date
     with the changelog offsets ``start``, ``position`` and ``end`` (for ``/status``).
+
+    Only the last record of each key is decoded (see :class:`_LastPerKey`): what is not yet compacted costs a read,
+    not a decode, and the store ends as a compacted changelog would leave it.
     """
     if start is None:
         store.clear()
@@ -365,11 +405,12 @@ async def restore(
         offsets: dict[str | None, int] = {}
         positions: dict[str, int] = {}
         stream_time = -1
-        load = store.load
+        last = _LastPerKey(store)
+        pending, dropped = last.values, last.dropped
         while (position := await consumer.position(tp)) < end:
             if progress is not None:
                 progress["position"] = position
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=RESTORE_MAX_RECORDS)
             for record in batch.get(tp, ()):
                 key = record.key
                 if key is not None and key[:1] == b"\x00":
@@ -381,8 +422,24 @@ async def restore(
                             positions[topic] = marker.get("position", marker["offset"])
                         stream_time = max(stream_time, marker.get("stream_time", -1))
                         continue
-                load(key, record.value)
+                    if key.startswith(META_KEY):  # small, and merged into the store's meta: applied in order
+                        store.load(key, record.value)
+                        applied += 1
+                        continue
+                value = record.value
+                if value is None:
+                    pending[key] = None
+                    dropped.add(key)
+                elif pending.get(key, b"") is None:
+                    del pending[key]  # re-created after a tombstone: it goes last, as a load would put it
+                    pending[key] = value
+                else:
+                    pending[key] = value
                 applied += 1
+            if len(pending) >= RESTORE_MAX_PENDING:
+                last.apply()
+        last.apply()
         return Restored(applied, offsets, end, positions, stream_time)
     finally:
         consumer.assign([])
+

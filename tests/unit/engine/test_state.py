@@ -351,3 +351,150 @@ async def test_a_legacy_marker_counts_only_for_a_single_input() -> None:
     assert restored.offsets == {None: 12}
     assert restored.offset("raw_trades", only_input=True) == 12
     assert restored.offset("raw_trades", only_input=False) is None
+
+
+# ---- restore() decodes only the last record of each key, with the same result ------------------------------------
+
+
+def _restore_each(stores: TaskStores, records: list[tuple[bytes | None, bytes | None]], start: int | None
+                  ) -> tuple[int, dict[str | None, int], dict[str, int], int]:
+    """What restore did before it kept only each key's last record: every record applied in order. Returns
+    ``(applied, offsets, positions, stream_time)``."""
+    if start is None:
+        stores.clear()
+    else:
+        stores.take_dirty()
+    applied, offsets, positions, stream_time = 0, {}, {}, -1
+    for key, value in records[start or 0:]:
+        if key is not None and key.startswith(OFFSET_KEY):
+            topic = None if key == OFFSET_KEY else key[len(OFFSET_KEY) + 1:].decode()
+            marker = orjson.loads(value)  # type: ignore[arg-type]
+            offsets[topic] = marker["offset"]
+            if topic is not None:
+                positions[topic] = marker.get("position", marker["offset"])
+            stream_time = max(stream_time, marker.get("stream_time", -1))
+            continue
+        stores.load(key, value)  # type: ignore[arg-type]
+        applied += 1
+    return applied, offsets, positions, stream_time
+
+
+def _random_changelog(rng: Any, n: int) -> list[tuple[bytes | None, bytes | None]]:
+    """``n`` changelog records of two stores: updates, tombstones and re-creations of a few keys, metadata records,
+    a record of a store that no longer exists, and offset markers (legacy and per topic)."""
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(n):
+        kind = rng.random()
+        if kind < 0.08:
+            topic = rng.choice(["raw_trades", "raw_klines", None])
+            if topic is None:
+                records.append((OFFSET_KEY, orjson.dumps({"offset": i})))
+            else:
+                records.append(offset_marker(topic, i, i + rng.randrange(3), rng.randrange(-1, 10_000)))
+        elif kind < 0.12:
+            records.append((b"\x00meta:w", orjson.dumps({rng.choice(["latest", "other"]): i})))
+        elif kind < 0.14:
+            records.append((STORE_PREFIX + b"gone\x00k", b"1"))
+        else:
+            key = f"k{rng.randrange(12)}".encode()
+            if rng.random() < 0.5:
+                key = STORE_PREFIX + b"w\x00" + key
+            records.append((key, None if rng.random() < 0.2 else orjson.dumps([i, key.decode()])))
+    return records
+
+
+def _json_stores() -> TaskStores:
+    return TaskStores([StoreSpec(), StoreSpec(name="w", keep_meta=("latest", "other"))])
+
+
+def _contents(stores: TaskStores) -> list[Any]:
+    """Everything a restore leaves in the stores, keys in their dict order."""
+    return [(name, list(store.data.items()), dict(store.meta), store.resets, store.dirty)
+            for name, store in stores.stores.items()]
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_restore_leaves_the_stores_as_applying_every_record_would(seed: int, monkeypatch: Any) -> None:
+    import random
+
+    import stream_processor.engine.state as state_module
+
+    rng = random.Random(seed)
+    records = _random_changelog(rng, rng.randrange(1, 300))
+    if seed % 4 == 3:  # the undecoded records are applied a few keys at a time
+        monkeypatch.setattr(state_module, "RESTORE_MAX_PENDING", 3)
+    start = None if seed % 2 else rng.randrange(len(records) + 1)
+
+    def prepared() -> TaskStores:  # an incremental restore starts from a store with keys of its own
+        stores = _json_stores()
+        for i in range(5):
+            stores[""].put(f"k{i * 2}", ["before", i])
+            stores["w"].put(f"k{i * 3}", ["before", i])
+        stores["w"].meta["latest"] = -5
+        stores.changelog_records()
+        stores[""].put("k1", ["dirty"])
+        return stores
+
+    expected = prepared()
+    applied, offsets, positions, stream_time = _restore_each(expected, records, start)
+    stores = prepared()
+    restored = await restore(stores, FakeChangelogConsumer(records), CHANGELOG_TP, start)  # type: ignore[arg-type]
+    assert _contents(stores) == _contents(expected)
+    assert (restored.applied, restored.offsets, restored.positions, restored.stream_time) == (
+        applied, offsets, positions, stream_time)
+    assert restored.end == len(records)
+
+
+async def test_restore_decodes_only_the_last_record_of_each_key() -> None:
+    decoded: list[Any] = []
+
+    def from_state(state: Any) -> Any:
+        decoded.append(state)
+        return state
+
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(1_000):
+        records.append((f"key-{i % 10}".encode(), orjson.dumps(i)))
+        if i % 100 == 99:
+            records.append(offset_marker("raw_trades", i + 1))
+    records.append((b"key-3", None))
+    stores = TaskStores([StoreSpec(from_state=from_state)])
+    restored = await restore(stores, FakeChangelogConsumer(records), CHANGELOG_TP)  # type: ignore[arg-type]
+    assert restored.applied == 1_001  # every state record read counts, as before
+    assert restored.offsets == {"raw_trades": 1_000}
+    assert sorted(decoded) == [990, 991, 992, 994, 995, 996, 997, 998, 999]  # key-3 ends deleted: not decoded
+    assert list(stores[""].data) == [f"key-{i}" for i in range(10) if i != 3]
+
+
+async def test_restore_of_real_trades_state_matches_every_record_applied() -> None:
+    source = _task_stores()
+    records: list[tuple[bytes | None, bytes | None]] = []
+    btc, eth = SymbolTrades(PARAMS), SymbolTrades(PARAMS)
+    for i in range(60):
+        obj, symbol = (btc, "BTCUSDT") if i % 3 else (eth, "ETHUSDT")
+        obj.update(_trade(symbol, i, 100.0 + 0.5 * (i % 5), 0.01 * (i + 1), "buy" if i % 2 else "sell", T0 + i))
+        source[""].put(symbol, obj)
+        records += source.changelog_records()
+        records.append(offset_marker("raw_trades", i + 1))
+    expected = _task_stores()
+    _restore_each(expected, records, None)
+    stores = _task_stores()
+    await restore(stores, FakeChangelogConsumer(records), CHANGELOG_TP)  # type: ignore[arg-type]
+    assert list(stores[""].data) == list(expected[""].data) == ["ETHUSDT", "BTCUSDT"]
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert stores[""].get(symbol).to_state() == expected[""].get(symbol).to_state() == \
+            (btc if symbol == "BTCUSDT" else eth).to_state()
+
+
+async def test_a_superseded_unreadable_snapshot_is_skipped_as_compaction_would_remove_it() -> None:
+    records: list[tuple[bytes | None, bytes | None]] = [(b"a", b"not json"), (b"a", b"1"), (b"b", b"2")]
+    stores = TaskStores([StoreSpec(on_error="fail")])
+    await restore(stores, FakeChangelogConsumer(records), CHANGELOG_TP)  # type: ignore[arg-type]
+    assert stores[""].data == {"a": 1, "b": 2}
+    assert stores.resets == 0
+    # The last snapshot of a key is still read: one this code cannot read fails (or resets) as before.
+    with pytest.raises(StateRestoreError):
+        await restore(stores, FakeChangelogConsumer([*records, (b"b", b"{")]), CHANGELOG_TP)  # type: ignore[arg-type]
+    stores = TaskStores([StoreSpec()], on_error="reset")
+    await restore(stores, FakeChangelogConsumer([*records, (b"b", b"{")]), CHANGELOG_TP)  # type: ignore[arg-type]
+    assert stores[""].data == {"a": 1} and stores.resets == 1  # b's last snapshot is unreadable: b starts empty
