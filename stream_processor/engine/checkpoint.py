@@ -314,7 +314,7 @@ class Checkpoint:
             # Without a transaction the outputs must be acknowledged before the state that produced them is
             # written: a crash in between then repeats outputs (at least once) instead of losing them.
             sealed = Sealed(self)
-            self._append_changelog(sealed.offsets)
+            self._append_changelog()
             sealed.changelog = self._take_batches()
         self._reset_pending()
         self._move(CheckpointState.COMMITTING)
@@ -381,9 +381,8 @@ class Checkpoint:
             default=None,
         )
 
-    def _append_changelog(self, offsets: dict[TopicPartition, int] | None = None) -> None:
-        """Add the store's dirty keys and (under exactly_once) the offset markers of ``offsets`` (default: the
-        pending ones) to the changelog partition.
+    def _append_changelog(self) -> None:
+        """Add the store's dirty keys and (under exactly_once) the offset markers to the changelog partition.
 
         Every dirty key is encoded (and checked against ``changelog_limit``) before any is appended, so a
         :class:`~stream_processor.engine.exceptions.StateRecordError` leaves the transaction's batches as they were.
@@ -396,7 +395,7 @@ class Checkpoint:
             self.append(topic, value, key=key, partition=partition)
         if self.transactional:
             stream_time = self.context.stream_time if self.context is not None else None
-            for tp, offset in (self.pending_offsets if offsets is None else offsets).items():
+            for tp, offset in self.pending_offsets.items():
                 key, value = offset_marker(tp.topic, offset, self.positions[tp], stream_time)
                 self.append(topic, value, key=key, partition=partition)
 

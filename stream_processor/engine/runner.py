@@ -616,12 +616,11 @@ class ProcessorRunner:
         started = time.perf_counter()
         if self.stats.first_batch_at is None:
             self.stats.first_batch_at = started
-        recovered: set[int] = set()
         opened = dict(self.tasks)  # a task reopened while this batch is worked on skips the rest of it
         for tp, messages in batches.items():
             q = tp.partition
             cp = self.tasks.get(q)
-            if cp is None or not messages or q in recovered or opened.get(q) is not cp:
+            if cp is None or not messages or opened.get(q) is not cp:
                 continue  # fetched before a rebalance took the task away, fenced, or reopened in this batch
             try:
                 if cp.pending_count >= PIPELINE_MAX_RECORDS and q in self._committing:
@@ -635,10 +634,8 @@ class ProcessorRunner:
                 else:
                     await self._process_partition(cp, tp, messages)
             except _Rollback as rollback:
-                recovered.add(q)
                 await self._recover(q, rollback.__cause__ or rollback, rollback=True)
             except Exception as exc:  # noqa: BLE001 - any Kafka error aborts this task's transaction
-                recovered.add(q)
                 await self._recover(q, exc)
             if self._committing:
                 # Let the commits in flight take their next step (each is a few round trips): without this they
@@ -1017,12 +1014,16 @@ class ProcessorRunner:
                 if lag is not None:
                     gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
+    def _end_offset(self, tp: TopicPartition) -> int | None:
+        """``tp``'s last stable offset as last fetched; None while unknown, or when the consumer no longer holds tp
+        (mid-rebalance)."""
+        consumer = self._consumer
+        return consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
+
     def _lag(self, tp: TopicPartition) -> int | None:
         """Records of ``tp`` waiting: its last stable offset (as last fetched) minus the committed offset; None
         while either is unknown."""
-        consumer = self._consumer
-        # During a rebalance the consumer's assignment may no longer hold tp: nothing known of it then.
-        end = consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
+        end = self._end_offset(tp)
         committed = self.committed.get(tp)
         return max(0, end - committed) if end is not None and committed is not None else None
 
@@ -1120,14 +1121,13 @@ class ProcessorRunner:
         stable) offsets, lag, the transaction's state, the last commit, restore progress and the circuit."""
         now = time.monotonic() if now is None else now
         wall = time.time()
-        consumer = self._consumer
         out: dict[TopicPartition, dict[str, Any]] = {}
         for q, inputs in sorted(self.assigned.items()):
             health = self.task_health.get(q)
             cp = self.tasks.get(q)
             restoring = self.restoring.get(q)
             for tp in inputs:
-                end = consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
+                end = self._end_offset(tp)
                 since = now - health.last_commit if health is not None else None
                 out[tp] = {
                     "task": q,
