@@ -9,9 +9,16 @@ over the candles whose result no longer depends on data after the end (``compare
 detector: compared candles, agreement % (all columns of the candle equal), per-column agreement, the events on
 each side, and the confirmation delay; then the speed in µs per candle.
 
-Comparisons are exact: floats the reference stores as float32 (BOS/CHoCH, order-block and liquidity levels)
-are compared after rounding ours to float32, the others (swing levels, FVG bounds) as float64. Index columns
-use 0 for "none", like the reference (its NaN in the files is read as 0 too).
+Then the other reference functions, each run on its own (``parity_extras``): ``fvg(join_consecutive=True)``
+(``FairValueGaps(join_consecutive=True)``), ``previous_high_low`` for "4h", "1D" and "W" (``PreviousHighLow``),
+``sessions("London")`` (``Sessions``) and ``retracements`` (``Retracements`` fed a ``SwingDetector``'s events),
+over every candle they can be compared on (retracements: all candles, and the settled ones; see
+``retracement_rows``), and the speed of each of them.
+
+Comparisons are exact: floats the reference stores as float32 (BOS/CHoCH, order-block and liquidity levels,
+previous highs and lows, session highs and lows) are compared after rounding both sides to float32, the others
+(swing levels, FVG bounds, retracement %) as float64. Index columns use 0 for "none", like the reference (its NaN
+in the files is read as 0 too); so do the None values of the new detectors (the reference writes 0 or NaN).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import gzip
 import os
 import sys
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_processor.market.smc import Candle, Liquidity, SmcDetector  # noqa: E402
+from stream_processor.market.smc import Candle, FairValueGaps, Liquidity, SmcDetector, SwingDetector  # noqa: E402
 from stream_processor.market.smc.events import f32  # noqa: E402
+from stream_processor.market.smc.previous_high_low import PreviousHighLow  # noqa: E402
+from stream_processor.market.smc.retracements import Retracements  # noqa: E402
+from stream_processor.market.smc.sessions import Sessions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -56,9 +67,9 @@ def load_candles(folder: Path = EURUSD) -> list[Candle]:
     return out
 
 
-def load_reference(name: str, folder: Path = EURUSD) -> list[dict[str, float | None]]:
-    """One ``<name>_result_data.csv.gz`` file: a dict per candle, empty cells as None."""
-    with gzip.open(folder / f"{name}_result_data.csv.gz", "rt", newline="") as fh:
+def load_reference(name: str, folder: Path = EURUSD, suffix: str = "") -> list[dict[str, float | None]]:
+    """One ``<name>_result_data<suffix>.csv.gz`` file: a dict per candle, empty cells as None."""
+    with gzip.open(folder / f"{name}_result_data{suffix}.csv.gz", "rt", newline="") as fh:
         return [{k: (float(v) if v != "" else None) for k, v in rec.items()} for rec in csv.DictReader(fh)]
 
 
@@ -100,13 +111,15 @@ def rebuild_structure(events: Iterable[dict], n: int) -> list[Row]:
 
 
 def rebuild_fvg(events: Iterable[dict], n: int) -> list[Row]:
-    """(FVG, Top, Bottom, MitigatedIndex) per candle."""
+    """(FVG, Top, Bottom, MitigatedIndex) per candle (a gap joined into the next one, fvg_replaced, is removed)."""
     rows: dict[int, list] = {}
     for e in events:
         if e["type"] == "fvg":
             rows[e["index"]] = [e["direction"], e["top"], e["bottom"], 0]
         elif e["type"] == "fvg_mitigated":
             rows[e["index"]][3] = e["mitigated_index"]
+        elif e["type"] == "fvg_replaced":
+            del rows[e["index"]]
     return [tuple(rows[i]) if i in rows else (None, None, None, 0) for i in range(n)]
 
 
@@ -166,7 +179,7 @@ def reference_rows(name: str, ref: list[dict]) -> tuple[tuple[str, ...], list[Ro
     if name == "structure":
         cols = ("BOS", "CHOCH", "Level", "BrokenIndex")
         return cols, [(_d(r["BOS"]), _d(r["CHOCH"]), _f32(r["Level"]), _ix(r["BrokenIndex"])) for r in ref]
-    if name == "fvg":
+    if name in ("fvg", "fvg_consecutive"):
         cols = ("FVG", "Top", "Bottom", "MitigatedIndex")
         return cols, [(_d(r["FVG"]), _f(r["Top"]), _f(r["Bottom"]), _ix(r["MitigatedIndex"])) for r in ref]
     if name == "order_blocks":
@@ -175,6 +188,15 @@ def reference_rows(name: str, ref: list[dict]) -> tuple[tuple[str, ...], list[Ro
     if name == "liquidity":
         cols = ("Liquidity", "Level", "End", "Swept")
         return cols, [(_d(r["Liquidity"]), _f32(r["Level"]), _ix(r["End"]), _ix(r["Swept"])) for r in ref]
+    if name.startswith("previous_high_low"):
+        cols = ("PreviousHigh", "PreviousLow", "BrokenHigh", "BrokenLow")
+        return cols, [(_f32(r["PreviousHigh"]), _f32(r["PreviousLow"]), _ix(r["BrokenHigh"]), _ix(r["BrokenLow"]))
+                      for r in ref]  # fmt: skip
+    if name == "sessions":
+        return ("Active", "High", "Low"), [(_ix(r["Active"]), _f32(r["High"]), _f32(r["Low"])) for r in ref]
+    if name == "retracements":
+        cols = ("Direction", "CurrentRetracement%", "DeepestRetracement%")
+        return cols, [(_ix(r["Direction"]), r["CurrentRetracement%"], r["DeepestRetracement%"]) for r in ref]
     raise ValueError(name)
 
 
@@ -264,9 +286,9 @@ def compare(
             p.mismatches.append((i, a, b))
         for k, col in enumerate(cols):
             p.columns[col] += a[k] == b[k]
-        p.ours += a[0] is not None
-        p.theirs += b[0] is not None
-        p.both += a[0] is not None and b[0] is not None
+        p.ours += a[0] not in (None, 0)
+        p.theirs += b[0] not in (None, 0)
+        p.both += a[0] not in (None, 0) and b[0] not in (None, 0)
     return p
 
 
@@ -317,6 +339,133 @@ def replay_liquidity(candles: list[Candle], events: list[dict], pip_range: float
     return out, liq
 
 
+# ---------------------------------------------------------------- the other reference functions, run on their own
+
+#: The time frames of the reference's previous_high_low result files.
+TIME_FRAMES = ("4h", "1D", "W")
+
+
+def run_fvg_consecutive(candles: Iterable[Candle]) -> tuple[list[dict], FairValueGaps]:
+    """Feed every candle to a ``FairValueGaps(join_consecutive=True)``; return its events and it."""
+    det = FairValueGaps(join_consecutive=True)
+    events: list[dict] = []
+    for c in candles:
+        events += det.step(c)
+    return events, det
+
+
+def rebuild_previous_high_low(values: list[dict]) -> list[Row]:
+    """(PreviousHigh, PreviousLow as float32, BrokenHigh, BrokenLow as 0/1) from ``PreviousHighLow.step``'s values."""
+    return [(_f32(v["previous_high"]), _f32(v["previous_low"]), int(v["broken_high"]), int(v["broken_low"]))
+            for v in values]  # fmt: skip
+
+
+def rebuild_sessions(values: list[dict]) -> list[Row]:
+    """(Active 0/1, High, Low as float32, 0 when not active) from ``Sessions.step``'s values."""
+    return [(int(v["active"]), f32(v["high"] or 0.0), f32(v["low"] or 0.0)) for v in values]
+
+
+def rebuild_retracements(values: list[dict]) -> list[Row]:
+    """(Direction, CurrentRetracement%, DeepestRetracement%) per reference ROW: row ``t+1`` holds candle ``t``'s
+    values (the reference shifts its columns one row down); None (warm-up) as 0; row 0 (the reference's
+    wrap-around, the last candle's values) as zeros."""
+    rows: list[Row] = [(0, 0.0, 0.0)]
+    for v in values[:-1]:
+        rows.append((v["direction"] or 0, v["current_retracement_pct"] or 0.0, v["deepest_retracement_pct"] or 0.0))
+    return rows
+
+
+def run_retracements(candles: list[Candle]) -> tuple[list[dict], list[int | None], list[dict], Retracements]:
+    """Feed a ``SwingDetector`` and a ``Retracements`` (swing_length 5) every candle; return the retracement values
+    per candle, the swing each was measured from (``swing_index``), the swing events and the detector."""
+    swings, det = SwingDetector(SWING_LENGTH), Retracements(SWING_LENGTH)
+    values, anchors, swing_events = [], [], []
+    for c in candles:
+        ev = swings.step(c)
+        swing_events += ev
+        values.append(det.step(c, ev))
+        anchors.append(det.swing_index)
+    return values, anchors, swing_events, det
+
+
+def retracement_rows(anchors: list[int | None], swing_events: list[dict], n: int) -> tuple[list[int], list[int]]:
+    """Reference rows compared for retracements: (all, settled).
+
+    All: rows 1 .. n-1 (candles 0 .. n-2; row 0 is the reference's wrap-around). Settled: the rows of the candles
+    ``t`` whose swing known at ``t`` (``anchors[t]``) is in the final swing set (never replaced) and whose next
+    final swing comes after ``t``: at those candles the reference's latest swing is the one we know.
+    """
+    final = sorted(i for i, r in enumerate(rebuild_swings(swing_events, n)) if r[0] is not None)
+    settled = []
+    for t in range(n - 1):
+        k = anchors[t]
+        if k is None or not final:
+            continue
+        j = bisect_right(final, k)
+        if final[j - 1] != k or (j < len(final) and final[j] <= t):
+            continue
+        settled.append(t + 1)
+    return list(range(1, n)), settled
+
+
+def parity_extras(candles: list[Candle], folder: Path = EURUSD) -> dict[str, Parity]:
+    """Parity of FairValueGaps(join_consecutive=True), PreviousHighLow (4h, 1D, W), Sessions("London") and
+    Retracements (all candles, settled candles) with the reference's result files."""
+    n = len(candles)
+    out: dict[str, Parity] = {}
+    events, _ = run_fvg_consecutive(candles)
+    ref = load_reference("fvg_consecutive", folder)
+    p = compare("fvg_consecutive", rebuild_fvg(events, n), ref, list(range(n - 1)))
+    p.delay = "1 (joined: 2; mitigation: 0)"
+    out["fvg_consecutive"] = p
+    for tf in TIME_FRAMES:
+        det = PreviousHighLow(tf)
+        values = [det.step(c) for c in candles]
+        ref = load_reference("previous_high_low", folder, f"_{tf}")
+        p = compare(f"previous_high_low_{tf}", rebuild_previous_high_low(values), ref, list(range(n)))
+        p.delay = "0"
+        out[f"previous_high_low_{tf}"] = p
+    det = Sessions("London")
+    values = [det.step(c) for c in candles]
+    p = compare("sessions", rebuild_sessions(values), load_reference("sessions", folder), list(range(n)))
+    p.name, p.delay = "sessions (London)", "0"
+    out["sessions"] = p
+    values, anchors, swing_events, _ = run_retracements(candles)
+    ours, ref = rebuild_retracements(values), load_reference("retracements", folder)
+    every, settled = retracement_rows(anchors, swing_events, n)
+    p = compare("retracements", ours, ref, every)
+    p.name, p.delay = "retracements (all)", "0; swings known L late"
+    out["retracements"] = p
+    p = compare("retracements", ours, ref, settled)
+    p.name, p.delay = "retracements (settled)", "0 (settled candles)"
+    out["retracements_settled"] = p
+    return out
+
+
+def speed_extras(candles: list[Candle]) -> dict[str, float]:
+    """µs per candle of each of the other detectors, alone (Retracements: its own step, the swing events given)."""
+    out: dict[str, float] = {}
+
+    def timed(name: str, feed: Callable[[], object]) -> None:
+        start = time.perf_counter()
+        feed()
+        out[name] = (time.perf_counter() - start) / len(candles) * 1e6
+
+    timed("FairValueGaps(join_consecutive=True)", lambda: run_fvg_consecutive(candles))
+    for tf in TIME_FRAMES:
+        det_p = PreviousHighLow(tf)
+        timed(f"PreviousHighLow({tf!r})", lambda d=det_p: [d.step(c) for c in candles])
+    det_s = Sessions("London")
+    timed("Sessions('London')", lambda: [det_s.step(c) for c in candles])
+    det_i = Sessions("London", time_zone="Europe/London")
+    timed("Sessions('London', time_zone='Europe/London')", lambda: [det_i.step(c) for c in candles])
+    swings = SwingDetector(SWING_LENGTH)
+    swing_events = [swings.step(c) for c in candles]
+    det_r = Retracements(SWING_LENGTH)
+    timed("Retracements(5)", lambda: [det_r.step(c, e) for c, e in zip(candles, swing_events, strict=True)])
+    return out
+
+
 def measured_delays(events: list[dict]) -> dict[str, tuple[int, int]]:
     """Median and max, in candles, of ``confirmed_index`` minus the candle that completes each detector's pattern.
 
@@ -365,6 +514,18 @@ def main(argv: list[str] | None = None) -> None:
         for i, a, b in p.mismatches[: args.mismatches]:
             print(f"    candle {i}: ours {a} reference {b}")
     print(f"speed: {elapsed / len(candles) * 1e6:.1f} µs per candle (all detectors, one core)")
+
+    print("other reference functions, each detector on its own (retracements: reference row t+1 = our candle t)")
+    for p in parity_extras(candles, args.data).values():
+        cols = " ".join(f"{c}={p.column_agreement(c):.3f}" for c in p.columns)
+        print(
+            f"{p.name:28} {p.compared:8d} {p.agreement:8.3f}  {p.ours:5d} {p.theirs:5d} {p.both:5d}  "
+            f"{'':>13}  {p.delay:32} {cols}"
+        )
+        for i, a, b in p.mismatches[: args.mismatches]:
+            print(f"    row {i}: ours {a} reference {b}")
+    for name, us in speed_extras(candles).items():
+        print(f"speed: {us:.2f} µs per candle, {name} alone")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Streaming Smart Money Concepts detectors: swings, BOS/CHoCH, fair value gaps, order blocks, liquidity.
+"""Streaming Smart Money Concepts detectors: swings, BOS/CHoCH, fair value gaps, order blocks, liquidity;
+previous highs and lows of a higher time frame, sessions, retracements.
 
 Each detector is fed one CLOSED candle at a time, keeps bounded state (``to_state()`` / ``from_state()``,
 JSON-safe) and emits JSON-safe event dicts when a pattern is confirmed; nothing emitted at candle t depends on
@@ -12,6 +13,9 @@ from stream_processor.market.smc.events import Candle, Event, as_candle, make_ev
 from stream_processor.market.smc.fvg import FairValueGaps
 from stream_processor.market.smc.liquidity import Liquidity
 from stream_processor.market.smc.order_blocks import OrderBlocks
+from stream_processor.market.smc.previous_high_low import PreviousHighLow
+from stream_processor.market.smc.retracements import Retracements
+from stream_processor.market.smc.sessions import Sessions
 from stream_processor.market.smc.structure import BosChoch
 from stream_processor.market.smc.swings import SwingDetector
 
@@ -22,6 +26,9 @@ __all__ = [
     "FairValueGaps",
     "Liquidity",
     "OrderBlocks",
+    "PreviousHighLow",
+    "Retracements",
+    "Sessions",
     "SmcDetector",
     "SwingDetector",
     "as_candle",

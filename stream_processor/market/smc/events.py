@@ -28,7 +28,7 @@ Event = dict[str, Any]
 EVENT_TYPES = frozenset({
     "swing_high", "swing_low", "swing_replaced",
     "bos", "choch", "bos_cancelled", "choch_cancelled",
-    "fvg", "fvg_mitigated",
+    "fvg", "fvg_mitigated", "fvg_replaced",
     "order_block", "order_block_mitigated", "breaker_invalidated", "order_block_cancelled",
     "liquidity", "liquidity_swept",
 })

@@ -89,6 +89,54 @@ class Liquidity(Stateful):
         anchors = sorted(a[_IDX] for a in self._bull + self._bear)
         return self._last_final + 1, anchors
 
+    def untaken(self) -> list[tuple[int, float, int, int, int, float]]:
+        """The liquidity pools not swept yet, as ``(direction, level, members, index, open_time_ms, sweep_price)``.
+
+        A pool is an open anchor that no candle has swept yet: a group of ``members`` >= 2 equal highs
+        (``direction`` +1) / lows (-1), ``level`` = the mean of the member levels as in the ``liquidity`` event,
+        or a single final swing that no later swing joined (``members`` 1, ``level`` = the swing's); plus the
+        latest swing (not final yet, ``members`` 1) when it is not swept. ``index`` / ``open_time_ms``: the
+        anchor's (first) swing; ``sweep_price``: the high (+1) / low (-1) that sweeps it, ``level`` +- the
+        anchor's range (``range_high`` / ``range_low``). Bullish pools first; a new list: read only.
+        O(open anchors).
+        """
+        pools = [(1, a[_SUM] / a[_N], a[_N], a[_IDX], a[_TIME], a[_HIGH]) for a in self._bull if a[_SWEPT] is None]
+        pools += [(-1, a[_SUM] / a[_N], a[_N], a[_IDX], a[_TIME], a[_LOW]) for a in self._bear if a[_SWEPT] is None]
+        tent = self._tentative
+        if tent is not None and tent[_SWEPT] is None:
+            sweep = tent[_HIGH] if tent[_DIR] == 1 else tent[_LOW]
+            pools.append((tent[_DIR], tent[_LVL], 1, tent[_IDX], tent[_TIME], sweep))
+        return pools
+
+    def nearest_untaken(self, price: float) -> tuple[tuple | None, tuple | None]:
+        """``(above, below)``: the pools of ``untaken()`` nearest to ``price`` on their own side.
+
+        ``above``: the buy-side pool (swing highs, +1) with the lowest ``level > price``; ``below``: the sell-side
+        pool (swing lows, -1) with the highest ``level < price``; ties: the later anchor. Each is None or
+        ``(level, members, index, open_time_ms)``. Read only; O(open anchors), no copy.
+        """
+        inf = float("inf")
+        up_lvl, up, down_lvl, down = inf, None, -inf, None
+        for a in self._bull:
+            if a[_SWEPT] is None:
+                level = a[_SUM] / a[_N]
+                if price < level and (level < up_lvl or (level == up_lvl and a[_IDX] > up[2])):
+                    up_lvl, up = level, (level, a[_N], a[_IDX], a[_TIME])
+        for a in self._bear:
+            if a[_SWEPT] is None:
+                level = a[_SUM] / a[_N]
+                if price > level and (level > down_lvl or (level == down_lvl and a[_IDX] > down[2])):
+                    down_lvl, down = level, (level, a[_N], a[_IDX], a[_TIME])
+        t = self._tentative
+        if t is not None and t[_SWEPT] is None:
+            level = t[_LVL]
+            if t[_DIR] == 1:
+                if price < level and (level < up_lvl or (level == up_lvl and t[_IDX] > up[2])):
+                    up = (level, 1, t[_IDX], t[_TIME])
+            elif price > level and (level > down_lvl or (level == down_lvl and t[_IDX] > down[2])):
+                down = (level, 1, t[_IDX], t[_TIME])
+        return up, down
+
     def update(self, candle: Candle | Kline | tuple, swing_events: list[Event]) -> list[Event]:
         """Consume the next closed candle and its swing events; return the liquidity events it confirms.
 

@@ -106,6 +106,45 @@ class OrderBlocks(Stateful):
         """Number of blocks not removed yet (both directions, breakers included)."""
         return len(self._bull_live) + len(self._bull_breakers) + len(self._bear_live) + len(self._bear_breakers)
 
+    def active(self) -> list[tuple[int, float, float, int, int]]:
+        """Every unmitigated block (not a breaker, not removed) as ``(direction, top, bottom, index, open_time_ms)``.
+
+        ``direction`` +1 bullish / -1 bearish, ``top`` / ``bottom`` as in the ``order_block`` event (quote
+        currency, float64; the candle-0 quirk block can have ``top < bottom``, see above), ``index`` /
+        ``open_time_ms`` the block's candle; bullish blocks first, each direction in the order of the price that
+        mitigates it (float32 bottom ascending / float32 top ascending). A new list: read only. O(live blocks).
+        """
+        blocks = [(1, e[2][_B_TOP], e[2][_B_BOT], e[2][_B_IDX], e[2][_B_TIME]) for e in self._bull_live]
+        blocks += [(-1, e[2][_B_TOP], e[2][_B_BOT], e[2][_B_IDX], e[2][_B_TIME]) for e in self._bear_live]
+        return blocks
+
+    def nearest(self, price: float) -> tuple[tuple | None, tuple | None, tuple | None]:
+        """``(above, inside, below)``: the unmitigated blocks (those of ``active()``) nearest to ``price``.
+
+        Each is None or ``(direction, top, bottom, index, open_time_ms)`` with ``top >= bottom`` (the candle-0
+        quirk block's bounds put in order). A block spans the closed range ``[bottom, top]``: ``inside`` holds
+        ``price`` (the latest such block: highest ``index``), ``above`` is the one with the lowest ``bottom >
+        price``, ``below`` the one with the highest ``top < price``; ties: the highest ``index``, then bullish.
+        Read only; O(live blocks), no copy.
+        """
+        inf = float("inf")
+        a_bot, a, i_idx, inside, b_top, b = inf, None, -1, None, -inf, None
+        for direction, entries in ((1, self._bull_live), (-1, self._bear_live)):
+            for e in entries:
+                blk = e[2]
+                top, bottom, index = blk[_B_TOP], blk[_B_BOT], blk[_B_IDX]
+                if top < bottom:
+                    top, bottom = bottom, top
+                if bottom > price:
+                    if bottom < a_bot or (bottom == a_bot and index > a[3]):
+                        a_bot, a = bottom, (direction, top, bottom, index, blk[_B_TIME])
+                elif top < price:
+                    if top > b_top or (top == b_top and index > b[3]):
+                        b_top, b = top, (direction, top, bottom, index, blk[_B_TIME])
+                elif index > i_idx:
+                    i_idx, inside = index, (direction, top, bottom, index, blk[_B_TIME])
+        return a, inside, b
+
     def update(self, candle: Candle | Kline | tuple, swing_events: list[Event]) -> list[Event]:
         """Consume the next closed candle and its swing events; return the order-block events it confirms.
 

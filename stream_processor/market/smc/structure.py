@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 from stream_processor.market.models import Kline
 from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, Stateful, as_candle, f32
 from stream_processor.market.smc.swings import check_swing_length
@@ -10,6 +12,12 @@ from stream_processor.market.smc.swings import check_swing_length
 _DIR, _IDX, _LVL, _TIME, _THR, _BRK, _BRKT, _DECIDED = range(8)
 # Structure record: [kind, direction, index, level, open_time_ms, float32 level, broken_index, broken_time_ms]
 _KIND, _SDIR, _SIDX, _SLVL, _STIME, _STHR, _SBRK, _SBRKT = range(8)
+# Last break record: [kind, direction, index, level, open_time_ms, broken_index, broken_time_ms,
+#                     confirmed_index, confirmed_time_ms]
+_LAST_KEYS = (
+    "type", "direction", "index", "level", "open_time_ms", "broken_index", "broken_time_ms",
+    "confirmed_index", "confirmed_time_ms",
+)  # fmt: skip
 
 
 class BosChoch(Stateful):
@@ -46,11 +54,16 @@ class BosChoch(Stateful):
 
     Bounds: positive but not yet broken structures wait in a list of at most ``max_pending`` (the oldest is
     dropped beyond that); cost per candle O(pending + 4).
+
+    Read-only accessors: ``last_break()`` (the latest emitted BOS/CHoCH not cancelled: the current trend) and
+    ``last_swing(direction)`` (the latest swing high / low). ``last_break`` needs one slot, ``_last_break``, that
+    the events do not depend on; a snapshot written before it existed restores it from the emitted structures
+    still held (confirmation unknown: None), or as None when none is held.
     """
 
     __slots__ = (
         "swing_length", "close_break", "max_pending",
-        "_count", "_window", "_swings", "_pending", "_emitted",
+        "_count", "_window", "_swings", "_pending", "_emitted", "_last_break",
     )  # fmt: skip
     _params = ("swing_length", "close_break", "max_pending")
 
@@ -65,6 +78,48 @@ class BosChoch(Stateful):
         self._swings: list[list] = []  # the last 4 swings
         self._pending: list[list] = []  # passed the pattern test, not broken yet
         self._emitted: list[list] = []  # emitted, still possibly cancelled by a later structure
+        self._last_break: list | None = None  # the latest emitted structure, not cancelled (see _LAST_KEYS)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """``Stateful.from_state``; accepts a snapshot written before ``_last_break`` existed.
+
+        Such a snapshot gets the last structure it still holds in ``_emitted`` (in emission order, not cancelled;
+        its confirming candle unknown: None), or None when that list is empty (the trend is then unknown until
+        the next BOS/CHoCH). Events are unaffected either way: ``_last_break`` is only read by ``last_break()``.
+        """
+        if "_last_break" not in state:
+            emitted = state.get("_emitted") or []
+            last = None
+            if emitted:
+                r = emitted[-1]
+                last = [r[_KIND], r[_SDIR], r[_SIDX], r[_SLVL], r[_STIME], r[_SBRK], r[_SBRKT], None, None]
+            state = {**state, "_last_break": last}
+        return super().from_state(state)
+
+    def last_break(self) -> dict | None:
+        """The latest BOS/CHoCH emitted and not cancelled since, or None before the first one.
+
+        A dict with ``type`` ("bos" / "choch"), ``direction`` (+1 bullish / -1 bearish), ``index`` /
+        ``open_time_ms`` (the swing whose level was broken), ``level`` (quote currency), ``broken_index`` /
+        ``broken_time_ms`` (the breaking candle) and ``confirmed_index`` / ``confirmed_time_ms`` (the candle whose
+        close emitted the event; None after a restore from a snapshot older than this accessor). A cancellation
+        always comes with the emission of a later-indexed structure at the same candle, which becomes the last
+        break, so this is the last ``bos`` / ``choch`` event of the stream that no ``*_cancelled`` event retracted.
+        """
+        last = self._last_break
+        return None if last is None else dict(zip(_LAST_KEYS, last, strict=True))
+
+    def last_swing(self, direction: int) -> tuple[float, int, int] | None:
+        """``(level, index, open_time_ms)`` of the latest swing high (``direction`` 1) or low (-1), or None.
+
+        The swings as they stand after the candle's swing events (a replaced swing is gone). O(1).
+        """
+        swings = self._swings
+        for s in swings[-1:-3:-1]:
+            if s[_DIR] == direction:
+                return s[_LVL], s[_IDX], s[_TIME]
+        return None
 
     def unsettled(self) -> tuple[int, list[int]]:
         """``(first, indices)``: the rows (candle indices) whose BOS/CHoCH may still change with later candles.
@@ -195,6 +250,9 @@ class BosChoch(Stateful):
                     keep.append(e)
             keep.append(r)
             self._emitted = keep
+            self._last_break = [
+                r[_KIND], r[_SDIR], r[_SIDX], r[_SLVL], r[_STIME], r[_SBRK], r[_SBRKT], t, t_ms,
+            ]  # fmt: skip
         return events
 
     @staticmethod
