@@ -24,6 +24,10 @@ def test_an_installed_wheel_finds_its_default_config_without_the_checkout(tmp_pa
     packaged = target / "stream_processor" / "market" / "streams-config.yaml"
     assert packaged.is_file() and not packaged.is_symlink()
     assert packaged.read_bytes() == (ROOT / "config" / "streams-config.yaml").read_bytes()
+    # The topics' JSON Schemas are package data too (stream_processor.schemas loads them from the package).
+    source = ROOT / "stream_processor"
+    shipped = sorted(p.relative_to(source) for p in (source / "schemas").rglob("*.json"))
+    assert shipped and all((target / "stream_processor" / p).read_bytes() == (source / p).read_bytes() for p in shipped)
 
     # Run from another folder with the installed copy first on the path (the checkout's editable install after).
     code = (f"import sys; sys.path.insert(0, {str(target)!r}); import stream_processor.cli as cli; "
