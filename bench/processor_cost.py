@@ -8,6 +8,11 @@ worker's hot path runs per record (the Kafka side, batching and
 commits are measured by bench/trades_throughput.py). The baseline, run in the same process on the same bytes, is
 ``orjson.loads`` alone: every processor's cost is printed in µs per record and as a multiple of that baseline.
 
+The klines rows "without the additions" and "+ ..." switch on, one at a time, what issue 12 added (each row
+includes the ones above it): the volume profile, the previous high/low, session and retracement detectors, the SMC
+context on every enriched kline; "+ SMC context join" is a processor joining the context records the klines
+processor wrote for the same trades (read first, untimed).
+
 Inputs (../shared/data): the Binance spot BTCUSDT+ETHUSDT feeds of 2024-08-08/09 (34,419 trades; 12,979 depth diffs,
 2 snapshots and 131,932 bookTickers) and the EURUSD 15-minute candles of the smartmoneyconcepts reference (24,424).
 Best of ``--repeat`` runs.
@@ -69,13 +74,35 @@ def check_records(n: int) -> list[tuple[bytes, bytes]]:
             for i in range(n)]
 
 
-def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], outputs: list[str]
-         ) -> tuple[float, int]:
+def contexts(trades: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The SMC context records the klines processor writes for ``trades`` (1m and 5m), as the trades processor reads
+    them from the context topic."""
+    type_ = lookup("klines")
+    assert type_ is not None
+    settings = type_.settings(type="klines", consumer_group="bench", input_topics=["in"], output_topics=["k", "s"],
+                              params={"intervals": ["1m", "5m"], "smc": {"context_topic": "ctx"}})
+    proc = type_.factory("klines", settings)
+    ctx = ProcessorContext("klines", 0, TaskStores(proc.stores()))
+    ctx.topic, ctx.partition = "in", 0
+    proc.init(ctx)
+    now_ms = int(time.time() * 1000)
+    out = []
+    for offset, (key, value) in enumerate(trades):
+        ctx.run(proc, "in", offset, now_ms, key, (), value)
+        out += [(k, v) for topic, k, v, _, _ in ctx.outputs if topic == "ctx"]
+        ctx.outputs.clear()
+    return out
+
+
+def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], outputs: list[str],
+         context: list[tuple[bytes, bytes]] | None = None) -> tuple[float, int]:
     """Seconds per record to decode and process ``records`` with a fresh processor and store, and the records
-    refused (the worker would dead-letter them: the bench says so rather than time refusals)."""
+    refused (the worker would dead-letter them: the bench says so rather than time refusals). ``context``: SMC
+    context records the processor reads first from topic ``ctx`` (untimed: its join is what is timed)."""
     type_ = lookup(kind)
     assert type_ is not None
-    settings = type_.settings(type=kind, consumer_group="bench", input_topics=["in"], output_topics=outputs,
+    inputs = ["in", "ctx"] if context is not None else ["in"]
+    settings = type_.settings(type=kind, consumer_group="bench", input_topics=inputs, output_topics=outputs,
                               **({"params": params} if params else {}))
     proc = type_.factory(kind, settings)
     ctx = ProcessorContext(kind, 0, TaskStores(proc.stores()))
@@ -83,6 +110,8 @@ def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], 
     proc.init(ctx)
     run, outputs_sent = ctx.run, ctx.outputs
     now_ms = int(time.time() * 1000)  # the Kafka timestamp the worker passes (event times are checked against it)
+    for offset, (key, value) in enumerate(context or ()):
+        run(proc, "ctx", offset, now_ms, key, (), value)
     refused = 0
     started = time.perf_counter()
     for offset, (key, value) in enumerate(records):
@@ -107,17 +136,37 @@ def main(repeat: int) -> None:
     trades = feed({"trades"})
     book = feed({"orderbook"})
     candles = eurusd_klines()
+    joined = contexts(trades)
+    # The market context's additions, one at a time on top of what the klines processor did before them.
+    bare = {"volume_profile": {"enabled": False},
+            "smc": {"context": False, "previous_high_low": [], "sessions": [], "retracements": False}}
+    profile = {"smc": bare["smc"]}
+    detectors = {"smc": {"context": False}}
+    context: dict[str, Any] = {}
+    m15 = {"source": "klines", "intervals": ["15m"]}
+    sweep = {**m15, "alerts": [{"name": "sweep", "event": "liquidity_swept"}]}
     cases = [
-        ("trades", "trades", {}, trades, ["enriched_trades"]),
-        ("orderbook", "orderbook", {}, book, ["enriched_orderbook"]),
-        ("klines from trades (1m, 5m, SMC)", "klines", {"intervals": ["1m", "5m"]}, trades, ["k", "s", "a"]),
-        ("klines + SMC + alerts (15m candles)", "klines",
-         {"source": "klines", "alerts": [{"name": "sweep", "event": "liquidity_swept"}]}, candles, ["k", "s", "a"]),
-        ("eos_check", "eos_check", {}, check_records(50_000), ["echo", "agg"]),
+        ("trades", "trades", {}, trades, ["enriched_trades"], None),
+        ("trades + SMC context join", "trades", {"smc_context_topic": "ctx"}, trades, ["enriched_trades"], joined),
+        ("orderbook", "orderbook", {}, book, ["enriched_orderbook"], None),
+        ("orderbook + SMC context join", "orderbook", {"smc_context_topic": "ctx"}, book, ["enriched_orderbook"],
+         joined),
+        ("klines from trades (1m, 5m, SMC)", "klines", {"intervals": ["1m", "5m"]}, trades, ["k", "s", "a"], None),
+        ("  without the additions", "klines", {"intervals": ["1m", "5m"], **bare}, trades, ["k", "s"], None),
+        ("  + volume profile", "klines", {"intervals": ["1m", "5m"], **profile}, trades, ["k", "s"], None),
+        ("  + prev. H/L, sessions, retracements", "klines", {"intervals": ["1m", "5m"], **detectors}, trades,
+         ["k", "s"], None),
+        ("  + SMC context (all)", "klines", {"intervals": ["1m", "5m"], **context}, trades, ["k", "s"], None),
+        ("klines + SMC + alerts (15m candles)", "klines", sweep, candles, ["k", "s", "a"], None),
+        ("  without the additions", "klines", {**m15, **bare}, candles, ["k", "s"], None),
+        ("  + volume profile", "klines", {**m15, **profile}, candles, ["k", "s"], None),
+        ("  + prev. H/L, sessions, retracements", "klines", {**m15, **detectors}, candles, ["k", "s"], None),
+        ("  + SMC context (all)", "klines", {**m15, **context}, candles, ["k", "s"], None),
+        ("eos_check", "eos_check", {}, check_records(50_000), ["echo", "agg"], None),
     ]
     print(f"{'processor':<38} {'records':>8} {'refused':>8} {'us/record':>10} {'x orjson.loads':>15}")
-    for label, kind, params, records, outputs in cases:
-        runs = [cost(kind, params, records, outputs) for _ in range(repeat)]
+    for label, kind, params, records, outputs, context_records in cases:
+        runs = [cost(kind, params, records, outputs, context_records) for _ in range(repeat)]
         best, refused = min(r[0] for r in runs), runs[0][1]
         base = min(baseline(records) for _ in range(repeat))
         print(f"{label:<38} {len(records):>8} {refused:>8} {best * 1e6:>10.2f} {best / base:>15.1f}")

@@ -6,10 +6,38 @@ import asyncio
 import uuid
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 from stream_processor.engine.testing import TestDriver
+from stream_processor.schemas import topic_schemas, validate, validate_record
+
+# Fields that parallel work is adding to these outputs and that their schemas do not document yet: dropped before
+# validation. The integrator adds them to stream_processor/schemas/<name>/v1.json (as optional fields, then
+# `python scripts/schema_docs.py --write`) and deletes the entry; tests/unit/test_schemas.py fails once an entry is
+# documented.
+PENDING_FIELDS: dict[str, frozenset[str]] = {}
+
+
+def validate_output(schema: str, value: bytes | None, headers: Any = None, where: str = "") -> None:
+    """Validate one record of a topic of output schema ``schema`` (``dead_letter``: its headers), without the
+    :data:`PENDING_FIELDS`; AssertionError naming ``where``, the schema and the JSON path."""
+    try:
+        pending = PENDING_FIELDS.get(schema)
+        if pending and value is not None:
+            doc = orjson.loads(value)
+            validate(schema, {k: v for k, v in doc.items() if k not in pending} if isinstance(doc, dict) else doc)
+        else:
+            validate_record(schema, value, headers)
+    except ValueError as exc:
+        raise AssertionError(f"{where}: {exc}") from None
+
+
+def schemas_of(settings: Settings) -> dict[str, str]:
+    """Topic -> output schema of every enabled processor's outputs and dead-letter topic (see
+    ``stream_processor.schemas.topic_schemas``)."""
+    return topic_schemas(settings)
 
 
 def isolated_settings(
@@ -33,13 +61,31 @@ def isolated_settings(
         proc["processing_mode"] = mode
         proc["input_topics"] = [rename.get(t, t) for t in proc["input_topics"]]
         proc["output_topics"] = [rename.get(t, t) for t in proc["output_topics"]]
+        params = proc.get("params") or {}
+        for holder, key in ((params, "smc_context_topic"), (params.get("smc") or {}, "context_topic"),
+                            (params.get("volume_profile") or {}, "topic")):
+            if holder.get(key) is not None:
+                holder[key] = rename.get(holder[key], holder[key])
         proc["dead_letter_topic"] = rename.get(proc["dead_letter_topic"], proc["dead_letter_topic"])
     doc["monitoring"].update(host="127.0.0.1", metrics_port=0, health_check_port=0)
     return Settings.model_validate(doc)
 
 
-async def read_topic(bootstrap: str, topic: str, isolation_level: str = "read_committed") -> list[Any]:
-    """Every record of ``topic`` up to its current end (the last stable offset under read_committed)."""
+async def read_topic(bootstrap: str, topic: str, isolation_level: str = "read_committed",
+                     schema: str | None = None) -> list[Any]:
+    """Every record of ``topic`` up to its current end (the last stable offset under read_committed).
+
+    ``schema``: an output schema name (``enriched_trades``, ..., ``dead_letter`` for a dead-letter topic's headers;
+    see :func:`schemas_of`): every record must conform to it (:func:`validate_output`), else AssertionError.
+    """
+    records = await _read_topic(bootstrap, topic, isolation_level)
+    if schema is not None:
+        for rec in records:
+            validate_output(schema, rec.value, rec.headers, f"{topic}[{rec.partition}]@{rec.offset}")
+    return records
+
+
+async def _read_topic(bootstrap: str, topic: str, isolation_level: str) -> list[Any]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False
     )

@@ -321,13 +321,16 @@ class ProcessorRunner:
     async def _check_copartitioned(self) -> None:
         assert self._consumer is not None
         inputs = self.psettings.input_topics
-        if len(inputs) < 2:
+        outputs = self.psettings.copartitioned_outputs()  # written to the input's partition number
+        if len(inputs) + len(outputs) < 2:
             return
         await self._consumer._client.force_metadata_update()  # noqa: SLF001 - the inputs' partition counts
-        counts = {t: len(self._consumer.partitions_for_topic(t) or ()) for t in inputs}
+        counts = {t: len(self._consumer.partitions_for_topic(t) or ()) for t in [*inputs, *outputs]}
         if len(set(counts.values())) != 1:
-            raise ConfigError("broker", f"stream_processors.{self.name}.input_topics",
-                              f"inputs must be co-partitioned (same partition count), got {counts}")
+            key = "input_topics" if len({counts[t] for t in inputs}) > 1 else "output_topics"
+            raise ConfigError("broker", f"stream_processors.{self.name}.{key}",
+                              f"inputs{' and co-partitioned outputs' if outputs else ''} must be co-partitioned (same "
+                              f"partition count), got {counts}")
 
     async def run(self) -> None:
         """Consume, process and commit until :meth:`stop`."""
@@ -924,6 +927,13 @@ class ProcessorRunner:
 
     def _launch(self, cp: Checkpoint) -> None:
         """Seal ``cp``'s open transaction and commit it in the background (:meth:`_complete`)."""
+        for tp in cp.inputs:
+            # Past the records the consumer skipped: transaction markers and aborted records of a transactional input
+            # (another processor's output). Committing only up to the last record processed would leave the lag at
+            # 1 per marker forever, and the partition "stuck" on /health once the input goes quiet.
+            consumed = self._consumed_position(tp)
+            if consumed is not None and consumed > cp.positions[tp]:
+                cp.positions[tp] = consumed
         if cp.context is not None:
             # Records an agent still buffers (stream.take) are not committed: a restart re-reads them. A transaction
             # of punctuation only (a take() deadline) still moves the offsets a batch held before.
@@ -1019,6 +1029,19 @@ class ProcessorRunner:
         (mid-rebalance)."""
         consumer = self._consumer
         return consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
+
+    def _consumed_position(self, tp: TopicPartition) -> int | None:
+        """The input consumer's position in ``tp``: the offset after the last record it returned, and after the
+        transaction markers and aborted records it skipped beyond that. Every record it returned has been processed
+        (or the partition was sought back), so the gap from a task's position holds no record. None when unknown."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            state = consumer._subscription.subscription.assignment.state_value(tp)  # noqa: SLF001 - no sync API
+        except Exception:  # noqa: BLE001 - not assigned (mid-rebalance), no subscription yet
+            return None
+        return state.position if state is not None and state.has_valid_position else None
 
     def _lag(self, tp: TopicPartition) -> int | None:
         """Records of ``tp`` waiting: its last stable offset (as last fetched) minus the committed offset; None

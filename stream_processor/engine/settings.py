@@ -189,6 +189,16 @@ class ProcessorSettings(_Strict):
     max_input_bytes: int = Field(default=1_048_576, gt=0)  # a larger input record is dead-lettered undecoded
     event_time: EventTimeSettings = EventTimeSettings()
 
+    def sends_to(self) -> list[str]:
+        """Every topic the processor may send to: ``output_topics`` and any its type's ``params`` name (a type with
+        such topics overrides this); the changelog and dead-letter topics aside."""
+        return list(self.output_topics)
+
+    def copartitioned_outputs(self) -> list[str]:
+        """Topics among :meth:`sends_to` the processor writes to the input record's partition number: the worker
+        refuses to start unless they have as many partitions as the inputs."""
+        return []
+
     @model_validator(mode="after")
     def _topics_apart(self) -> ProcessorSettings:
         for field in ("output_topics", "dead_letter_topic"):

@@ -89,7 +89,7 @@ def required_topics(settings: Settings, processors: list[str] | None = None) -> 
     for name, proc in settings.stream_processors.items():
         if processors is not None and name not in processors or not proc.enabled:
             continue
-        names.update(proc.input_topics, proc.output_topics, [proc.dead_letter_topic])
+        names.update(proc.input_topics, proc.sends_to(), [proc.dead_letter_topic])
         partitions = max(settings.topic(t).partitions for t in proc.input_topics)
         topics[changelog_topic(settings, name)] = TopicSettings(partitions=partitions, compacted=True)
     topics.update({name: settings.topic(name) for name in names})

@@ -21,6 +21,9 @@ class TradesParams(_Strict):
     # (reason "invalid"), e.g. 0.5: the price must stay within [0.5, 1.5] x the last one. None: no band.
     max_price_jump: float | None = Field(default=0.5, gt=0)
     dedup_window: int = Field(default=1_000_000, ge=0)  # trade ids remembered per symbol to drop re-sent trades; 0: off
+    # The klines processor's SMC context topic (its params.smc.context_topic), one of input_topics: each enriched
+    # trade then carries `smc`, its symbol's context per interval (see stream_processor/market/context.py).
+    smc_context_topic: str | None = None
 
 
 # The largest changelog record a processor's configured state may need (Kafka's default max.message.bytes, less
@@ -45,6 +48,7 @@ class OrderbookParams(_Strict):
     # state (a new full state when they add up to the book's size); "full" writes the whole book at every commit
     # in which it changed (the layout before "delta"; both read both, see processors/orderbook.py).
     state_encoding: Literal["delta", "full"] = "delta"
+    smc_context_topic: str | None = None  # as for trades: each output carries `smc`, measured from mid
 
     @model_validator(mode="after")
     def _state_fits_a_record(self) -> OrderbookParams:
@@ -87,6 +91,57 @@ class SmcParams(_Strict):
     close_mitigation: bool = False  # order blocks mitigated by the body (else the wick)
     range_percent: float = Field(default=0.01, gt=0)  # liquidity: equal highs/lows within this share of range
     pip_range: float | None = Field(default=None, gt=0)  # liquidity: a fixed tolerance instead, in price units
+    fvg_join_consecutive: bool = False  # the reference's fvg(join_consecutive=True): adjacent gaps merge
+    previous_high_low: list[str] = ["1D"]  # higher time frames whose previous high/low the context gives: 4h, 1D, W
+    sessions: list[str] = ["Sydney", "Tokyo", "London", "New York"]  # followed for the context (the reference's names)
+    retracements: bool = True  # the current swing leg's retracement in the context
+    context: bool = True  # each enriched kline carries `smc`: the SMC context of every interval at its close
+    # Each closed kline's context also goes to this topic, to the input record's partition number (co-partitioned
+    # with the raw input): processors that list it among their input_topics join it (params.smc_context_topic).
+    context_topic: str | None = None
+
+    @model_validator(mode="after")
+    def _detectors(self) -> SmcParams:
+        from .smc.detector import SmcDetector
+
+        try:
+            SmcDetector(swing_length=self.swing_length, previous_high_low=self.previous_high_low,
+                        sessions=self.sessions, fvg_join_consecutive=self.fvg_join_consecutive)
+        except ValueError as exc:
+            text = str(exc)
+            key = "sessions" if "session" in text.lower() else "previous_high_low" if "frame" in text.lower() else ""
+            if key:
+                raise KeyedError(key, text) from None
+            raise
+        return self
+
+
+class VolumeProfileParams(_Strict):
+    """The per-symbol volume profile of the klines processor (see stream_processor/market/volume_profile.py).
+
+    Bins are ``tick_size * ticks_per_bin`` wide (or ``bin_width``; ``bin_widths`` per symbol); the width doubles
+    whenever the profile would span more than ``max_bins`` bins, so a default tick of 0.01 suits any price.
+    """
+
+    enabled: bool = True
+    bin_width: float | None = Field(default=None, gt=0)  # quote currency; instead of tick_size
+    bin_widths: dict[str, float] = {}  # per symbol (upper case): its bin width, quote currency
+    tick_size: float | None = Field(default=0.01, gt=0)  # quote currency
+    ticks_per_bin: int = Field(default=1, gt=0)
+    value_area: float = Field(default=0.7, gt=0, le=1)  # share of the volume in the value area
+    max_bins: int = Field(default=200, ge=2)  # the most bins the profile may span (memory, changelog, cost)
+    window: int | None = Field(default=None, gt=0)  # None: the UTC day; N: the last N klines of `interval`
+    interval: str | None = None  # the klines that feed it (venue klines) / its window; default: intervals[0]
+    # Each closed kline of `interval` also sends the profile with its levels to this topic (None: only the summary
+    # on enriched klines).
+    topic: str | None = None
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            interval_ms(value)
+        return value
 
 
 class KlinesParams(_Strict):
@@ -111,6 +166,7 @@ class KlinesParams(_Strict):
     bb_length: int = Field(default=20, gt=0)
     bb_std: float = Field(default=2.0, gt=0)
     smc: SmcParams = SmcParams()
+    volume_profile: VolumeProfileParams = VolumeProfileParams()
     alerts: list[AlertRule] = []
 
     @field_validator("intervals")
@@ -127,6 +183,10 @@ class KlinesParams(_Strict):
         if self.idle_close_ms is not None and self.idle_close_ms < self.grace_ms:
             raise KeyedError("idle_close_ms", f"{self.idle_close_ms} is below grace_ms ({self.grace_ms}): an idle "
                              "close would refuse trades the grace still lets in")
+        profile = self.volume_profile
+        if self.source == "trades" and profile.interval is not None and profile.interval not in self.intervals:
+            raise KeyedError("volume_profile.interval", f"{profile.interval!r} is not among intervals "
+                             f"{self.intervals}")
         if self.alerts and not self.smc.enabled:
             raise ValueError("alerts are raised by SMC events: smc.enabled must be true")
         if self.source == "trades":
@@ -142,9 +202,18 @@ class KlinesParams(_Strict):
 
 
 class MarketProcessorSettings(ProcessorSettings):
-    """A market processor's entry: like any processor's, with at least one output topic."""
+    """A market processor's entry: like any processor's, with at least one output topic; a joined SMC context topic
+    (``params.smc_context_topic``) must be one of its ``input_topics``."""
 
     output_topics: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _context_is_an_input(self) -> MarketProcessorSettings:
+        topic = getattr(getattr(self, "params", None), "smc_context_topic", None)
+        if topic is not None and topic not in self.input_topics:
+            raise KeyedError("params.smc_context_topic", f"{topic!r} must also be one of input_topics "
+                             f"{self.input_topics} (co-partitioned with them)")
+        return self
 
 
 class TradesProcessorSettings(MarketProcessorSettings):
@@ -172,3 +241,15 @@ class KlinesProcessorSettings(MarketProcessorSettings):
 
     type: Literal["klines"]
     params: KlinesParams = KlinesParams()
+
+    def sends_to(self) -> list[str]:
+        """``output_topics``, then the SMC context topic and the volume profile topic when set."""
+        p = self.params
+        profile = p.volume_profile.topic if p.volume_profile.enabled else None
+        extra = [t for t in (p.smc.context_topic if p.smc.enabled else None, profile)
+                 if t is not None and t not in self.output_topics]
+        return [*self.output_topics, *extra]
+
+    def copartitioned_outputs(self) -> list[str]:
+        """The SMC context topic: written to the input's partition number (co-partitioned with the raw input)."""
+        return [self.params.smc.context_topic] if self.params.smc.enabled and self.params.smc.context_topic else []

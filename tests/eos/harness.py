@@ -58,6 +58,7 @@ from stream_processor.engine.settings import Settings
 from stream_processor.engine.table import WINDOW_SEP
 from stream_processor.engine.testing import TestDriver
 from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
+from stream_processor.market.context import project
 from stream_processor.market.models import Trade
 from stream_processor.market.processors.trades import SymbolTrades
 from stream_processor.market.serde.decode import decode
@@ -184,13 +185,14 @@ class Topology:
     signals: str
     alerts: str
     agent_out: str  # the user agent's sink (tests/eos/check_app.py)
+    context: str  # the klines processor's SMC context, joined by the trades processor (co-partitioned input)
 
     @classmethod
     def new(cls) -> Topology:
         run = uuid.uuid4().hex[:8]
         return cls(run, f"eos-in-{run}", f"eos-in2-{run}", f"eos-echo-{run}", f"eos-agg-{run}", f"eos-trades-{run}",
                    f"eos-enriched-{run}", f"eos-dlq-{run}", f"eos-klines-{run}", f"eos-smc-{run}",
-                   f"eos-alerts-{run}", f"eos-agent-{run}")
+                   f"eos-alerts-{run}", f"eos-agent-{run}", f"eos-ctx-{run}")
 
     def config(self, bootstrap: str, plan: ChaosPlan) -> dict[str, Any]:
         """The workers' YAML document."""
@@ -207,6 +209,7 @@ class Topology:
                 self.check_input: {"partitions": INPUT_PARTITIONS},
                 self.check_input2: {"partitions": INPUT_PARTITIONS},
                 self.trades_input: {"partitions": INPUT_PARTITIONS},
+                self.context: {"partitions": INPUT_PARTITIONS},
                 self.echo: {"partitions": OUTPUT_PARTITIONS},
                 self.aggregates: {"partitions": OUTPUT_PARTITIONS},
                 self.enriched: {"partitions": OUTPUT_PARTITIONS},
@@ -225,15 +228,16 @@ class Topology:
                 },
                 "trades": {
                     "type": "trades", "consumer_group": f"eos-trades-{self.run}", "processing_mode": plan.mode,
-                    "input_topics": [self.trades_input], "output_topics": [self.enriched],
-                    "dead_letter_topic": self.dead_letter,
+                    "input_topics": [self.trades_input, self.context], "output_topics": [self.enriched],
+                    "dead_letter_topic": self.dead_letter, "params": {"smc_context_topic": self.context},
                 },
                 "klines": {
                     "type": "klines", "consumer_group": f"eos-klines-{self.run}", "processing_mode": plan.mode,
                     "input_topics": [self.trades_input],
                     "output_topics": [self.klines, self.signals, self.alerts],
                     "dead_letter_topic": self.dead_letter,
-                    "params": {"intervals": ["10s", "1m"], "alerts": KLINE_ALERTS},
+                    "params": {"intervals": ["10s", "1m"], "alerts": KLINE_ALERTS,
+                               "smc": {"context_topic": self.context}},
                 },
                 # The user agent of check_app (no type: the agent's own), on the first check input.
                 check_app.AGENT: {
@@ -257,7 +261,7 @@ class Topology:
 
     def inputs(self) -> dict[str, list[str]]:
         """Input topics per processor."""
-        return {"check": [self.check_input, self.check_input2], "trades": [self.trades_input],
+        return {"check": [self.check_input, self.check_input2], "trades": [self.trades_input, self.context],
                 "klines": [self.trades_input], check_app.AGENT: [self.check_input]}
 
 
@@ -574,8 +578,21 @@ def verify_check(inputs: list[Any], echo: list[Any], aggregates: list[Any], topo
     return [echo_check, agg_check]
 
 
-def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> OutputCheck:
-    """Every trade once in enriched, equal (every field, exactly) to a recomputation per alias in input order."""
+def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
+                  contexts: list[Any] | None = None) -> OutputCheck:
+    """Every trade once in enriched, equal (every field, exactly) to a recomputation per alias in input order.
+
+    ``smc``, the joined SMC context (the trades of a task read the context in the order it arrives, so no
+    recomputation from the inputs can say which one a trade saw), is checked against ``contexts``, the committed
+    context records: per interval, a context of a kline closed before the trade, re-measured from its price, and
+    never older than the one the symbol's previous output saw (a context lost from the restored state, or a replayed
+    transaction that read another one, would go back).
+    """
+    by_close = {}
+    for rec in contexts or ():
+        doc = orjson.loads(rec.value)
+        by_close[(doc["symbol"], doc["interval"], doc["close_time_ms"])] = doc["context"]
+    seen_as_of: dict[tuple[str, str], int] = {}
     params = TradesParams()
     states: dict[str, SymbolTrades] = {}
     expected: dict[tuple[str, int], dict[str, Any]] = {}
@@ -600,6 +617,16 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology) -> Out
         ident = (doc["symbol"], doc["trade_id"])
         seen[ident] += 1
         by_key[doc["symbol"]].append(ident)
+        for interval, value in (doc.pop("smc", None) or {}).items():
+            context = by_close.get((doc["symbol"], interval, value["as_of_ms"]))
+            key = (doc["symbol"], interval)
+            if (context is None or project(context, doc["price"]) != value or value["as_of_ms"] >= doc["time_ms"]
+                    or value["as_of_ms"] < seen_as_of.get(key, -1)):
+                check.wrong += 1
+                if len(check.examples) < 5:
+                    check.examples.append(f"trade {ident}: smc {interval} as of {value['as_of_ms']} "
+                                          f"(known: {context is not None}, last {seen_as_of.get(key)})")
+            seen_as_of[key] = max(seen_as_of.get(key, -1), value["as_of_ms"])
         want = expected.get(ident)
         if want is not None and doc != want:
             check.wrong += 1
@@ -746,7 +773,8 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     groups = topo.groups()
     report.uncommitted_input = await uncommitted(bootstrap, groups, topo.inputs())
     outputs = [topo.echo, topo.aggregates, topo.enriched, topo.dead_letter, topo.klines, topo.signals, topo.alerts,
-               topo.agent_out, *(name for name, spec in required_topics(settings).items() if spec.compacted)]
+               topo.context, topo.agent_out,
+               *(name for name, spec in required_topics(settings).items() if spec.compacted)]
     # A transaction a killed worker left open is aborted by fencing or by its timeout (plus the broker's
     # 2 s abort sweep): give that time before calling it open.
     deadline = time.monotonic() + settings.kafka.transaction_timeout_ms / 1000 + 15
@@ -765,8 +793,10 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     aggregates = await read_topic(bootstrap, topo.aggregates)
     enriched = await read_topic(bootstrap, topo.enriched)
     report.dead_letters = len(await read_topic(bootstrap, topo.dead_letter))
-    report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo)]
-    replayed = {topic: await read_topic(bootstrap, topic) for topic in (topo.klines, topo.signals, topo.alerts)}
+    replayed = {topic: await read_topic(bootstrap, topic)
+                for topic in (topo.klines, topo.signals, topo.alerts, topo.context)}
+    report.checks = [*verify_check(check_in, echo, aggregates, topo),
+                     verify_trades(trades_in, enriched, topo, replayed[topo.context])]
     report.checks.extend(verify_by_replay(settings, "klines", trades_in, replayed))
     agent_in = [rec for rec in check_in if rec.topic == topo.check_input]
     report.checks.append(verify_agent(agent_in, await read_topic(bootstrap, topo.agent_out), topo.agent_out))

@@ -21,7 +21,7 @@ async def test_exactly_once_survives_kill_9_and_rebalances(kafka_bootstrap: str,
     assert report.records == 20_000 and report.trades == plan.trades
     # Each kill and its replacement rebalance both groups (kills close together share a rebalance).
     assert set(report.rebalances) == {"check", "trades", "klines", AGENT} and min(report.rebalances.values()) >= 1
-    assert {c.topic.split("-")[1] for c in report.checks} >= {"klines", "smc", "alerts", "agent"}
+    assert {c.topic.split("-")[1] for c in report.checks} >= {"klines", "smc", "alerts", "agent", "ctx"}
     assert any(c.topic.endswith(f"-{AGENT}-state-changelog") for c in report.checks)
     assert all(c.records > 0 for c in report.checks)
     assert report.duplicates == 0

@@ -185,7 +185,7 @@ async def test_health_tells_the_truth_through_broker_faults(tmp_path: Path, shar
                 await asyncio.sleep(1)
             await asyncio.sleep(2)
             inputs = await read_topic(bootstrap, raw, "read_uncommitted")
-            outputs = await read_topic(bootstrap, enriched)
+            outputs = await read_topic(bootstrap, enriched, schema="enriched_trades")
             sources = Counter((v["source_partition"], v["source_offset"]) for v in map(orjson.loads,
                                                                                       (r.value for r in outputs)))
             want = {(r.partition, r.offset) for r in inputs}

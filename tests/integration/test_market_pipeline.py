@@ -16,7 +16,7 @@ from stream_processor.engine.settings import Settings
 from stream_processor.engine.worker import Worker
 from stream_processor.market.replay import replay
 from tests.conftest import FEEDS
-from tests.helpers import driver_run, end_offsets, isolated_settings, read_topic, wait_for
+from tests.helpers import driver_run, end_offsets, isolated_settings, read_topic, schemas_of, wait_for
 
 FILES = [FEEDS / "spot" / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
 PROCESSORS = ["orderbook", "klines"]
@@ -58,8 +58,10 @@ async def test_real_books_and_klines_through_the_broker_equal_the_batch_run(kafk
         await asyncio.wait_for(task, timeout=60)
 
     got: Counter[tuple[str, bytes, bytes]] = Counter()
+    schema = schemas_of(settings)  # every output record conforms to its topic's schema
+    assert set(out_topics) & set(schema), schema
     for topic in out_topics:
-        got.update((topic, r.key, r.value) for r in await read_topic(kafka_bootstrap, topic))
+        got.update((topic, r.key, r.value) for r in await read_topic(kafka_bootstrap, topic, schema=schema.get(topic)))
     assert got == expected
     dead = settings.stream_processors["klines"].dead_letter_topic
     assert await end_offsets(kafka_bootstrap, dead) == 0
@@ -70,7 +72,8 @@ async def test_real_books_and_klines_through_the_broker_equal_the_batch_run(kafk
     klines_topic = settings.stream_processors["klines"].output_topics[0]
     assert per_topic[klines_topic] >= 2 * (10 + 2)  # two symbols, ~11 minutes: 1m and 5m klines
     # Each SMC signal names its pattern in headers, and the pattern counter holds exactly the committed signals.
-    signals = await read_topic(kafka_bootstrap, settings.stream_processors["klines"].output_topics[1])
+    signals = await read_topic(kafka_bootstrap, settings.stream_processors["klines"].output_topics[1],
+                               schema="smc_signals")
     by_pattern: Counter[tuple[str, str]] = Counter()
     for r in signals:
         value, headers = orjson.loads(r.value), dict(r.headers)

@@ -35,7 +35,7 @@ from stream_processor.engine.topics import changelog_topic, ensure_topics, requi
 from stream_processor.engine.worker import Worker
 from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
 from tests.conftest import FEEDS, SHARED_DATA
-from tests.helpers import driver_run, isolated_settings, read_topic, unwrap_state, wait_for
+from tests.helpers import driver_run, isolated_settings, read_topic, schemas_of, unwrap_state, wait_for
 
 TRADES_PER_SYMBOL = 1500
 BOOK_MESSAGES = 2500
@@ -380,7 +380,7 @@ async def test_bad_records_never_stall_poison_or_corrupt(kafka_bootstrap: str, s
 
     # Every bad record has its outcome, per processor; nothing else is dead-lettered.
     dead = settings.stream_processors["trades"].dead_letter_topic
-    dlq = await read_topic(kafka_bootstrap, dead)
+    dlq = await read_topic(kafka_bootstrap, dead, schema="dead_letter")
     got: dict[tuple[str, str, int, int], list[Any]] = defaultdict(list)
     for rec in dlq:
         h = {k: v.decode() for k, v in rec.headers}
@@ -424,7 +424,8 @@ async def test_bad_records_never_stall_poison_or_corrupt(kafka_bootstrap: str, s
         expected, states = await _expected(kafka_bootstrap, settings, name, skip[name])
         outputs: Counter[tuple[str, bytes | None, bytes]] = Counter()
         for topic in psettings.output_topics:
-            outputs.update((topic, r.key, r.value) for r in await read_topic(kafka_bootstrap, topic))
+            outputs.update((topic, r.key, r.value)
+                           for r in await read_topic(kafka_bootstrap, topic, schema=schemas_of(settings).get(topic)))
         if outputs != expected:
             def where(v: bytes) -> tuple[int, int]:
                 doc = orjson.loads(v)

@@ -121,7 +121,7 @@ async def test_a_record_that_breaks_the_processor_is_dead_lettered_and_changes_n
     assert health["circuit_state"] == "closed" and health["problems"] == []
 
     # The five kinds of failure, three each, in the dead-letter topic with their reasons.
-    dlq = await read_topic(kafka_bootstrap, proc.dead_letter_topic)
+    dlq = await read_topic(kafka_bootstrap, proc.dead_letter_topic, schema="dead_letter")
     reasons = Counter(dict(r.headers)["reason"].decode() for r in dlq)
     assert reasons == {reason: 3 for reason in FAILURES.values()}
     for rec in dlq:

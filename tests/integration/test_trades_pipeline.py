@@ -140,7 +140,7 @@ async def test_real_trades_enriched_exactly_once_across_a_restart(kafka_bootstra
 
     # Every input trade appears exactly once, nothing else does.
     inputs = await read_topic(kafka_bootstrap, raw)
-    outputs = await read_topic(kafka_bootstrap, enriched)
+    outputs = await read_topic(kafka_bootstrap, enriched, schema="enriched_trades")
     values = [orjson.loads(m.value) for m in outputs]
     sources = [(v["source_topic"], v["source_partition"], v["source_offset"]) for v in values]
     assert len(sources) == len(set(sources)) == n_trades
@@ -149,7 +149,7 @@ async def test_real_trades_enriched_exactly_once_across_a_restart(kafka_bootstra
     assert set(sources) == {(m.topic, m.partition, m.offset) for m in trade_inputs}
 
     # Dead letters carry the reason and the source; the group has committed every input offset.
-    dead_letters = await read_topic(kafka_bootstrap, dead)
+    dead_letters = await read_topic(kafka_bootstrap, dead, schema="dead_letter")
     reasons = sorted(dict(m.headers)["reason"].decode() for m in dead_letters)
     assert reasons == sorted(reason for _, _, reason in BAD_RECORDS)
     assert all(dict(m.headers)["source_topic"].decode() == raw for m in dead_letters)

@@ -9,6 +9,7 @@ from ...engine.exceptions import InvalidRecordError
 from ...engine.processor import Processor
 from ...engine.settings import EventTimeSettings
 from ...engine.state import StoreSpec
+from ..context import CONTEXT_STORE, decode_context, remember
 from ..models import BookTicker, DepthSnapshot, DepthUpdate, Kline, MarketRecord, Trade
 from ..serde.decode import decode as decode_market
 
@@ -30,10 +31,29 @@ class MarketProcessor(Processor):
 
     It keeps one store of live state objects (``state_from`` rebuilds one from its snapshot), versioned
     :data:`STATE_VERSION`, and decodes every input as a checked market record (:meth:`decode`).
+
+    A processor whose ``params`` name an ``smc_context_topic`` (one of its ``input_topics``) also keeps the SMC
+    context of its symbols (store :data:`~stream_processor.market.context.CONTEXT_STORE`): records of that topic
+    decode as :class:`~stream_processor.market.context.ContextRecord` and :meth:`process` hands them to
+    :meth:`remember_context`; see :mod:`stream_processor.market.context`.
     """
 
+    @property
+    def context_topic(self) -> str | None:
+        """The topic of SMC context records this processor joins (``params.smc_context_topic``), or None."""
+        return getattr(getattr(self.settings, "params", None), "smc_context_topic", None)
+
     def stores(self) -> list[StoreSpec]:
-        return [StoreSpec(from_state=self.state_from, version=STATE_VERSION, migrate=migrate_state)]
+        specs = [StoreSpec(from_state=self.state_from, version=STATE_VERSION, migrate=migrate_state)]
+        if self.context_topic is not None:
+            specs.append(StoreSpec(name=CONTEXT_STORE, version=STATE_VERSION, migrate=migrate_state))
+        return specs
+
+    def remember_context(self, record: Any, ctx: Any) -> None:
+        """Keep one SMC context record in the task's context store (it changes no other state, sends nothing)."""
+        store = ctx.state(CONTEXT_STORE)
+        remember(store.data, record)
+        store.dirty.add(record.key)
 
     def decode(self, value: bytes | None, key: bytes | None, timestamp_ms: int | None = None,
                topic: str | None = None) -> Any:
@@ -48,6 +68,8 @@ class MarketProcessor(Processor):
                 :mod:`stream_processor.market.serde`), the key is not the symbol, or an event time is outside the
                 window.
         """
+        if topic is not None and topic == self.context_topic:
+            return decode_context(value, key)
         return decode_checked(value, key, timestamp_ms, self.settings.event_time)
 
     @abstractmethod

@@ -15,6 +15,7 @@ from ..klines.indicators import KlineIndicatorParams, KlineIndicators
 from ..models import Kline, MarketRecord, Trade
 from ..settings import KlinesParams, KlinesProcessorSettings, interval_ms
 from ..smc.detector import SmcDetector
+from ..volume_profile import VolumeProfile
 from .base import MarketProcessor, state_key
 from .trades import check_price_band
 
@@ -25,12 +26,13 @@ IDLE_CHECK_MS = 1_000
 class SymbolKlines:
     """The klines state of one symbol: per interval a builder (trades input), indicators and SMC detectors.
 
-    ``trends`` holds, per interval, the direction of its latest BOS or CHoCH (for the alert rules); ``ids`` the
+    ``profile`` is the symbol's volume profile (None until its first input, or when off). ``trends`` holds, per
+    interval, the direction of its latest BOS or CHoCH (for the alert rules); ``ids`` the
     recent trade ids (dedup), ``last_price`` the last trade's price and ``last_close`` each venue interval's last
     close (the sanity band).
     """
 
-    __slots__ = ("builders", "indicators", "smc", "trends", "ids", "last_price", "last_close")
+    __slots__ = ("builders", "indicators", "smc", "trends", "ids", "last_price", "last_close", "profile")
 
     def __init__(self, dedup_window: int = 0) -> None:
         self.builders: dict[str, KlineBuilder] = {}
@@ -40,6 +42,7 @@ class SymbolKlines:
         self.ids = TradeIdWindow(dedup_window) if dedup_window else None
         self.last_price: float | None = None
         self.last_close: dict[str, float] = {}
+        self.profile: VolumeProfile | None = None
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-safe snapshot for the changelog."""
@@ -51,6 +54,7 @@ class SymbolKlines:
             "ids": None if self.ids is None else self.ids.to_state(),
             "last_price": self.last_price,
             "last_close": dict(self.last_close),
+            "profile": None if self.profile is None else self.profile.to_state(),
         }
 
     @classmethod
@@ -65,6 +69,8 @@ class SymbolKlines:
         obj.ids = None if ids is None else TradeIdWindow.from_state(ids)
         obj.last_price = state.get("last_price")
         obj.last_close = dict(state.get("last_close", {}))
+        profile = state.get("profile")  # absent from snapshots written before the volume profile
+        obj.profile = None if profile is None else VolumeProfile.from_state(profile)
         return obj
 
 
@@ -108,6 +114,10 @@ class KlinesProcessor(MarketProcessor):
         topics = [*settings.output_topics, None, None]
         self.klines_topic, self.signals_topic, self.alerts_topic = topics[0], topics[1], topics[2]
         self.intervals = {name_: interval_ms(name_) for name_ in p.intervals}
+        self.context_topic_out = p.smc.context_topic if p.smc.enabled else None
+        self.profile_params = p.volume_profile if p.volume_profile.enabled else None
+        self.profile_interval = p.volume_profile.interval or p.intervals[0]
+        self.profile_topic = p.volume_profile.topic if self.profile_params is not None else None
         self.indicator_params = KlineIndicatorParams(
             sma_length=p.sma_length, ema_length=p.ema_length, rsi_length=p.rsi_length, macd_fast=p.macd_fast,
             macd_slow=p.macd_slow, macd_signal=p.macd_signal, atr_length=p.atr_length, bb_length=p.bb_length,
@@ -188,8 +198,19 @@ class KlinesProcessor(MarketProcessor):
             closed = [record]  # type: ignore[list-item]
         store.data[key] = state
         store.dirty.add(key)
+        profiled = self.profile_params is not None
+        if profiled and state.profile is None:
+            state.profile = self.new_profile(record.symbol)
+        if kind is Kline and profiled and record.interval == self.profile_interval:  # type: ignore[union-attr]
+            state.profile.add_kline(record)  # type: ignore[union-attr,arg-type]
         for kline in closed:
             self._closed(state, kline, record.market, ctx)
+        if kind is Trade and profiled:
+            # After the klines it closes: a kline's profile holds the trades accepted before the one that closed it.
+            try:
+                state.profile.add_trade(record.price, record.size, record.side, record.time_ms)  # type: ignore[union-attr]
+            except ValueError:  # a trade of the previous UTC day, within the grace, after the new day began
+                self.events["volume_profile_late"] += 1
 
     def _closed(self, state: SymbolKlines, kline: Kline, market: str, ctx: ProcessorContext) -> None:
         """Send one closed kline, enriched, and the SMC events and alerts it confirms."""
@@ -207,17 +228,39 @@ class KlinesProcessor(MarketProcessor):
             "trade_count": kline.trade_count, **values,
             "source_topic": ctx.topic, "source_partition": ctx.partition, "source_offset": ctx.offset,
         }
-        ctx.send(self.klines_topic, orjson.dumps(doc), key)
+        profile = state.profile
+        if profile is not None:
+            if interval == self.profile_interval:
+                profile.close_kline(kline.open_time_ms)  # a rolling window moves (the day: nothing to do)
+                if self.profile_topic is not None:
+                    levels = {"venue": kline.venue, "market": market, "symbol": kline.symbol, "interval": interval,
+                              "open_time_ms": kline.open_time_ms, "close_time_ms": kline.close_time_ms,
+                              **profile.snapshot(levels=True), "source_topic": ctx.topic,
+                              "source_partition": ctx.partition, "source_offset": ctx.offset}
+                    ctx.send(self.profile_topic, orjson.dumps(levels), key)
+            doc["volume_profile"] = profile.summary()
         smc = self.params.smc
         if not smc.enabled:
+            ctx.send(self.klines_topic, orjson.dumps(doc), key)
             return
         detector = state.smc.get(interval)
         if detector is None:
-            detector = state.smc[interval] = SmcDetector(
-                swing_length=smc.swing_length, close_break=smc.close_break, close_mitigation=smc.close_mitigation,
-                range_percent=smc.range_percent, pip_range=smc.pip_range,
-            )
-        for event in detector.update(kline):
+            detector = state.smc[interval] = self.new_detector()
+        events = detector.update(kline)
+        if smc.context or self.context_topic_out is not None:
+            own = self.context_of(interval, detector, kline.close)
+            if smc.context:
+                doc["smc"] = {name: own if name == interval else self.context_of(name, other, kline.close)
+                              for name, other in state.smc.items()}
+            if self.context_topic_out is not None:
+                record = {"venue": kline.venue, "market": market, "symbol": kline.symbol, "interval": interval,
+                          "open_time_ms": kline.open_time_ms, "close_time_ms": kline.close_time_ms,
+                          "close": kline.close, "context": own, "source_topic": ctx.topic,
+                          "source_partition": ctx.partition, "source_offset": ctx.offset}
+                # To the input's partition number: co-partitioned with the raw input whatever its partitioner.
+                ctx.send(self.context_topic_out, orjson.dumps(record), key, partition=ctx.task)
+        ctx.send(self.klines_topic, orjson.dumps(doc), key)
+        for event in events:
             signal = {"symbol": kline.symbol, "interval": interval, **event}
             # The headers name the pattern: consumers filter on them without parsing, and the runtime counts them
             # in stream_processor_pattern_events_total{type, interval} when the transaction commits.
@@ -227,3 +270,28 @@ class KlinesProcessor(MarketProcessor):
                 for alert in evaluate(self.params.alerts, event, kline.symbol, interval, state.trends):
                     ctx.send(self.alerts_topic, orjson.dumps(alert), key)
             update_trends(state.trends, event, interval)
+
+    def new_profile(self, symbol: str) -> VolumeProfile:
+        """A fresh volume profile of ``params.volume_profile`` for ``symbol``."""
+        p = self.profile_params
+        assert p is not None
+        width = p.bin_widths.get(symbol, p.bin_width)
+        return VolumeProfile(bin_width=width, tick_size=None if width is not None else p.tick_size,
+                             ticks_per_bin=p.ticks_per_bin if width is None else 1, value_area=p.value_area,
+                             max_bins=p.max_bins, window=p.window,
+                             interval=self.profile_interval if p.window is not None else None)
+
+    def new_detector(self) -> SmcDetector:
+        """A fresh SMC detector of ``params.smc``."""
+        smc = self.params.smc
+        return SmcDetector(
+            swing_length=smc.swing_length, close_break=smc.close_break, close_mitigation=smc.close_mitigation,
+            range_percent=smc.range_percent, pip_range=smc.pip_range, fvg_join_consecutive=smc.fvg_join_consecutive,
+            previous_high_low=smc.previous_high_low, sessions=smc.sessions, retracements=smc.retracements,
+        )
+
+    def context_of(self, interval: str, detector: SmcDetector, price: float) -> dict[str, Any]:
+        """The SMC context of ``interval`` at ``price``, with ``as_of_ms``: the close time of its latest kline."""
+        ms = self.intervals.get(interval) or interval_ms(interval)
+        as_of = None if detector.last_time_ms is None else detector.last_time_ms + ms - 1
+        return {"as_of_ms": as_of, "price": price, **detector.context(price)}

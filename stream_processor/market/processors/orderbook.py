@@ -33,6 +33,7 @@ import orjson
 from ...engine.exceptions import InvalidRecordError, StateRestoreError
 from ...engine.processor import ProcessorContext
 from ...engine.state import ChangelogStore, StoreSpec
+from ..context import CONTEXT_STORE, ContextRecord, lookup
 from ..models import BookTicker, DepthSnapshot, DepthUpdate, MarketRecord
 from ..orderbook.analytics import BookMetrics
 from ..orderbook.book import BookStatus, OrderBook
@@ -124,6 +125,11 @@ class OrderbookProcessor(MarketProcessor):
     under ``params.resync: snapshot``; under ``unsynced`` it goes on applying diffs and emits with ``state:
     "unsynced"``. A gap or a mismatch is counted (events ``book_gap``, ``book_mismatch``) and logged once until
     the book is in sync again. A bookTicker only checks the book. Books are kept per venue, market and symbol.
+
+    With ``params.smc_context_topic`` (one of its ``input_topics``, co-partitioned with the book input) each output
+    also carries ``smc``: the SMC context of its symbol per interval, as of the newest kline closed before the
+    update's ``event_time_ms`` (the newest, without one), measured from ``mid`` (as of the kline's close when the
+    book has no mid); see :mod:`stream_processor.market.context`.
     """
 
     def __init__(self, name: str, settings: OrderbookProcessorSettings) -> None:
@@ -140,6 +146,7 @@ class OrderbookProcessor(MarketProcessor):
         return [
             StoreSpec(from_state=self.state_from, to_state=base_state, version=STATE_VERSION, migrate=migrate_state),
             StoreSpec(name=LOG_STORE, from_state=_Loaded, version=STATE_VERSION, migrate=migrate_state),
+            *super().stores()[1:],  # the SMC context's, when joined
         ]
 
     def state_from(self, state: dict[str, Any]) -> OrderBook:
@@ -211,6 +218,9 @@ class OrderbookProcessor(MarketProcessor):
 
     def process(self, record: MarketRecord, ctx: ProcessorContext) -> None:
         if not isinstance(record, DepthUpdate | DepthSnapshot | BookTicker):
+            if type(record) is ContextRecord:
+                self.remember_context(record, ctx)
+                return
             raise InvalidRecordError(f"orderbook processor takes depth and bookTicker records, got "
                                      f"{type(record).__name__}")
         symbol = record.symbol
@@ -257,6 +267,8 @@ class OrderbookProcessor(MarketProcessor):
             return
         metrics.update(venue=record.venue, market=record.market, book_status=str(status), source_topic=ctx.topic,
                        source_partition=ctx.partition, source_offset=ctx.offset)
+        if self.context_topic is not None:
+            metrics["smc"] = lookup(ctx.state(CONTEXT_STORE).data.get(key), record.event_time_ms, metrics.get("mid"))
         ctx.send(self.output_topic, orjson.dumps(metrics), symbol.encode())
 
     def _log(self, store: ChangelogStore, log_store: ChangelogStore, key: str, book: OrderBook,

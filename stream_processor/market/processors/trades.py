@@ -8,6 +8,7 @@ import orjson
 
 from ...engine.exceptions import InvalidRecordError
 from ...engine.processor import ProcessorContext
+from ..context import CONTEXT_STORE, ContextRecord, lookup
 from ..dedup import TradeIdWindow
 from ..indicators.ema import EMA
 from ..indicators.momentum import Momentum
@@ -134,18 +135,26 @@ class TradesProcessor(MarketProcessor):
     source_partition, source_offset``) of the input record. State is kept per venue, market and symbol. A trade
     whose id was seen within ``params.dedup_window`` is dropped (no output; counted as the event
     ``duplicate_trade``).
+
+    With ``params.smc_context_topic`` (one of its ``input_topics``, co-partitioned with the trades) each output also
+    carries ``smc``: the SMC context of its symbol per interval, as of the newest kline closed before the trade,
+    measured from the trade's price (see :mod:`stream_processor.market.context`); null until the first context.
     """
 
     def __init__(self, name: str, settings: TradesProcessorSettings) -> None:
         super().__init__(name, settings)
         self.params: TradesParams = settings.params
         self.output_topic = settings.output_topics[0]
+        self.joins_context = self.context_topic is not None
 
     def state_from(self, state: dict[str, Any]) -> SymbolTrades:
         return SymbolTrades.from_state(state)
 
     def process(self, record: MarketRecord, ctx: ProcessorContext) -> None:
         if type(record) is not Trade:
+            if type(record) is ContextRecord:
+                self.remember_context(record, ctx)
+                return
             raise InvalidRecordError(f"trades processor takes trades, got {type(record).__name__}")
         symbol = record.symbol
         key = f"{record.venue}/{record.market}/{symbol}"  # state_key, inlined on the hot path
@@ -178,4 +187,6 @@ class TradesProcessor(MarketProcessor):
             source_partition=ctx.partition,
             source_offset=ctx.offset,
         )
+        if self.joins_context:
+            enriched["smc"] = lookup(ctx.state(CONTEXT_STORE).data.get(key), record.time_ms, record.price)
         ctx.send(self.output_topic, orjson.dumps(enriched), symbol.encode())
