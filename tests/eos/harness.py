@@ -593,6 +593,7 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
         doc = orjson.loads(rec.value)
         by_close[(doc["symbol"], doc["interval"], doc["close_time_ms"])] = doc["context"]
     seen_as_of: dict[tuple[str, str], int] = {}
+    joined = 0
     params = TradesParams()
     states: dict[str, SymbolTrades] = {}
     expected: dict[tuple[str, int], dict[str, Any]] = {}
@@ -627,6 +628,7 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
                     check.examples.append(f"trade {ident}: smc {interval} as of {value['as_of_ms']} "
                                           f"(known: {context is not None}, last {seen_as_of.get(key)})")
             seen_as_of[key] = max(seen_as_of.get(key, -1), value["as_of_ms"])
+            joined += 1
         want = expected.get(ident)
         if want is not None and doc != want:
             check.wrong += 1
@@ -635,6 +637,9 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
                 check.examples.append(f"trade {ident}: {diff}")
     _count_ids(check, seen, set(expected))
     _order_violations(check, by_key, inputs_by_key)
+    if contexts is not None and joined < len(enriched) // 4:  # the join must be exercised, not vacuously right
+        check.wrong += 1
+        check.examples.append(f"only {joined} contexts joined over {len(enriched)} trades")
     return check
 
 
