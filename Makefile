@@ -3,7 +3,13 @@ PYTHON ?= $(shell scripts/find-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo stop test lint venv jars kafka-up kafka-down bench eos-long clean
+.PHONY: demo stop test test-kafka39 lint venv jars kafka-up kafka-down bench eos-long clean
+# The broker is Apache Kafka $KAFKA_VERSION (scripts/kafka.sh's default, 4.1.1, when unset), its jars in
+# .cache/kafka/<version>/libs. `make test` runs the whole suite against it, then the kafka39 subset (tests/conftest.py's
+# KAFKA39: the exactly-once chaos test and the core integration tests) against KAFKA_COMPAT_VERSION, on a broker of
+# its own (TEST_KAFKA_BOOTSTRAP is not used there).
+KAFKA_COMPAT_VERSION ?= 3.9.2
+KAFKA39 := env -u TEST_KAFKA_BOOTSTRAP KAFKA_VERSION=$(KAFKA_COMPAT_VERSION)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || { test -n "$(PYTHON)" && $(PYTHON) -m venv $(VENV); }
@@ -34,9 +40,17 @@ stop:
 lint: venv
 	$(BIN)/ruff check stream_processor tests bench examples scripts
 
-## test: lint, then every test; the integration tests start their own broker on free loopback ports
+## test: lint, then every test (Kafka $KAFKA_VERSION, default 4.1.1), then the kafka39 subset against Kafka 3.9.2;
+## the integration tests start their own broker on free loopback ports
 test: venv jars lint
 	$(BIN)/pytest -q
+	$(KAFKA39) scripts/kafka.sh jars
+	$(KAFKA39) $(BIN)/pytest -q -m kafka39 tests/integration tests/eos
+
+## test-kafka39: only the kafka39 subset against Kafka $(KAFKA_COMPAT_VERSION)
+test-kafka39: venv
+	$(KAFKA39) scripts/kafka.sh jars
+	$(KAFKA39) $(BIN)/pytest -q -m kafka39 tests/integration tests/eos
 
 ## bench: trades/s through one worker (exactly_once, at_least_once) and a pass-through transactional pipe
 bench: venv jars

@@ -357,10 +357,12 @@ def broker_data_dir(bootstrap: str) -> Path | None:
 
 def dump_batches(logdirs: Path, topic: str) -> dict[str, int]:
     """Count record batches of ``topic`` by isTransactional / isControl, via kafka.tools.DumpLogSegments."""
-    libs = ROOT / ".cache" / "kafka" / "libs"
     files = sorted(glob.glob(str(logdirs / f"{topic}-*" / "*.log")))
     if not files or not shutil.which("java"):
         return {}
+    # The jars of the release the broker runs (KAFKA_VERSION, as for tests/broker.py): .cache/kafka/<version>/libs.
+    libs = subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "libs"], capture_output=True, text=True,
+                          check=True).stdout.strip()
     done = subprocess.run(["java", "-Xmx256m", "-cp", f"{libs}/*", "kafka.tools.DumpLogSegments", "--files",
                            ",".join(files)], capture_output=True, text=True, timeout=120)
     counts = {"batches": 0, "transactional": 0, "non_transactional": 0, "control": 0}

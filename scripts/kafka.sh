@@ -1,38 +1,36 @@
 #!/usr/bin/env bash
 # A real single-node Apache Kafka broker (KRaft, combined broker + controller) on 127.0.0.1.
 #
-#   scripts/kafka.sh jars     resolve the pinned release (scripts/kafka/pom.xml) from Maven Central into
-#                             $KAFKA_CACHE/libs; a second run reuses the cache
+#   scripts/kafka.sh jars     resolve release $KAFKA_VERSION (scripts/kafka/pom.xml) from Maven Central into
+#                             $KAFKA_CACHE/$KAFKA_VERSION/libs; a second run reuses the cache
 #   scripts/kafka.sh up       jars, format the data folder (first run), start, wait until it answers
 #   scripts/kafka.sh down     stop the broker by its PID (SIGTERM, then SIGKILL after $KAFKA_STOP_TIMEOUT s)
 #   scripts/kafka.sh kill     kill -9 the broker (for broker-restart tests)
-#   scripts/kafka.sh status   print "running pid=N port=P" or "stopped"; exit 0 only when running
+#   scripts/kafka.sh status   print "running pid=N port=P version=V" or "stopped"; exit 0 only when running
 #   scripts/kafka.sh restart  down, then up
 #   scripts/kafka.sh clean    down, then delete the data folder
+#   scripts/kafka.sh version  print the selected release ($KAFKA_VERSION or the default)
+#   scripts/kafka.sh libs     jars, then print the folder of its jars (for `java -cp "$(...)/*" kafka.tools...`)
 #
-# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_DATA_DIR (.kafka-data),
+# Environment: KAFKA_VERSION (4.1.1; 3.9.2 is tested too, any 3.5+ or 4.x release on Maven Central should do),
+# KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_DATA_DIR (.kafka-data),
 # KAFKA_CACHE (.cache/kafka), KAFKA_HEAP_OPTS (-Xms256m -Xmx1g), KAFKA_START_TIMEOUT (60 s).
+# Each release has its own jar folder, so versions coexist and never mix. A data folder remembers the release that
+# formatted it (kafka-version in it) and is not started by another one: `clean` it, or use another KAFKA_DATA_DIR.
+# Logging goes to $KAFKA_DATA_DIR/logs/server.log with a configuration this script writes for the release's line:
+# log4j2.properties (-Dlog4j2.configurationFile) for 4.x, log4j.properties (-Dlog4j.configuration, reload4j) for
+# 3.x; KAFKA_LOG4J_OPTS, which Kafka's own start scripts read, is not used.
 #
-# Secure mode, KAFKA_SECURITY=1 (default 0: only the PLAINTEXT listener, as above). Besides PLAINTEXT on
-# KAFKA_PORT (inter-broker traffic, admin use by tests) the broker then listens on 127.0.0.1 with
-#   SASL_SSL        on KAFKA_SASL_SSL_PORT (KAFKA_PORT+2): SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
-#   SSL             on KAFKA_SSL_PORT      (KAFKA_PORT+3): mTLS, ssl.client.auth=required
-#   SASL_PLAINTEXT  on KAFKA_SASL_PORT     (KAFKA_PORT+4): SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
-# User KAFKA_SCRAM_USER (streams) with password KAFKA_SCRAM_PASSWORD (streams-test-secret; no , ] " \ or
-# spaces) exists for both SCRAM mechanisms (created in the KRaft metadata when the data folder is formatted, so
-# secure mode needs a data folder formatted in secure mode: `clean` first) and for PLAIN (the listeners' JAAS
-# configuration). The TLS files are made once per data folder with openssl and keytool, in $KAFKA_DATA_DIR/tls:
-#   ca.crt                      the test CA (PEM): the clients' ssl_cafile
-#   client.crt, client.key      a client certificate signed by it (PEM, key unencrypted): mTLS
-#   broker.p12, truststore.p12  the broker's PKCS12 keystore (SAN IP:127.0.0.1, DNS:localhost) and truststore
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
 data=${KAFKA_DATA_DIR:-$root/.kafka-data}
+default_version=4.1.1  # also the default of scripts/kafka/pom.xml
+version=${KAFKA_VERSION:-$default_version}
 cache=${KAFKA_CACHE:-$root/.cache/kafka}
-libs=$cache/libs
+libs=$cache/$version/libs
 pidfile=$data/broker.pid
 start_timeout=${KAFKA_START_TIMEOUT:-60}
 stop_timeout=${KAFKA_STOP_TIMEOUT:-30}
@@ -47,14 +45,28 @@ read -r -a heap_opts <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"  # words, as java 
 
 log() { echo "kafka.sh: $*" >&2; }
 
+if ! [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+  log "KAFKA_VERSION=$version is not a release number such as $default_version or 3.9.2"; exit 2
+fi
+major=${version%%.*}
+# Kafka 4.0 moved from log4j 1 (reload4j) to log4j2: the slf4j binding (pom profile) and the configuration differ.
+if [ "$major" -ge 4 ]; then
+  profile=kafka4; log_config=$data/log4j2.properties; log_opts=(-Dlog4j2.configurationFile="file:$log_config")
+else
+  profile=kafka3; log_config=$data/log4j.properties; log_opts=(-Dlog4j.configuration="file:$log_config")
+fi
+
 jars() {
-  if [ -f "$libs/.complete" ]; then return 0; fi
+  if [ -f "$libs/.complete" ] && [ -f "$libs/kafka_2.13-$version.jar" ]; then return 0; fi
   command -v mvn >/dev/null || { log "Maven (mvn) is needed to resolve the Kafka jars"; exit 1; }
-  log "resolving Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/scripts/kafka/pom.xml") from Maven Central into $libs"
-  rm -rf "$libs"
+  log "resolving Apache Kafka $version from Maven Central into $libs"
+  rm -rf "$libs"; mkdir -p "$libs"
+  local out=$cache/$version/mvn.log
   mvn -q -B -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$libs"
-  touch "$libs/.complete"
+    -Dkafka.version="$version" -P"$profile" -DincludeScope=runtime -DoutputDirectory="$libs" >"$out" 2>&1 \
+    || { cat "$out" >&2; log "could not resolve Apache Kafka $version"; rm -rf "$libs"; exit 1; }
+  [ -f "$libs/kafka_2.13-$version.jar" ] || { log "kafka_2.13-$version.jar is missing from $libs"; exit 1; }
+  echo "$version" >"$libs/.complete"
 }
 
 pid_alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
@@ -99,7 +111,31 @@ log.retention.hours=168
 log.segment.bytes=104857600
 PROPS
   if secure_mode; then write_secure_config; fi
-  cat >"$data/log4j.properties" <<PROPS
+  if [ "$major" -ge 4 ]; then
+    cat >"$log_config" <<PROPS
+# log4j2 (Kafka 4.x), written by scripts/kafka.sh.
+status = error
+name = kafka.sh
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = $data/logs/server.log
+appender.file.filePattern = $data/logs/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 2
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+PROPS
+  else
+    cat >"$log_config" <<PROPS
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.RollingFileAppender
 log4j.appender.file.File=$data/logs/server.log
@@ -110,6 +146,7 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 PROPS
+  fi
 }
 
 secure_mode() { [ "$secure" = 1 ]; }
@@ -177,7 +214,10 @@ PROPS
   chmod 600 "$data/server.properties"
 }
 
-java_cmd() { java "${heap_opts[@]}" -Dlog4j.configuration="file:$data/log4j.properties" -cp "$libs/*" "$@"; }
+java_cmd() { java "${heap_opts[@]}" "${log_opts[@]}" -cp "$libs/*" "$@"; }
+
+# Lines by which log4j, log4j2 or slf4j say that the logging configuration is broken (they go to stdout/stderr).
+logging_trouble() { grep -hE '^log4j:(WARN|ERROR)|StatusLogger|main ERROR|^SLF4J:' "$@" 2>/dev/null || true; }
 
 up() {
   jars
@@ -186,6 +226,10 @@ up() {
     return 0
   fi
   if answers; then log "port $port is taken by another process"; exit 1; fi
+  if [ -f "$data/kafka-version" ] && [ "$(cat "$data/kafka-version")" != "$version" ]; then
+    log "$data was formatted by Apache Kafka $(cat "$data/kafka-version"), not $version;" \
+      "run '$0 clean' first or set KAFKA_DATA_DIR"; exit 1
+  fi
   if secure_mode && [ -f "$data/log-dirs/meta.properties" ] && [ ! -f "$data/scram-users" ]; then
     log "$data was formatted without KAFKA_SECURITY=1, so it has no SCRAM users; run '$0 clean' first"; exit 1
   fi
@@ -198,14 +242,19 @@ up() {
       scram=(--add-scram "SCRAM-SHA-256=[name=$scram_user,password=$scram_password]"
              --add-scram "SCRAM-SHA-512=[name=$scram_user,password=$scram_password]")
     fi
-    cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid)
+    local cluster_id
+    cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid 2>"$data/logs/format.log" | tail -n 1) || true
+    if ! [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]]; then
+      cat "$data/logs/format.log" >&2; log "kafka.tools.StorageTool random-uuid printed no cluster id: $cluster_id"
+      exit 1
+    fi
     java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$data/server.properties" "${scram[@]}" \
-      >"$data/logs/format.log" 2>&1 || { cat "$data/logs/format.log" >&2; exit 1; }
+      >>"$data/logs/format.log" 2>&1 || { cat "$data/logs/format.log" >&2; exit 1; }
+    echo "$version" >"$data/kafka-version"
     if secure_mode; then echo "$scram_user" >"$data/scram-users"; fi
   fi
   : >"$data/logs/stdout.log"
-  nohup java "${heap_opts[@]}" -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$data/log4j.properties" -cp "$libs/*" \
+  nohup java "${heap_opts[@]}" -XX:+UseG1GC -Djava.awt.headless=true "${log_opts[@]}" -cp "$libs/*" \
     kafka.Kafka "$data/server.properties" >"$data/logs/stdout.log" 2>&1 &
   echo $! >"$pidfile"
   local waited=0
@@ -220,7 +269,9 @@ up() {
     fi
     sleep 0.1; waited=$((waited + 1))
   done
-  log "running: pid $(cat "$pidfile"), bootstrap 127.0.0.1:$port, data $data"
+  local trouble; trouble=$(logging_trouble "$data/logs/format.log" "$data/logs/stdout.log")
+  if [ -n "$trouble" ]; then log "the broker's logging is misconfigured:"; echo "$trouble" >&2; fi
+  log "running: Apache Kafka $version, pid $(cat "$pidfile"), bootstrap 127.0.0.1:$port, data $data"
   if secure_mode; then
     log "secure listeners: SASL_SSL 127.0.0.1:$sasl_ssl_port, SSL (mTLS) 127.0.0.1:$ssl_port," \
       "SASL_PLAINTEXT 127.0.0.1:$sasl_port; user $scram_user; TLS files in $tls"
@@ -252,7 +303,11 @@ kill9() {
 }
 
 status() {
-  if pid_alive; then echo "running pid=$(cat "$pidfile") port=$port"; else echo "stopped"; return 1; fi
+  if pid_alive; then
+    echo "running pid=$(cat "$pidfile") port=$port version=$(cat "$data/kafka-version" 2>/dev/null || echo unknown)"
+  else
+    echo "stopped"; return 1
+  fi
 }
 
 case "${1:-}" in
@@ -263,5 +318,7 @@ case "${1:-}" in
   status) status ;;
   restart) down; up ;;
   clean) down; rm -rf "$data" ;;
-  *) echo "usage: $0 jars|up|down|kill|status|restart|clean" >&2; exit 2 ;;
+  version) echo "$version" ;;
+  libs) jars; echo "$libs" ;;
+  *) echo "usage: $0 jars|up|down|kill|status|restart|clean|version|libs" >&2; exit 2 ;;
 esac

@@ -1,10 +1,16 @@
-"""A throwaway real broker: scripts/kafka.sh on free loopback ports and a temporary data folder."""
+"""A throwaway real broker: scripts/kafka.sh on free loopback ports and a temporary data folder.
+
+The release is ``KAFKA_VERSION`` (scripts/kafka.sh's default when unset), passed through to the script with the rest
+of the environment; :func:`kafka_version` tells which one that is and :func:`broker_version` which one runs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "scripts" / "kafka.sh")
 _ENVIRONMENTS: dict[str, dict[str, str]] = {}  # bootstrap address -> kafka.sh environment of brokers we started
+
+
+@functools.cache
+def kafka_version() -> str:
+    """The Apache Kafka release the tests run: ``KAFKA_VERSION``, else scripts/kafka.sh's default."""
+    done = subprocess.run([SCRIPT, "version"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"kafka.sh version failed:\n{done.stderr}")
+    return done.stdout.strip()
 
 
 def free_port() -> int:
@@ -143,9 +158,29 @@ def _env(address: str) -> dict[str, str]:
     return env
 
 
+def is_ours(address: str) -> bool:
+    """True for a broker this module started (and so can stop, restart and read the logs of)."""
+    return address in _ENVIRONMENTS
+
+
+def data_dir(address: str) -> Path:
+    """The data folder of the broker at ``address`` (one this module started)."""
+    return Path(_env(address)["KAFKA_DATA_DIR"])
+
+
+def broker_version(address: str) -> str:
+    """The release the broker at ``address`` (one this module started) runs, as it logged it at start."""
+    log = data_dir(address) / "logs" / "server.log"
+    found = re.findall(r"INFO Kafka version: (\S+) \(org\.apache\.kafka\.common\.utils\.AppInfoParser\)",
+                       log.read_text(errors="replace"))
+    if not found:
+        raise RuntimeError(f"{log} does not say which Kafka version runs")
+    return found[-1]
+
+
 def pid(address: str) -> int:
     """The process id of the broker at ``address`` (one this module started)."""
-    return int((Path(_env(address)["KAFKA_DATA_DIR"]) / "broker.pid").read_text())
+    return int((data_dir(address) / "broker.pid").read_text())
 
 
 def kill9(address: str) -> None:

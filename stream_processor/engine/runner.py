@@ -916,6 +916,7 @@ class ProcessorRunner:
             if cp.task in self._committing:
                 self._commit_due = True
                 continue
+            self._skip_unreturned(cp)
             try:
                 self._launch(cp)
             except Exception as exc:  # noqa: BLE001 - a state record that cannot be written (check mode)
@@ -927,13 +928,6 @@ class ProcessorRunner:
 
     def _launch(self, cp: Checkpoint) -> None:
         """Seal ``cp``'s open transaction and commit it in the background (:meth:`_complete`)."""
-        for tp in cp.inputs:
-            # Past the records the consumer skipped: transaction markers and aborted records of a transactional input
-            # (another processor's output). Committing only up to the last record processed would leave the lag at
-            # 1 per marker forever, and the partition "stuck" on /health once the input goes quiet.
-            consumed = self._consumed_position(tp)
-            if consumed is not None and consumed > cp.positions[tp]:
-                cp.positions[tp] = consumed
         if cp.context is not None:
             # Records an agent still buffers (stream.take) are not committed: a restart re-reads them. A transaction
             # of punctuation only (a take() deadline) still moves the offsets a batch held before.
@@ -1029,6 +1023,17 @@ class ProcessorRunner:
         (mid-rebalance)."""
         consumer = self._consumer
         return consumer.last_stable_offset(tp) if consumer is not None and tp in consumer.assignment() else None
+
+    def _skip_unreturned(self, cp: Checkpoint) -> None:
+        """Move ``cp``'s positions past the records the consumer skipped without returning them: transaction markers
+        and aborted records of a transactional input (another processor's output). Committing only up to the last
+        record processed would leave the lag at 1 per marker forever, and the partition "stuck" on /health once the
+        input goes quiet. Only between batches (:meth:`_commit_all`): every record the consumer returned has then
+        been processed or sought back to, which a commit in the middle of a batch (isolate mode) cannot say."""
+        for tp in cp.inputs:
+            consumed = self._consumed_position(tp)
+            if consumed is not None and consumed > cp.positions[tp]:
+                cp.positions[tp] = consumed
 
     def _consumed_position(self, tp: TopicPartition) -> int | None:
         """The input consumer's position in ``tp``: the offset after the last record it returned, and after the
