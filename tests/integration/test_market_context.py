@@ -35,6 +35,7 @@ from stream_processor.engine.worker import Worker
 from stream_processor.market.context import project
 from stream_processor.market.settings import interval_ms
 from stream_processor.market.smc.detector import SmcDetector
+from tests.eos.harness import committed_offsets, partition_ends
 from tests.helpers import end_offsets, read_topic, schemas_of, wait_for
 from tests.unit.market.test_volume_profile import _brute_value_area
 
@@ -188,6 +189,12 @@ async def test_volume_profiles_and_smc_context_equal_their_batch_recomputation(k
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, timeout=60)
+
+    # The trades' group committed the context topic to its end: past the transaction markers the consumer skips
+    # (committing only up to the last record would leave a lag of 1 per partition, and /health "stuck").
+    ends = await partition_ends(kafka_bootstrap, [ctx_topic], "read_uncommitted")
+    committed = await committed_offsets(kafka_bootstrap, procs["trades"].consumer_group)
+    assert {tp: committed.get(tp) for tp in ends if ends[tp]} == {tp: end for tp, end in ends.items() if end}
 
     schema = schemas_of(settings)
     read = {topic: await read_topic(kafka_bootstrap, topic, schema=schema.get(topic)) for topic in
