@@ -38,10 +38,10 @@ class MarketProcessor(Processor):
     :meth:`remember_context`; see :mod:`stream_processor.market.context`.
     """
 
-    @property
-    def context_topic(self) -> str | None:
-        """The topic of SMC context records this processor joins (``params.smc_context_topic``), or None."""
-        return getattr(getattr(self.settings, "params", None), "smc_context_topic", None)
+    def __init__(self, name: str, settings: Any) -> None:
+        super().__init__(name, settings)
+        #: The topic of SMC context records this processor joins (``params.smc_context_topic``), or None.
+        self.context_topic: str | None = getattr(getattr(settings, "params", None), "smc_context_topic", None)
 
     def stores(self) -> list[StoreSpec]:
         specs = [StoreSpec(from_state=self.state_from, version=STATE_VERSION, migrate=migrate_state)]
@@ -68,7 +68,7 @@ class MarketProcessor(Processor):
                 :mod:`stream_processor.market.serde`), the key is not the symbol, or an event time is outside the
                 window.
         """
-        if topic is not None and topic == self.context_topic:
+        if topic == self.context_topic and topic is not None:
             return decode_context(value, key)
         return decode_checked(value, key, timestamp_ms, self.settings.event_time)
 

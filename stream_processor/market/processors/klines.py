@@ -90,7 +90,15 @@ class KlinesProcessor(MarketProcessor):
       (:data:`~stream_processor.market.klines.indicators.KLINE_INDICATOR_FIELDS`);
     - ``output_topics[1]`` (SMC signals), when ``params.smc.enabled``: one record per event the SMC detectors
       confirm at this kline, with ``symbol`` and ``interval`` added;
-    - ``output_topics[2]`` (alerts), when ``params.alerts`` has rules: one record per rule an event fires.
+    - ``output_topics[2]`` (alerts), when ``params.alerts`` has rules: one record per rule an event fires;
+    - with ``params.volume_profile`` (on by default), each enriched kline carries ``volume_profile``, the summary
+      of the symbol's :class:`~stream_processor.market.volume_profile.VolumeProfile` (every trade accepted before
+      the one that closed the kline; from venue klines, every kline of ``volume_profile.interval`` up to this one),
+      and ``volume_profile.topic`` gets the profile with its levels at each closed kline of that interval;
+    - with ``params.smc.context`` (on by default), each enriched kline carries ``smc``: per interval, the SMC
+      context (:meth:`SmcDetector.context`) at this kline's close, with ``as_of_ms`` and ``price``; and
+      ``params.smc.context_topic`` gets this interval's context, sent to the input record's partition number (see
+      :mod:`stream_processor.market.context` for the processors that join it).
 
     An idle symbol's last kline closes by stream time: with trades as the source, every second of the
     partition's stream time (the latest trade time seen on it) the windows of every symbol that ended
