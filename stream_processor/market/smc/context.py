@@ -66,11 +66,9 @@ CONTEXT_KEYS: tuple[str, ...] = (
 
 
 def _open_gaps(fvg: FairValueGaps) -> list[tuple[int, float, float, int, int]]:
-    """The open gaps as ``(direction, top, bottom, index, open_time_ms)``: ``unmitigated()`` when the detector has
-    it, else read from its open lists (records ``[key, index, open_time_ms, top, bottom]``)."""
-    unmitigated = getattr(fvg, "unmitigated", None)
-    if unmitigated is not None:
-        return unmitigated()
+    """The open gaps as ``(direction, top, bottom, index, open_time_ms)``, in no particular order (the nearest are
+    chosen by price, ties by index): read from the detector's open lists (records ``[key, index, open_time_ms, top,
+    bottom]``), which ``FairValueGaps.unmitigated()`` also reads, without its copy sorted by index."""
     gaps = [(1, g[3], g[4], g[1], g[2]) for g in fvg._bull]
     gaps += [(-1, g[3], g[4], g[1], g[2]) for g in fvg._bear]
     return gaps
