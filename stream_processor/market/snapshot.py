@@ -60,13 +60,7 @@ class Snapshot:
 
         Raises ValueError when the snapshot is of another class or version, or misses a field.
         """
-        kind, version = state.get("kind"), state.get("version")
-        if kind != cls.__name__ or version != cls.state_version:
-            raise ValueError(f"state of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
-        missing = [name for name in cls._state_fields if name not in state]
-        if missing:
-            raise ValueError(f"{cls.__name__} state misses {missing}")
-        obj = cls(**{name: state[name] for name in cls._params})
+        obj = cls._construct(state)
         for name in cls._state_fields:
             current, stored = getattr(obj, name), state[name]
             if isinstance(current, Snapshot):
@@ -81,6 +75,18 @@ class Snapshot:
             else:
                 setattr(obj, name, _copy(stored))
         return obj
+
+    @classmethod
+    def _construct(cls, state: dict[str, Any]) -> Self:
+        """A new object from the parameters of ``state`` (a class overriding :meth:`from_state` then restores its
+        fields). Raises ValueError when the snapshot is of another class or version, or misses a field."""
+        kind, version = state.get("kind"), state.get("version")
+        if kind != cls.__name__ or version != cls.state_version:
+            raise ValueError(f"state of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
+        missing = [name for name in cls._state_fields if name not in state]
+        if missing:
+            raise ValueError(f"{cls.__name__} state misses {missing}")
+        return cls(**{name: state[name] for name in cls._params})
 
     def __repr__(self) -> str:
         params = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._params)

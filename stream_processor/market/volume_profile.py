@@ -536,13 +536,7 @@ class VolumeProfile(Snapshot):
     def from_state(cls, state: dict[str, Any]) -> Self:
         """Rebuild from :meth:`to_state`; it continues with outputs identical to the original's. ValueError for a
         state of another class or version, or one missing a field."""
-        kind, version = state.get("kind"), state.get("version")
-        if kind != cls.__name__ or version != cls.state_version:
-            raise ValueError(f"state of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
-        missing = [n for n in cls._state_fields if n not in state]
-        if missing:
-            raise ValueError(f"{cls.__name__} state misses {missing}")
-        obj = cls(**{name: state[name] for name in cls._params})
+        obj = cls._construct(state)
         obj._mult = int(state["_mult"])
         obj._bins = _bins_in(state["_bins"])
         obj._lo, obj._hi, obj._day = state["_lo"], state["_hi"], state["_day"]

@@ -119,6 +119,26 @@ Stateful = Snapshot
 """The snapshot base of the SMC detectors (:class:`stream_processor.market.snapshot.Snapshot`)."""
 
 
+class PerCandle(Stateful):
+    """Base of the detectors that give values per candle rather than events (previous high/low, sessions): a
+    subclass keeps its latest values in the slot ``_values`` and implements ``step(c: Candle) -> dict``."""
+
+    __slots__ = ()
+    _values: dict[str, Any] | None
+
+    @property
+    def values(self) -> dict[str, Any] | None:
+        """The latest candle's values (see ``step``), None before the first candle."""
+        return None if self._values is None else dict(self._values)
+
+    def update(self, candle: Candle | Kline | tuple) -> dict[str, Any]:
+        """Consume the next closed candle; return its values (see ``step``).
+
+        Raises ValueError for an invalid candle (see ``as_candle``) or one not later than the previous one.
+        """
+        return self.step(as_candle(candle))  # type: ignore[attr-defined]
+
+
 class CandleWindow(Stateful):
     """The most recent candles, looked up by index; rows are ``[open, high, low, close, volume, open_time_ms]``.
 

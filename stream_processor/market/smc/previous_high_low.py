@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import Candle, Stateful, as_candle, f32
+from stream_processor.market.smc.events import Candle, PerCandle, f32
 
 _MINUTE = 60_000
 _DAY = 86_400_000
@@ -39,7 +38,7 @@ def parse_time_frame(time_frame: str) -> tuple[int, int]:
     return n * _UNITS[unit.lower()], -1
 
 
-class PreviousHighLow(Stateful):
+class PreviousHighLow(PerCandle):
     """``smartmoneyconcepts.smc.previous_high_low(ohlc, time_frame)`` (v0.0.27), per candle, streamed.
 
     Definition (the reference's, with ``open_time_ms`` as its UTC index): the candles are grouped into the periods
@@ -97,18 +96,6 @@ class PreviousHighLow(Stateful):
         self._run_high = 0.0  # highest high / lowest low of the group so far
         self._run_low = 0.0
         self._values: dict[str, Any] | None = None
-
-    @property
-    def values(self) -> dict[str, Any] | None:
-        """The latest candle's values (see ``step``), None before the first candle."""
-        return None if self._values is None else dict(self._values)
-
-    def update(self, candle: Candle | Kline | tuple) -> dict[str, Any]:
-        """Consume the next closed candle; return its values (see ``step``).
-
-        Raises ValueError for an invalid candle (see ``as_candle``) or one not later than the previous one.
-        """
-        return self.step(as_candle(candle))
 
     def _label(self, t: int) -> int:
         if self._anchor < 0:

@@ -6,8 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import Candle, Stateful, as_candle
+from stream_processor.market.smc.events import Candle, PerCandle
 
 #: The reference's sessions: (start, end), "HH:MM" UTC, both ends included; start >= end wraps past midnight.
 SESSIONS: dict[str, tuple[str, str]] = {
@@ -55,7 +54,7 @@ def resolve_time_zone(time_zone: str) -> ZoneInfo | None:
     raise ValueError(f"time_zone {time_zone!r} is not a known zone ('UTC', 'GMT+N', 'UTC-N' or an IANA name)")
 
 
-class Sessions(Stateful):
+class Sessions(PerCandle):
     """``smartmoneyconcepts.smc.sessions(ohlc, session, start_time, end_time, time_zone)`` (v0.0.27), streamed.
 
     Definition (the reference's): a candle is in the session when the UTC time of its open, as "HH:MM" (seconds
@@ -124,18 +123,6 @@ class Sessions(Stateful):
         self._high = 0.0  # the reference's High / Low of the previous candle (0 when it was outside)
         self._low = 0.0
         self._values: dict[str, Any] | None = None
-
-    @property
-    def values(self) -> dict[str, Any] | None:
-        """The latest candle's values (see ``step``), None before the first candle."""
-        return None if self._values is None else dict(self._values)
-
-    def update(self, candle: Candle | Kline | tuple) -> dict[str, Any]:
-        """Consume the next closed candle; return its values (see ``step``).
-
-        Raises ValueError for an invalid candle (see ``as_candle``) or one not later than the previous one.
-        """
-        return self.step(as_candle(candle))
 
     def _offset(self, wall_ms: int) -> int:
         """UTC offset (ms) of the zone at the wall time ``wall_ms``; cached for days without a change."""
