@@ -279,10 +279,13 @@ def test_normalized_records_the_decoder_refuses_do_not_conform() -> None:
 
 
 def _check_outputs(driver: TestDriver, topics: dict[str, str]) -> Counter[str]:
+    """Count each topic's records and validate the first 500 and every 10th after (~0.3 ms each: all 40k of the
+    sample would take 10 s of CI)."""
     counts: Counter[str] = Counter()
     for topic, name in topics.items():
-        for rec in driver.read(topic):
-            validate_output(name, rec.value, rec.headers, f"{topic}@{rec.offset}")
+        for i, rec in enumerate(driver.read(topic)):
+            if i < 500 or i % 10 == 0:
+                validate_output(name, rec.value, rec.headers, f"{topic}@{rec.offset}")
             counts[name] += 1
     return counts
 

@@ -24,7 +24,8 @@ def test_the_summary_names_version_brokers_and_processors_but_no_password(tmp_pa
     assert summary["version"] == __version__ and summary["security_protocol"] == "SASL_PLAINTEXT"
     assert summary["sasl_username"] == "streams"
     assert [p["name"] for p in summary["processors"]] == ["trades", "orderbook", "klines"]
-    assert summary["processors"][2]["outputs"] == ["enriched_klines", "smc_signals", "alerts"]
+    assert summary["processors"][2]["outputs"] == ["enriched_klines", "smc_signals", "alerts", "smc_context",
+                                                   "volume_profile"]  # its params name the last two
     assert b"s3cret" not in orjson.dumps(summary)
 
 
