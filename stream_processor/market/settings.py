@@ -102,17 +102,16 @@ class SmcParams(_Strict):
 
     @model_validator(mode="after")
     def _detectors(self) -> SmcParams:
-        from .smc.detector import SmcDetector
+        from .smc.previous_high_low import PreviousHighLow
+        from .smc.sessions import Sessions
 
-        try:
-            SmcDetector(swing_length=self.swing_length, previous_high_low=self.previous_high_low,
-                        sessions=self.sessions, fvg_join_consecutive=self.fvg_join_consecutive)
-        except ValueError as exc:
-            text = str(exc)
-            key = "sessions" if "session" in text.lower() else "previous_high_low" if "frame" in text.lower() else ""
-            if key:
-                raise KeyedError(key, text) from None
-            raise
+        for key, values, make in (("sessions", self.sessions, Sessions),
+                                  ("previous_high_low", self.previous_high_low, PreviousHighLow)):
+            for i, value in enumerate(values):
+                try:
+                    make(value)
+                except ValueError as exc:
+                    raise KeyedError(f"{key}.{i}", str(exc)) from None
         return self
 
 
@@ -249,6 +248,15 @@ class KlinesProcessorSettings(MarketProcessorSettings):
         extra = [t for t in (p.smc.context_topic if p.smc.enabled else None, profile)
                  if t is not None and t not in self.output_topics]
         return [*self.output_topics, *extra]
+
+    @model_validator(mode="after")
+    def _params_topics_are_outputs(self) -> KlinesProcessorSettings:
+        p = self.params
+        for key, topic in (("params.smc.context_topic", p.smc.context_topic), ("params.volume_profile.topic",
+                                                                                 p.volume_profile.topic)):
+            if topic is not None and topic in self.input_topics:
+                raise KeyedError(key, f"{topic!r} is also an input topic: the processor would read its own output")
+        return self
 
     def copartitioned_outputs(self) -> list[str]:
         """The SMC context topic: written to the input's partition number (co-partitioned with the raw input)."""

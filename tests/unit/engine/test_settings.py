@@ -368,6 +368,14 @@ def _second_trades(doc: dict[str, Any], **changes: Any) -> None:
         (lambda doc: (doc["topics"].update(raw_more={"partitions": 3}),
                       doc["stream_processors"]["trades"].update(input_topics=["raw_trades", "raw_more"])),
          "stream_processors.trades.input_topics", "co-partitioned"),
+        (lambda doc: doc["stream_processors"]["trades"]["params"].update(smc_context_topic="smc_context"),
+         "stream_processors.trades.params.smc_context_topic", "must also be one of input_topics"),
+        (lambda doc: doc["stream_processors"]["klines"]["params"]["smc"].update(context_topic="raw_trades"),
+         "stream_processors.klines.params.smc.context_topic", "read its own output"),
+        (lambda doc: doc["stream_processors"]["klines"]["params"]["smc"].update(sessions=["London", "Londn"]),
+         "stream_processors.klines.params.smc.sessions.1", "session must be one of"),
+        (lambda doc: doc["stream_processors"]["klines"]["params"]["volume_profile"].update(interval="15m"),
+         "stream_processors.klines.params.volume_profile.interval", "not among intervals"),
     ],
 )
 def test_configurations_that_would_fail_silently_are_refused(
