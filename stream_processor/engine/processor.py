@@ -274,8 +274,7 @@ class Processor:
     @property
     def output_topics(self) -> list[str]:
         """Every topic this processor may send to (its changelog and dead-letter topics aside)."""
-        sends_to = getattr(self.settings, "sends_to", None)
-        return sends_to() if sends_to is not None else list(self.settings.output_topics)
+        return self.settings.sends_to()
 
     def stores(self) -> list[StoreSpec]:
         """The stores each task keeps (default: one JSON store named ``""``); all share the task's changelog."""

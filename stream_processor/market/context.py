@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from ..engine.exceptions import InvalidRecordError
+from .smc.context import bps, zone
 
 CONTEXT_STORE = "smc_context"
 """Name of the store in which a processor joining the context keeps it."""
@@ -104,11 +105,6 @@ def lookup(intervals: dict[str, list] | None, time_ms: int | None, price: float 
     return out or None
 
 
-def bps(distance: float, price: float) -> float:
-    """``distance`` in basis points of ``price``."""
-    return 1e4 * distance / price
-
-
 def project(context: dict[str, Any], price: float | None) -> dict[str, Any]:
     """``context`` (measured from its kline's close) measured from ``price`` instead: the distances in bps to the
     levels above (``level - price``) and below (``price - level``), and the position in the swing range (``zone``,
@@ -131,12 +127,3 @@ def project(context: dict[str, Any], price: float | None) -> dict[str, Any]:
         out["range_position"], out["zone"] = zone(price, high, low)
     return out
 
-
-def zone(price: float, high: float, low: float) -> tuple[float | None, str | None]:
-    """``(range_position, zone)`` of ``price`` in the swing range ``[low, high]``: position ``(price - low) / (high -
-    low)``, zone ``premium`` above the midpoint, ``discount`` below, ``equilibrium`` at it; ``(None, None)`` unless
-    ``high > low`` (as :func:`~stream_processor.market.smc.context.smc_context` measures them)."""
-    if not high > low:
-        return None, None
-    mid = (high + low) / 2
-    return (price - low) / (high - low), "premium" if price > mid else "discount" if price < mid else "equilibrium"

@@ -145,7 +145,6 @@ class TradesProcessor(MarketProcessor):
         super().__init__(name, settings)
         self.params: TradesParams = settings.params
         self.output_topic = settings.output_topics[0]
-        self.joins_context = self.context_topic is not None
 
     def state_from(self, state: dict[str, Any]) -> SymbolTrades:
         return SymbolTrades.from_state(state)
@@ -187,6 +186,6 @@ class TradesProcessor(MarketProcessor):
             source_partition=ctx.partition,
             source_offset=ctx.offset,
         )
-        if self.joins_context:
+        if self.context_topic is not None:
             enriched["smc"] = lookup(ctx.state(CONTEXT_STORE).data.get(key), record.time_ms, record.price)
         ctx.send(self.output_topic, orjson.dumps(enriched), symbol.encode())

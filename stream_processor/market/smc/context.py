@@ -116,7 +116,7 @@ def _put_zones(out: dict[str, Any], keys: tuple, found: tuple, price: float) -> 
         out[a_top] = out[a_bot] = out[a_dir] = out[a_idx] = out[a_bps] = None
     else:
         out[a_top], out[a_bot], out[a_dir], out[a_idx] = above[1], above[2], above[0], above[3]
-        out[a_bps] = 1e4 * (above[2] - price) / price
+        out[a_bps] = bps(above[2] - price, price)
     if inside is None:
         out[i_top] = out[i_bot] = out[i_dir] = out[i_idx] = None
     else:
@@ -125,7 +125,22 @@ def _put_zones(out: dict[str, Any], keys: tuple, found: tuple, price: float) -> 
         out[b_top] = out[b_bot] = out[b_dir] = out[b_idx] = out[b_bps] = None
     else:
         out[b_top], out[b_bot], out[b_dir], out[b_idx] = below[1], below[2], below[0], below[3]
-        out[b_bps] = 1e4 * (price - below[1]) / price
+        out[b_bps] = bps(price - below[1], price)
+
+
+def bps(distance: float, price: float) -> float:
+    """``distance`` in basis points of ``price``."""
+    return 1e4 * distance / price
+
+
+def zone(price: float, high: float, low: float) -> tuple[float | None, str | None]:
+    """``(range_position, zone)`` of ``price`` in the swing range ``[low, high]``: position ``(price - low) / (high -
+    low)``, zone ``premium`` above the midpoint, ``discount`` below, ``equilibrium`` at it; ``(None, None)`` unless
+    ``high > low``."""
+    if not high > low:
+        return None, None
+    mid = (high + low) / 2
+    return (price - low) / (high - low), "premium" if price > mid else "discount" if price < mid else "equilibrium"
 
 
 def smc_context(detector: SmcDetector, price: float) -> dict[str, Any]:
@@ -156,13 +171,13 @@ def smc_context(detector: SmcDetector, price: float) -> dict[str, Any]:
         out["liquidity_above_level"] = out["liquidity_above_bps"] = out["liquidity_above_members"] = None
     else:
         out["liquidity_above_level"] = up[0]
-        out["liquidity_above_bps"] = 1e4 * (up[0] - price) / price
+        out["liquidity_above_bps"] = bps(up[0] - price, price)
         out["liquidity_above_members"] = up[1]
     if down is None:
         out["liquidity_below_level"] = out["liquidity_below_bps"] = out["liquidity_below_members"] = None
     else:
         out["liquidity_below_level"] = down[0]
-        out["liquidity_below_bps"] = 1e4 * (price - down[0]) / price
+        out["liquidity_below_bps"] = bps(price - down[0], price)
         out["liquidity_below_members"] = down[1]
 
     high = structure.last_swing(1)
@@ -170,11 +185,9 @@ def smc_context(detector: SmcDetector, price: float) -> dict[str, Any]:
     out["range_high"] = None if high is None else high[0]
     out["range_low"] = None if low is None else low[0]
     if high is not None and low is not None and high[0] > low[0]:
-        h, lo = high[0], low[0]
-        eq = (h + lo) / 2
-        out["equilibrium"] = eq
-        out["zone"] = "premium" if price > eq else "discount" if price < eq else "equilibrium"
-        out["range_position"] = (price - lo) / (h - lo)
+        out["equilibrium"] = (high[0] + low[0]) / 2
+        position, out["zone"] = zone(price, high[0], low[0])
+        out["range_position"] = position  # after zone: the keys keep CONTEXT_KEYS' order
     else:
         out["equilibrium"] = out["zone"] = out["range_position"] = None
     return out
