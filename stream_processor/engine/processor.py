@@ -132,7 +132,8 @@ class ProcessorContext:
     """
 
     __slots__ = ("processor", "task", "topic", "partition", "offset", "timestamp", "key", "headers", "stream_time",
-                 "stores", "outputs", "punctuators", "next_stream_due", "held", "refused_before", "agent_state")
+                 "stores", "outputs", "punctuators", "next_stream_due", "held", "refused_before", "agent_state",
+                 "enforced")
 
     def __init__(self, processor: str, task: int, stores: TaskStores) -> None:
         self.processor = processor
@@ -153,6 +154,10 @@ class ProcessorContext:
         # dead-lettered then (it is re-read because an agent's take() buffer held an earlier one)
         self.refused_before: dict[str, int] = {}
         self.agent_state: Any = None  # the agent API's per-task driver
+        # Input topics of this task whose partition had no record when the record being processed was taken, and
+        # whose wait (max_task_idle_ms) had run out: a record of theirs with an earlier timestamp may come later.
+        # Empty when every input had a record to compare (the record is in timestamp order).
+        self.enforced: frozenset[str] = frozenset()
 
     def send(self, topic: str, value: Any, key: Any = None, headers: list[tuple[str, bytes]] | None = None,
              partition: int | None = None) -> None:

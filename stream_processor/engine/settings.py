@@ -187,6 +187,11 @@ class ProcessorSettings(_Strict):
     state_errors: Literal["reset", "fail"] = "reset"
     enabled: bool = True
     max_input_bytes: int = Field(default=1_048_576, gt=0)  # a larger input record is dead-lettered undecoded
+    # Several inputs: a task processes their records in timestamp order (Kafka Streams' PartitionGroup). An input
+    # partition with nothing fetched holds the others back while the broker has records for it (KIP-695), and for
+    # up to this long while it has none (KIP-353); past that its task goes on without it ("enforced processing":
+    # counted, and the records processed so say so in ProcessorContext.enforced). -1: never wait.
+    max_task_idle_ms: int = Field(default=0, ge=-1)
     event_time: EventTimeSettings = EventTimeSettings()
 
     def sends_to(self) -> list[str]:
