@@ -18,7 +18,11 @@ partition ``q``) is sent by this producer, and :meth:`Checkpoint.commit` runs th
 4. commit the transaction.
 
 Any error aborts the transaction; the owner then rewinds the task's inputs to their last committed offsets and
-rebuilds the state from the changelog (see :mod:`stream_processor.engine.runner`).
+rebuilds the state from the changelog (see :mod:`stream_processor.engine.task_manager`).
+
+The producer is the engine's client interface (:mod:`stream_processor.engine.clients`): aiokafka's producer with two
+properties, ``fenced`` and ``in_transaction``, or the test driver's in-memory one. Acknowledgements that are already
+in (the in-memory producer's always are) are read without waiting on the event loop.
 
 Commits are pipelined: :meth:`Checkpoint.seal` takes the open transaction's content (step 1 is done there, with no
 network wait) and :meth:`Checkpoint.complete` runs steps 2-4 for it, while the owner goes on processing the next
@@ -41,13 +45,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import TopicPartition
 
 from .exceptions import TransactionStateError
+from .kafka_internals import BatchBuilder, DefaultPartitioner, OffsetAndMetadata
 from .state import TaskStores, offset_marker
 
 
@@ -81,11 +82,11 @@ class Sealed:
     ``batches`` are the record batches (outputs and dead letters, then under exactly_once the changelog) not yet
     handed to the producer, ``futures`` the acknowledgements of those already handed over, ``changelog`` (at_least_once
     only) the changelog batches, sent once every output is acknowledged; ``offsets`` the next offset per input
-    partition; ``count`` the input records; ``failed``, ``outputs`` and ``patterns`` the dead letters by reason,
-    the output records by topic and the pattern outputs by (type, interval).
+    partition; ``count`` the input records; ``failed`` and ``outputs`` the dead letters by reason and the output
+    records by topic; ``callbacks`` what the processor asked to run once it commits (``ProcessorContext.on_commit``).
     """
 
-    __slots__ = ("batches", "futures", "changelog", "offsets", "count", "failed", "outputs", "patterns", "begun")
+    __slots__ = ("batches", "futures", "changelog", "offsets", "count", "failed", "outputs", "callbacks", "begun")
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         cp = checkpoint
@@ -96,7 +97,7 @@ class Sealed:
         self.count = cp.pending_count
         self.failed = cp.pending_failed
         self.outputs = cp.pending_outputs
-        self.patterns = cp.pending_patterns
+        self.callbacks = cp.pending_callbacks
         self.begun = cp._begun  # noqa: SLF001 - whether begin_transaction ran for it
 
 
@@ -127,8 +128,8 @@ class Checkpoint:
         inputs: Sequence[TopicPartition],
         *,
         group_id: str,
-        producer: AIOKafkaProducer,
-        consumer: AIOKafkaConsumer,
+        producer: Any,
+        consumer: Any,
         store: TaskStores | None,
         changelog_topic: str | None,
         transactional: bool,
@@ -154,11 +155,9 @@ class Checkpoint:
         self.pending_count = 0  # input records in the open transaction
         self.pending_failed: Counter[str] = Counter()  # of which went to the dead-letter topic, by reason
         self.pending_outputs: Counter[str] = Counter()  # output records per topic in the open transaction
-        self.pending_patterns: Counter[tuple[str, str]] = Counter()  # pattern outputs by (type, interval)
+        self.pending_callbacks: list[Any] = []  # run once the open transaction commits
         self.changelog_position: int | None = None  # changelog offset where our last commit's writes begin
-        self.context: Any = None  # the task's ProcessorContext, set by the runner
         self.opened_at = 0.0  # time.monotonic() when the open transaction began
-        self.last_stream_time = -1  # the task's stream time when the runner closed it (a kept store resumes it)
         self.sealed: Sealed | None = None  # the transaction being committed (or failed, until aborted)
         self._begun = False  # begin_transaction ran for the open transaction (deferred while one is committing)
         self._futures: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, future) per batch handed over
@@ -211,11 +210,13 @@ class Checkpoint:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        timestamp: int | None = None,
     ) -> None:
         """Add one output record to the open transaction's batch for its topic and partition.
 
         The partition is ``partition`` or, as Kafka's default partitioner does, murmur2 of ``key`` (random
-        for no key). Nothing goes to the network until :meth:`flush`; :meth:`commit` waits for the acks.
+        for no key). ``timestamp``: the record's (ms since the epoch); None or negative: the producer's clock when
+        it is sent. Nothing goes to the network until :meth:`flush`; :meth:`commit` waits for the acks.
         """
         if self.state is not CheckpointState.OPEN:
             raise TransactionStateError(f"checkpoint {self}: append while {self.state.value}")
@@ -225,10 +226,12 @@ class Checkpoint:
         builder = builders.get((topic, partition))
         if builder is None:
             builder = builders[(topic, partition)] = self.producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+        if timestamp is not None and timestamp < 0:
+            timestamp = None
+        if builder.append(timestamp=timestamp, key=key, value=value, headers=headers or []) is None:
             self._full.append((topic, partition, builder))
             builder = builders[(topic, partition)] = self.producer.create_batch()
-            builder.append(timestamp=None, key=key, value=value, headers=headers or [])
+            builder.append(timestamp=timestamp, key=key, value=value, headers=headers or [])
 
     def _partition_of(self, topic: str, key: bytes | None) -> int:
         cached = self._key_partitions.get((topic, key)) if key is not None else None
@@ -267,9 +270,10 @@ class Checkpoint:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        timestamp: int | None = None,
     ) -> None:
         """:meth:`append` one record and :meth:`flush` at once."""
-        self.append(topic, value, key=key, headers=headers, partition=partition)
+        self.append(topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp)
         await self.flush()
 
     def store_offset(self, tp: TopicPartition, next_offset: int, count: int) -> None:
@@ -286,7 +290,7 @@ class Checkpoint:
         self.pending_count = 0
         self.pending_failed = Counter()
         self.pending_outputs = Counter()
-        self.pending_patterns = Counter()
+        self.pending_callbacks = []
 
     async def commit(self) -> int:
         """:meth:`seal` and :meth:`complete`: changelog, flush, offsets, commit; returns the input records committed.
@@ -295,10 +299,10 @@ class Checkpoint:
         """
         return await self.complete(self.seal())
 
-    def seal(self) -> Sealed:
-        """End the open transaction: append the changelog and offset markers, and take its content for
-        :meth:`complete`. No network wait; the checkpoint is COMMITTING, and :meth:`begin` may open the next
-        transaction at once.
+    def seal(self, stream_time: int | None = None) -> Sealed:
+        """End the open transaction: append the changelog and offset markers (with the task's ``stream_time``, ms),
+        and take its content for :meth:`complete`. No network wait; the checkpoint is COMMITTING, and :meth:`begin`
+        may open the next transaction at once.
 
         Raises TransactionStateError when no transaction is open or one is still committing, and StateRecordError
         (before anything is appended) for a state record that cannot be written.
@@ -308,13 +312,13 @@ class Checkpoint:
         if self.sealed is not None:
             raise TransactionStateError(f"checkpoint {self}: commit while the previous transaction commits")
         if self.transactional:
-            self._append_changelog()
+            self._append_changelog(stream_time)
             sealed = Sealed(self)
         else:
             # Without a transaction the outputs must be acknowledged before the state that produced them is
             # written: a crash in between then repeats outputs (at least once) instead of losing them.
             sealed = Sealed(self)
-            self._append_changelog()
+            self._append_changelog(stream_time)
             sealed.changelog = self._take_batches()
         self._reset_pending()
         self._move(CheckpointState.COMMITTING)
@@ -336,7 +340,7 @@ class Checkpoint:
         futures = sealed.futures + await self._send(sealed.batches)
         offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in sealed.offsets.items()}
         if self.transactional:
-            if offsets:
+            if offsets and not all(fut.done() for _, fut in futures):
                 # The offsets join the transaction while its records are acknowledged (two round trips saved);
                 # nothing commits before every ack is in.
                 acked, added = await asyncio.gather(
@@ -346,6 +350,9 @@ class Checkpoint:
                     if isinstance(result, BaseException):
                         raise result
                 changelog_start = acked
+            elif offsets:
+                changelog_start = await self._wait(futures)
+                await self.producer.send_offsets_to_transaction(offsets, self.group_id)
             else:
                 changelog_start = await self._wait(futures)
             await self.producer.commit_transaction()
@@ -372,7 +379,10 @@ class Checkpoint:
         """
         if not futures:
             return None
-        results = await asyncio.gather(*(fut for _, fut in futures), return_exceptions=True)
+        if all(fut.done() for _, fut in futures):
+            results = [fut.exception() or fut.result() for _, fut in futures]
+        else:
+            results = await asyncio.gather(*(fut for _, fut in futures), return_exceptions=True)
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:  # every exception is retrieved; the first one fails the commit
             raise failed
@@ -381,7 +391,7 @@ class Checkpoint:
             default=None,
         )
 
-    def _append_changelog(self) -> None:
+    def _append_changelog(self, stream_time: int | None) -> None:
         """Add the store's dirty keys and (under exactly_once) the offset markers to the changelog partition.
 
         Every dirty key is encoded (and checked against ``changelog_limit``) before any is appended, so a
@@ -394,7 +404,6 @@ class Checkpoint:
         for key, value in records:
             self.append(topic, value, key=key, partition=partition)
         if self.transactional:
-            stream_time = self.context.stream_time if self.context is not None else None
             for tp, offset in self.pending_offsets.items():
                 key, value = offset_marker(tp.topic, offset, self.positions[tp], stream_time)
                 self.append(topic, value, key=key, partition=partition)
@@ -416,7 +425,7 @@ class Checkpoint:
             fut.cancel()
         self._reset_pending()
         try:
-            if self.transactional and self.producer._txn_manager.is_in_transaction():  # noqa: SLF001
+            if self.transactional and self.producer.in_transaction:
                 await self.producer.abort_transaction()
         finally:
             self._begun = False
@@ -427,14 +436,10 @@ class Checkpoint:
         """True once the producer learned that its ``transactional.id`` has a newer epoch.
 
         That is a newer owner of the input partition, or the broker aborting a transaction that outlived
-        ``transaction_timeout_ms``; aiokafka then stops the producer's sender and later calls fail with
-        other errors, so this looks at the sender itself.
+        ``transaction_timeout_ms`` (aiokafka then stops the producer's sender and later calls fail with other errors;
+        the client interface looks at the sender itself).
         """
-        sender = getattr(self.producer, "_sender", None)
-        task = getattr(sender, "sender_task", None)
-        if task is None or not task.done() or task.cancelled():
-            return False
-        return isinstance(task.exception(), ProducerFenced)
+        return bool(self.producer.fenced)
 
     async def close(self) -> None:
         """Stop the producer; an open transaction is aborted first."""

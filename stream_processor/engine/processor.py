@@ -36,9 +36,9 @@ from .state import ChangelogStore, StoreSpec, TaskStores
 
 _module = sys.modules[__name__]
 
-Output = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None, int | None]
-"""One output record: ``(topic, key, value, headers, partition)``; partition None: by key, as Kafka's default
-partitioner does."""
+Output = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None, int | None, int | None]
+"""One output record: ``(topic, key, value, headers, partition, timestamp)``; partition None: by key, as Kafka's
+default partitioner does; timestamp (ms since the epoch) None: the producer's clock."""
 
 
 class PunctuationType(enum.Enum):
@@ -133,7 +133,7 @@ class ProcessorContext:
 
     __slots__ = ("processor", "task", "topic", "partition", "offset", "timestamp", "key", "headers", "stream_time",
                  "stores", "outputs", "punctuators", "next_stream_due", "held", "refused_before", "agent_state",
-                 "enforced")
+                 "enforced", "committed_callbacks")
 
     def __init__(self, processor: str, task: int, stores: TaskStores) -> None:
         self.processor = processor
@@ -158,19 +158,29 @@ class ProcessorContext:
         # whose wait (max_task_idle_ms) had run out: a record of theirs with an earlier timestamp may come later.
         # Empty when every input had a record to compare (the record is in timestamp order).
         self.enforced: frozenset[str] = frozenset()
+        self.committed_callbacks: list[Callable[[], Any]] = []  # see on_commit
 
     def send(self, topic: str, value: Any, key: Any = None, headers: list[tuple[str, bytes]] | None = None,
-             partition: int | None = None) -> None:
+             partition: int | None = None, timestamp: int | None = None) -> None:
         """Send one record to ``topic`` in this task's transaction (see :func:`encode_value`, :func:`encode_key`).
 
         The topic must be one the processor declared (its ``output_topics``, or a topic of its app). An output
-        larger than the topic allows dead-letters the input record (``output_too_large``).
+        larger than the topic allows dead-letters the input record (``output_too_large``). ``timestamp`` (ms since
+        the epoch): the record's Kafka timestamp; by default the input record's (a stream-time punctuation's: that of
+        the record that fired it; a wall-clock punctuation's: its time), as in Kafka Streams, so that outputs do not
+        depend on when they were computed.
         """
         if type(value) is not bytes:
             value = encode_value(value)
         if key is not None and type(key) is not bytes:
             key = encode_key(key)
-        self.outputs.append((topic, key, value, headers, partition))  # the runtime appends it after the record
+        # the runtime appends it after the record
+        self.outputs.append((topic, key, value, headers, partition, self.timestamp if timestamp is None else timestamp))
+
+    def on_commit(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once the transaction of the record being processed (or of this punctuation) commits;
+        never if it aborts (a replay calls it again then). For counting what was committed, e.g. in a metric."""
+        self.committed_callbacks.append(callback)
 
     def state(self, name: str = "") -> ChangelogStore:
         """The task's store ``name`` (``""``: the processor's default store).
@@ -234,7 +244,7 @@ class ProcessorContext:
         """Fire every wall-clock punctuation due at ``now_ms``, as the record being processed (no record metadata;
         ``timestamp`` is ``now_ms``)."""
         self.topic = self.partition = self.offset = self.key = None
-        self.timestamp, self.headers = now_ms, ()
+        self.timestamp, self.headers, self.enforced = now_ms, (), frozenset()
         token = current_context.set(self)
         try:
             for p in list(self.punctuators):

@@ -9,35 +9,44 @@
     driver.advance_time(60_000)                   # the wall clock: timers of take(), wall-clock punctuation
     driver.restart()                              # drop every task; restore the stores from the changelog kept
 
-It runs the processors' own code on the engine's own pieces (processor contexts, stores, punctuation, agents), with
-the runtime's rules: a record's effects are committed together after it (one transaction per record), a
-RecordError dead-letters the record with the same headers, any other exception rolls the task back (its stores
-restored from the changelog) and dead-letters the record as ``processing_error``; records an agent still buffers
-(``stream.take``) are re-read after :meth:`restart`. Outputs on topics another processor reads are processed next,
-so a re-keyed agent (``group_by``) and chained agents run as they do on Kafka. Partitions are Kafka's (murmur2 of
-the key); a topic gets the partitions of the settings' ``topics`` section (1 if absent) unless ``partitions``
-says otherwise. Times are ms since the epoch.
+It runs the worker's own tasks (:mod:`stream_processor.engine.task`: processing, poison isolation, dead letters,
+check and isolate modes, commits, restores) and task manager over in-memory clients
+(:mod:`stream_processor.engine.memory`) instead of Kafka's, as TopologyTestDriver runs the real StreamTask over mock
+clients. Each processor is one consumer that owns every partition of its inputs; a task commits every
+``commit_every`` records, and its outputs are then visible to the processors that read them (a re-keyed agent's
+repartition topic, chained agents), which run next. A piped record is processed to the end of everything it causes.
+A task with several inputs takes them in timestamp order; a task waiting for an input that has no record goes on
+without it once nothing else can happen (as if ``max_task_idle_ms`` ran out: ``ProcessorContext.enforced`` says so).
+Partitions are Kafka's (murmur2 of the key); a topic gets the partitions of the settings' ``topics`` section (1 if
+absent) unless ``partitions`` says otherwise. Times are ms since the epoch.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka import TopicPartition
 
 from . import processor as processor_module
-from .exceptions import RecordError, StateRecordError, TransactionStateError
-from .processor import Processor, ProcessorContext, current_context, encode_key, encode_value
+from .breaker import CircuitBreaker
+from .checkpoint import transactional_id
+from .kafka_internals import DefaultPartitioner
+from .memory import MemoryBroker, MemoryConsumer, MemoryProducer, MemoryRecord
+from .partition_group import is_progress
+from .processor import Processor, encode_key, encode_value
 from .registry import build_processor
-from .runner import dead_letter_headers
 from .settings import Settings
-from .state import TaskStores
-from .topics import changelog_topic
+from .state import OFFSET_KEY
+from .task import AgentAwaitsIO, TaskEnv
+from .task_manager import TaskManager
+from .topics import DEFAULT_MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, RECORD_OVERHEAD, changelog_topic
 
 _PARTITIONER = DefaultPartitioner()
+#: The largest record a topic takes here: what the worker finds for a topic with Kafka's default configs.
+DEFAULT_LIMIT = min(DEFAULT_MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES) - RECORD_OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -63,13 +72,45 @@ class TestRecord:
         return next((v.decode() for k, v in self.headers if k == name), None)
 
 
-class _Task:
-    def __init__(self, processor: Processor, q: int, stores: TaskStores) -> None:
-        self.ctx = ProcessorContext(processor.name, q, stores)
-        self.stores = stores
-        self.pending: list[TestRecord] = []  # records processed in the open transaction
-        self.log: list[TestRecord] = []  # records processed from the committed offsets on (what a rollback replays)
-        self.outputs: list[tuple[Any, ...]] = []  # (topic, key, value, headers, partition, timestamp) in it
+def _test_record(record: MemoryRecord) -> TestRecord:
+    return TestRecord(record.topic, record.partition, record.offset, record.key, record.value, record.headers,
+                      record.timestamp)
+
+
+class _Processor:
+    """One processor in the driver: its consumer (owning every partition of its inputs) and its task manager."""
+
+    def __init__(self, driver: TestDriver, processor: Processor) -> None:
+        settings = driver.settings
+        psettings = processor.settings
+        broker = driver.broker
+        self.name = processor.name
+        self.consumer = MemoryConsumer(broker, psettings.consumer_group)
+        self.env = TaskEnv(
+            processor, settings, consumer=self.consumer, restore_consumer=MemoryConsumer(broker),
+            new_producer=lambda inputs: MemoryProducer(
+                broker, transactional_id(settings.app_id, psettings.consumer_group, inputs)
+                if psettings.processing_mode == "exactly_once" else None),
+            clock_ms=lambda: driver.now_ms, allow_io=False)
+        self.env.limits.update(dict.fromkeys(self.env.written_topics, DEFAULT_LIMIT))
+        cb = settings.circuit_breaker
+        breaker = CircuitBreaker(cb.failures, cb.backoff_ms / 1000, cb.max_backoff_ms / 1000)
+        self.manager = TaskManager(self.env, breaker)
+        self.partitions = {TopicPartition(t, p) for t in psettings.input_topics for p in broker.partitions_for(t)}
+
+    async def open(self) -> None:
+        """Take every partition of the inputs and open every task (restoring its state from the changelog)."""
+        self.consumer.assign(sorted(self.partitions))
+        await self.manager.assign(self.partitions)
+        while await self.manager.open_next():
+            pass
+        failed = next((t.open_error for t in self.manager.tasks.values() if t.open_error is not None), None)
+        if failed is not None:
+            raise failed  # a test wants to see it (the worker retries with a backoff)
+
+    async def close(self) -> None:
+        for task in self.manager.revoke_all():
+            await self.manager.close(task)
 
 
 class TestDriver:
@@ -91,39 +132,31 @@ class TestDriver:
             settings = settings or app.settings
         if settings is None:
             raise ValueError("TestDriver needs an app or settings")
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
         self.settings = settings
+        self.commit_every = commit_every
+        self.now_ms = start_ms
+        self._partitions = dict(partitions or {})
+        self._changelogs = {changelog_topic(settings, name): p.input_topics
+                            for name, p in settings.stream_processors.items()}
+        self._changelogs_of = {changelog_topic(settings, name): name for name in settings.stream_processors}
+        self._stale: set[tuple[str, int]] = set()  # tasks whose changelog was written from outside
+        self.broker = MemoryBroker(self.partitions, lambda: self.now_ms)
         types = app.types if app is not None else None
         names = processors or [n for n, p in settings.stream_processors.items() if p.enabled]
         self.processors: dict[str, Processor] = {n: build_processor(n, settings, types) for n in names}
-        self._partitions = dict(partitions or {})
-        self.now_ms = start_ms
-        if commit_every < 1:
-            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
-        self.commit_every = commit_every
-        self.topics: dict[str, dict[int, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
-        self._read: dict[str, int] = defaultdict(int)  # records of each topic already returned by read()
-        self._order: dict[str, list[TestRecord]] = defaultdict(list)  # every record of a topic, in write order
-        self._tasks: dict[tuple[str, int], _Task] = {}
-        self._committed: dict[tuple[str, str, int], int] = {}  # (processor, topic, partition) -> next offset
-        self._position: dict[tuple[str, str, int], int] = {}
-        self._done: dict[tuple[str, str, int], int] = {}  # next offset processed, as of the last commit
-        self._refused_before: dict[tuple[str, str, int], int] = {}  # see ProcessorContext.refused_before
-        self._stream_time: dict[tuple[str, int], int] = {}  # each task's stream time as of its last commit
-        self._queue: deque[TestRecord] = deque()
-        self._readers: dict[str, list[str]] = defaultdict(list)
-        self._allowed: dict[str, set[str]] = {}
-        for name, proc in self.processors.items():
-            for topic in proc.settings.input_topics:
-                self._readers[topic].append(name)
-            self._allowed[name] = {*proc.output_topics, proc.settings.dead_letter_topic}
+        self._returned: dict[str, set[tuple[int, int]]] = {}
         self._previous_clock = processor_module.wall_clock_ms
         processor_module.wall_clock_ms = lambda: self.now_ms
+        self._runs = [_Processor(self, p) for p in self.processors.values()]
+        for run in self._runs:
+            _sync(run.open())
 
     def close(self) -> None:
         """Close every task and give the engine its wall clock back."""
-        for (name, _), task in list(self._tasks.items()):
-            self.processors[name].close(task.ctx)
-        self._tasks.clear()
+        for run in self._runs:
+            _sync(run.close())
         processor_module.wall_clock_ms = self._previous_clock
 
     def __enter__(self) -> TestDriver:
@@ -132,348 +165,228 @@ class TestDriver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- topics ----------------------------------------------------------------------------------------
+    # ---- topics ----------------------------------------------------------------------------------------------------
     def partitions(self, topic: str) -> int:
-        """How many partitions ``topic`` has here."""
-        return self._partitions.get(topic) or self.settings.topic(topic).partitions
+        """How many partitions ``topic`` has here: as ``partitions`` says, else as the worker creates it (a changelog
+        gets its processor's largest input's count), else the settings' ``topics`` section (1 if absent)."""
+        given = self._partitions.get(topic)
+        if given:
+            return given
+        inputs = self._changelogs.get(topic)
+        if inputs is not None:
+            return max(self.partitions(t) for t in inputs)
+        return self.settings.topic(topic).partitions
 
-    def _partition_of(self, topic: str, key: bytes | None, partition: int | None) -> int:
-        if partition is not None:
-            return partition
-        n = self.partitions(topic)
-        if key is None:
-            return 0
-        parts = list(range(n))
-        return _PARTITIONER(key, parts, parts)
-
-    def _append(self, topic: str, key: bytes | None, value: bytes | None, headers: Any, timestamp: int,
-                partition: int | None, offset: int | None = None) -> TestRecord:
-        p = self._partition_of(topic, key, partition)
-        log = self.topics[topic][p]
-        following = log[-1].offset + 1 if log else 0
-        if offset is not None and offset < following:
-            raise ValueError(f"{topic}-{p}: offset {offset} is below the next one ({following})")
-        record = TestRecord(topic, p, following if offset is None else offset, key, value, tuple(headers or ()),
-                            timestamp)
-        log.append(record)
-        self._order[topic].append(record)
-        return record
+    def _append(self, topic: str, value: Any, key: Any, headers: Any, timestamp: int | None, partition: int | None,
+                offset: int | None) -> TestRecord:
+        key_bytes = encode_key(key)
+        if partition is None:
+            n = self.partitions(topic)
+            parts = list(range(n))
+            partition = 0 if key_bytes is None else _PARTITIONER(key_bytes, parts, parts)
+        record = self.broker.append(TopicPartition(topic, partition), key_bytes, encode_value(value), headers or (),
+                                    self.now_ms if timestamp is None else timestamp, offset=offset)
+        return _test_record(record)
 
     def pipe(self, topic: str, value: Any, key: Any = None, *, timestamp: int | None = None,
              headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
              offset: int | None = None) -> TestRecord:
         """Write one record to ``topic`` (value and key encoded like ``context.send`` does) and process it, and
         everything it causes, to the end. ``partition``/``offset``: where it lands (default: by key; the next
-        offset), e.g. to replay records read from Kafka at their own offsets. Raises RuntimeError if an agent
-        awaits real I/O (use :meth:`apipe`), ValueError for an offset below the partition's next one."""
-        record = self._append(topic, encode_key(key), encode_value(value), headers,
-                              self.now_ms if timestamp is None else timestamp, partition, offset)
-        self._queue.append(record)
-        self._drain_sync()
+        offset), e.g. to replay records read from Kafka at their own offsets. A record written to a processor's
+        changelog topic (state of an earlier version, say) is restored into its task before that task's next record.
+        Raises RuntimeError if an agent awaits real I/O (use :meth:`apipe`), ValueError for an offset below the
+        partition's next one, StateRestoreError when a changelog cannot be read and its store is set to fail."""
+        record = self._append(topic, value, key, headers, timestamp, partition, offset)
+        name = self._changelogs_of.get(topic)
+        if name is not None:  # state written from outside (an earlier version's): restored before the next record
+            self._stale.add((name, record.partition))
+        _sync(self._drain())
         return record
 
     async def apipe(self, topic: str, value: Any, key: Any = None, *, timestamp: int | None = None,
                     headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> TestRecord:
         """:meth:`pipe` for agents that await real I/O."""
-        record = self._append(topic, encode_key(key), encode_value(value), headers,
-                              self.now_ms if timestamp is None else timestamp, partition)
-        self._queue.append(record)
-        while self._queue:
-            await self._handle(self._queue.popleft(), allow_io=True)
+        record = self._append(topic, value, key, headers, timestamp, partition, None)
+        await self._drain(allow_io=True)
         return record
 
-    def _drain_sync(self) -> None:
-        while self._queue:
-            _sync(self._handle(self._queue.popleft(), allow_io=False))
+    def _visible(self, topic: str) -> list[MemoryRecord]:
+        logs = self.broker.logs.get(topic, [])
+        records = [r for log in logs for r in log if r.visible and not is_progress(r.headers)]
+        records.sort(key=lambda r: r.seq)
+        return records
 
     def read(self, topic: str) -> list[TestRecord]:
-        """The records written to ``topic`` since the last read of it, in write order."""
+        """The records written to ``topic`` since the last read of it, in write order (progress records aside)."""
         self.flush()
-        records = self._order.get(topic, [])
-        start, self._read[topic] = self._read[topic], len(records)
-        return records[start:]
+        returned = self._returned.setdefault(topic, set())
+        out = []
+        for record in self._visible(topic):
+            where = (record.partition, record.offset)
+            if where not in returned:
+                returned.add(where)
+                out.append(_test_record(record))
+        return out
 
     def values(self, topic: str) -> list[Any]:
         """The JSON values of :meth:`read`."""
         return [r.json() for r in self.read(topic)]
 
     def all(self, topic: str) -> list[TestRecord]:
-        """Every record written to ``topic``, in write order."""
+        """Every record written to ``topic``, in write order (progress records aside)."""
         self.flush()
-        return list(self._order.get(topic, []))
+        return [_test_record(r) for r in self._visible(topic)]
 
     def dead_letters(self, processor: str | None = None) -> list[TestRecord]:
         """Every dead-lettered record (of ``processor``'s dead-letter topic, default every one)."""
-        self.flush()
         topics = {p.settings.dead_letter_topic for n, p in self.processors.items() if processor in (None, n)}
-        return [r for t in sorted(topics) for r in self._order.get(t, [])]
+        return [r for t in sorted(topics) for r in self.all(t)]
 
-    # ---- state ---------------------------------------------------------------------------------------
+    # ---- state -----------------------------------------------------------------------------------------------------
+    def _stores(self, processor: str | None, name: str) -> list[tuple[str, int, Any]]:
+        self.flush()
+        out = []
+        for run in self._runs:
+            if processor not in (None, run.name):
+                continue
+            for q, task in sorted(run.manager.tasks.items()):
+                if task.stores is not None and name in task.stores.stores:
+                    out.append((run.name, q, task.stores.stores[name]))
+        return out
+
     def table(self, name: str = "", processor: str | None = None) -> dict[Any, Any]:
-        """The contents of store ``name`` (a table's name; ``""``: a processor's default store) over every open
-        task, keys as the table gives them. ``processor``: whose store, when several have one of that name."""
+        """The contents of store ``name`` (a table's name; ``""``: a processor's default store) over every task, keys
+        as the table gives them. ``processor``: whose store, when several have one of that name."""
         from .table import _ukey
 
-        self.flush()
-        self._open_restored()
         out: dict[Any, Any] = {}
-        for (pname, _), task in sorted(self._tasks.items()):
-            if processor not in (None, pname) or name not in task.stores.stores:
-                continue
-            for key, value in task.stores.stores[name].data.items():
+        for _, _, store in self._stores(processor, name):
+            for key, value in _items(store):
                 out[_ukey(key) if name else key] = value
         return out
 
     def state(self, processor: str, store: str = "") -> dict[int, dict[str, Any]]:
         """The live objects of ``processor``'s store ``store`` per partition (keys as stored)."""
-        self.flush()
-        self._open_restored()
-        return {q: dict(task.stores.stores[store].data) for (name, q), task in sorted(self._tasks.items())
-                if name == processor and store in task.stores.stores}
+        return {q: dict(_items(s)) for _, q, s in self._stores(processor, store)}
 
     def changelog(self, processor: str) -> list[TestRecord]:
-        """The changelog records ``processor`` committed."""
-        return self.all(changelog_topic(self.settings, processor))
+        """The changelog records of ``processor``'s stores that it committed (the offset markers the engine writes
+        beside them left out)."""
+        return [r for r in self.all(changelog_topic(self.settings, processor))
+                if r.key is None or not r.key.startswith(OFFSET_KEY)]
 
     def advance_time(self, ms: int) -> None:
         """Move the wall clock forward and fire the wall-clock punctuation due (each task commits after)."""
         self.flush()
         self.now_ms += ms
-        for task in list(self._tasks.values()):
-            ctx = task.ctx
-            if ctx.wall_clock_due(self.now_ms):
-                ctx.punctuate_wall_clock(self.now_ms)
-                task.outputs.extend((*out, self.now_ms) for out in ctx.outputs)
-                ctx.outputs.clear()
+        for run in self._runs:
+            _sync(run.manager.punctuate_wall_clock(self.now_ms))
         self.flush()
 
     def restart(self) -> None:
         """Lose every task's memory, as a crash would: open transactions are aborted, stores are restored from the
         changelog, and the records after each input partition's committed offset (those of an aborted transaction,
         those an agent still buffered) are processed again."""
-        closed = list(self._tasks)
-        for (name, _), task in list(self._tasks.items()):
-            self.processors[name].close(task.ctx)
-        self._tasks.clear()
-        for key, position in sorted(self._position.items()):
-            name, topic, p = key
-            committed = self._committed.get(key, 0)  # nothing committed: from the start
-            self._refused_before[key] = self._done.get(key, 0)
-            for record in self.topics[topic][p]:
-                if committed <= record.offset < position:
-                    self._queue.append(_Replay(record, name))
-            self._position[key] = committed
-        for name, q in closed:  # every task reopens, as on an assignment (wall-clock punctuation resumes)
-            self._task(name, q)
-        self._drain_sync()
+        for run in self._runs:
+            _sync(run.close())
+        for run in self._runs:
+            _sync(run.open())
+        _sync(self._drain())
 
-    # ---- processing ----------------------------------------------------------------------------------
-    def _task(self, name: str, q: int) -> _Task:
-        task = self._tasks.get((name, q))
-        if task is None:
-            proc = self.processors[name]
-            stores = TaskStores(proc.stores(), proc.settings.state_errors)
-            for record in self.topics[changelog_topic(self.settings, name)][q]:
-                stores.load(record.key, record.value)  # type: ignore[arg-type]
-            if stores.resets:
-                proc.events["state_reset"] += stores.resets
-            task = self._tasks[(name, q)] = _Task(proc, q, stores)
-            task.ctx.stream_time = self._stream_time.get((name, q), -1)
-            task.ctx.refused_before = {t: n for (pn, t, p), n in self._refused_before.items() if pn == name and p == q}
-            proc.init(task.ctx)
-        return task
-
-    def _open_restored(self) -> None:
-        """Open every task that has a changelog (after a restart, its state is only there)."""
-        for name in self.processors:
-            for q, records in list(self.topics.get(changelog_topic(self.settings, name), {}).items()):
-                if records:
-                    self._task(name, q)
-
-    def _reopen(self, name: str, q: int) -> _Task:
-        """Abort task q's transaction: its outputs are dropped, its stores restored from the changelog."""
-        task = self._tasks.pop((name, q), None)
-        if task is not None:
-            self.processors[name].close(task.ctx)
-        return self._task(name, q)
-
-    async def _handle(self, item: Any, allow_io: bool) -> None:
-        record, only = (item.record, item.processor) if isinstance(item, _Replay) else (item, None)
-        for name in self._readers.get(record.topic, []):
-            if only is not None and name != only:
+    # ---- processing ------------------------------------------------------------------------------------------------
+    async def _drain(self, allow_io: bool = False, commit: bool = False) -> None:
+        """Process everything that can be processed: every processor fetches and processes, each task committing
+        every ``commit_every`` records (``commit``: also what is open at the end), until nothing moves; a task
+        waiting for an input with no record then goes on without it."""
+        for run in self._runs:
+            run.env.allow_io = allow_io
+        force = False
+        while True:
+            moved = False
+            for run in self._runs:
+                moved |= await self._step(run, force)
+            if moved:
+                force = False
                 continue
-            await self._process(name, record, allow_io)
+            blocked = any(len(t.group) for run in self._runs for t in run.manager.tasks.values())
+            if (blocked or commit) and await self._commit_open():
+                continue  # what the open transactions hold becomes visible: a waiting task may go on
+            if force or not blocked:
+                return
+            force = True
 
-    async def _process(self, name: str, record: TestRecord, allow_io: bool) -> None:
-        """Process ``record`` in its task's open transaction; commit every ``commit_every`` records."""
-        task = self._task(name, record.partition)
-        try:
-            await self._run(task, record, allow_io)
-        except _Failed as failed:
-            # As the runtime: abort, replay from the committed offsets (the transaction's earlier records and those
-            # a take() batch holds), dead-letter this one.
-            replay = [r for r in task.log if r is not record]
-            task = self._reopen(name, record.partition)
-            for earlier in replay:
-                await self._run(task, earlier, allow_io)
-                task.log.append(earlier)
-                if self._position[(name, earlier.topic, earlier.partition)] > earlier.offset and \
-                        earlier.offset >= self._done.get((name, earlier.topic, earlier.partition), 0):
-                    task.pending.append(earlier)
-            if record.offset >= task.ctx.refused_before.get(record.topic, -1):
-                self._dead_letter(task, record, "processing_error", repr(failed.__cause__))
-        task.log.append(record)
-        task.pending.append(record)
-        self._position[(name, record.topic, record.partition)] = record.offset + 1
-        if len(task.pending) >= self.commit_every:
-            await self._commit(name, task, allow_io)
+    async def _step(self, run: _Processor, force: bool) -> bool:
+        moved = False
+        batches = run.consumer.poll()
+        if batches:
+            run.manager.add(batches)
+            moved = True
+        every = self.commit_every
+        for task in list(run.manager.open_tasks.values()):
+            if len(task.group) and (run.name, task.q) in self._stale:
+                self._stale.discard((run.name, task.q))
+                await run.manager.close(task)
+                await run.manager.try_open(task)
+                if task.open_error is not None:
+                    raise task.open_error
+                moved = True
+                continue
+            while len(task.group):
+                recoveries = run.manager.recoveries
+                taken = await run.manager.process(task, max(1, every - task.pending_count), force)
+                if run.manager.recoveries != recoveries:
+                    moved = True  # aborted and reopened: what it had not committed is read again
+                if not taken:
+                    break
+                moved = True
+                if task.is_open and (task.pending_count >= every or task.commit_now):
+                    await self._commit(run, task)
+        return moved
 
-    async def _run(self, task: _Task, record: TestRecord, allow_io: bool) -> None:
-        """Decode and process one record into the task's transaction (a refused one is dead-lettered there).
-
-        Raises _Failed (the cause: the processor's exception) for anything but a RecordError.
-        """
-        proc = self.processors[task.ctx.processor]
-        ctx = task.ctx
-        ctx.partition = record.partition
-        token = current_context.set(ctx)
-        try:
-            value = record.value
-            if value is not None and len(value) > proc.settings.max_input_bytes:
-                raise _TooLarge(f"value of {len(value)} bytes is above max_input_bytes "
-                                f"({proc.settings.max_input_bytes})")
-            pending = ctx.run(proc, record.topic, record.offset, record.timestamp, record.key, record.headers, value)
-            if pending is not None:
-                if not allow_io:
-                    pending.close()
-                    raise _NeedsIO
-                await pending
-            ctx.punctuate_stream_time()
-        except RecordError as exc:
-            ctx.outputs.clear()
-            if record.offset >= ctx.refused_before.get(record.topic, -1):  # else dead-lettered before a restart
-                self._dead_letter(task, record, exc.reason, str(exc))
-        except _NeedsIO:
-            ctx.outputs.clear()
-            raise
-        except Exception as exc:  # noqa: BLE001 - as the runtime: roll back, dead-letter
-            ctx.outputs.clear()
-            if isinstance(exc, RuntimeError) and "no running event loop" in str(exc) and not allow_io:
-                raise _NeedsIO from exc  # the agent awaited I/O outside a loop
-            raise _Failed from exc
-        finally:
-            current_context.reset(token)
-        allowed = self._allowed[proc.name]
-        for out in ctx.outputs:
-            if out[0] not in allowed:
-                ctx.outputs.clear()
-                raise _Failed from TransactionStateError(f"processor {proc.name} sent to {out[0]!r}, which is not one "
-                                                         "of its output topics")
-        task.outputs.extend((*out, record.timestamp) for out in ctx.outputs)
-        ctx.outputs.clear()
-
-    async def _commit(self, name: str, task: _Task, allow_io: bool = False) -> None:
-        """Commit the task's transaction: its outputs, its changelog records, its input offsets.
-
-        A state change that cannot be written (StateRecordError) is found as the runtime finds it: the transaction
-        is replayed a record at a time, and the record whose state cannot be written is dead-lettered.
-        """
-        try:
-            changelog = task.stores.changelog_records()
-        except StateRecordError:
-            records = task.pending
-            task = self._reopen(name, task.ctx.task)
-            for record in records:
-                await self._run(task, record, allow_io)
-                try:
-                    changelog = task.stores.changelog_records()
-                except StateRecordError as exc:
-                    task = self._reopen(name, task.ctx.task)
-                    self._dead_letter(task, record, exc.reason, str(exc))
-                    changelog = []
-                task.pending.append(record)
-                self._write(name, task, changelog)
+    async def _commit(self, run: _Processor, task: Any) -> None:
+        """Commit ``task``'s open transaction; a failure aborts and recovers it, as the worker's commit does."""
+        task.commit_now = False
+        if task.checkpoint is None or not task.checkpoint.is_open:
             return
-        self._write(name, task, changelog)
+        try:
+            await task.commit_inline(between_batches=True)
+        except Exception as exc:  # noqa: BLE001 - a state record that cannot be written: check mode
+            await run.manager.recover(task, exc)
 
-    def _write(self, name: str, task: _Task, changelog: list[tuple[bytes, bytes | None]]) -> None:
-        ctx = task.ctx
-        for topic, key, value, headers, partition, timestamp in task.outputs:
-            out = self._append(topic, key, value, headers, timestamp, partition)
-            if topic in self._readers:
-                self._queue.append(out)
-        cl = changelog_topic(self.settings, name)
-        for key, value in changelog:
-            self._append(cl, key, value, (), self.now_ms, ctx.task)
-        for position, end in self._position.items():
-            if position[0] != name or position[2] != ctx.task:
-                continue
-            held = ctx.held.get(position[1])
-            committed = held if held is not None and held < end else end
-            self._committed[position] = committed
-            self._done[position] = end
-        self._stream_time[(name, ctx.task)] = ctx.stream_time
-        task.log = [r for r in task.log if r.offset >= self._committed.get((name, r.topic, r.partition), 0)]
-        task.outputs.clear()
-        task.pending = []
+    async def _commit_open(self) -> bool:
+        committed = False
+        for run in self._runs:
+            for task in list(run.manager.open_tasks.values()):
+                if task.checkpoint is not None and task.checkpoint.is_open:
+                    await self._commit(run, task)
+                    committed = True
+        return committed
 
     def flush(self) -> None:
         """Commit every open transaction (and process what the commits make visible to other processors)."""
-        while True:
-            self._drain_sync()
-            open_tasks = [(name, task) for (name, _), task in self._tasks.items() if task.pending or task.outputs]
-            if not open_tasks:
-                return
-            for name, task in open_tasks:
-                _sync(self._commit(name, task))
+        _sync(self._drain(commit=True))
 
     async def aflush(self) -> None:
         """:meth:`flush` for agents that await real I/O."""
-        while True:
-            while self._queue:
-                await self._handle(self._queue.popleft(), allow_io=True)
-            open_tasks = [(name, task) for (name, _), task in self._tasks.items() if task.pending or task.outputs]
-            if not open_tasks:
-                return
-            for name, task in open_tasks:
-                await self._commit(name, task, allow_io=True)
-
-    def _dead_letter(self, task: _Task, record: TestRecord, reason: str, error: str) -> None:
-        """Add ``record`` to the dead-letter topic, in the task's transaction, with the runtime's headers."""
-        proc = self.processors[task.ctx.processor]
-        headers = dead_letter_headers(reason, error, proc.name, record)
-        task.outputs.append((proc.settings.dead_letter_topic, record.key, record.value, headers, None,
-                             record.timestamp))
+        await self._drain(allow_io=True, commit=True)
 
 
-class _TooLarge(RecordError):
-    reason = "too_large"
+def _items(store: Any) -> Any:
+    items = getattr(store, "items", None)
+    return items() if items is not None else store.data.items()
 
 
-class _Failed(Exception):  # noqa: N818 - carries the processor's exception as __cause__
-    pass
-
-
-class _NeedsIO(Exception):  # noqa: N818 - pipe() met an agent awaiting real I/O
-    pass
-
-
-def _sync(coro: Any) -> None:
+def _sync(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine of the driver that must finish without awaiting anything (no agent awaits real I/O).
 
     Raises RuntimeError if it would await: the caller must use the async form (``apipe``, ``aflush``).
     """
     try:
         coro.send(None)
-    except StopIteration:
-        return
-    except _NeedsIO:
+    except StopIteration as stop:
+        return stop.value
+    except AgentAwaitsIO:
         raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`") from None
     coro.close()
     raise RuntimeError("an agent awaited real I/O: use `await driver.apipe(...)`")
-
-
-@dataclass(frozen=True)
-class _Replay:
-    record: TestRecord
-    processor: str

@@ -12,12 +12,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_processor.engine import runner as runner_module
+from stream_processor.engine import observe as observe_module
 from stream_processor.engine.breaker import CircuitState, TaskHealth
 from stream_processor.engine.health import HEALTHY_STATES, health_app, health_document
 from stream_processor.engine.metrics import Metrics
 from stream_processor.engine.registry import build_processor
 from stream_processor.engine.runner import THROUGHPUT_WINDOW_S, ProcessorRunner, RunnerStats
+from stream_processor.engine.task import Task
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 from stream_processor.engine.worker import BrokerProbe
 
@@ -28,9 +29,9 @@ ALL_STATES = ["starting", "rebalancing", "running", "stopping", "stopped", "fail
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """A settable ``time.monotonic`` for the runner module only (``clock[0]`` seconds)."""
+    """A settable ``time.monotonic`` for the observe module (the runner's stats) only (``clock[0]`` seconds)."""
     now = [1000.0]
-    monkeypatch.setattr(runner_module, "time", types.SimpleNamespace(monotonic=lambda: now[0], time=time.time))
+    monkeypatch.setattr(observe_module, "time", types.SimpleNamespace(monotonic=lambda: now[0], time=time.time))
     return now
 
 
@@ -57,17 +58,19 @@ def _worker(runners: list[ProcessorRunner], settings: Settings, contact_ago: flo
 
 def _assign(runner: ProcessorRunner, q: int, *, committed: int, end: int | None, since_commit: float,
             circuit: CircuitState = CircuitState.CLOSED, failures: int = 0) -> None:
+    """Task q of ``runner``, open, with its committed offset, its input's end (as last fetched; None: unknown) and its
+    health; the runner's consumer is a stand-in with the two methods the health document reads."""
     tp = TopicPartition("raw_trades", q)
-    runner.assigned[q] = (tp,)
-    runner.tasks[q] = object()  # type: ignore[assignment]
-    runner.committed[tp] = committed
-    runner.task_health[q] = TaskHealth(last_commit=time.monotonic() - since_commit, failures=failures,
-                                       circuit=circuit, last_error="KafkaTimeoutError()" if failures else None)
-    if runner._consumer is None:  # noqa: SLF001
+    task = runner.manager.tasks[q] = Task(q, (tp,), runner.env)
+    task.checkpoint = object()  # type: ignore[assignment]  # open
+    task.committed[tp] = committed
+    task.health = TaskHealth(last_commit=time.monotonic() - since_commit, failures=failures, circuit=circuit,
+                             last_error="KafkaTimeoutError()" if failures else None)
+    if runner.observer.consumer is None:
         ends: dict[TopicPartition, int] = {}
-        runner._consumer = types.SimpleNamespace(  # type: ignore[assignment]  # noqa: SLF001
-            last_stable_offset=ends.get, assignment=lambda: set(ends), ends=ends)
-    runner._consumer.ends[tp] = end  # type: ignore[union-attr]  # noqa: SLF001
+        runner.observer.consumer = types.SimpleNamespace(last_stable_offset=ends.get, assignment=lambda: set(ends),
+                                                         ends=ends)
+    runner.observer.consumer.ends[tp] = end
 
 
 # ---- health_document -----------------------------------------------------------------------------
@@ -293,9 +296,9 @@ def test_a_partition_the_consumer_no_longer_holds_has_no_lag_mid_rebalance() -> 
     settings = _settings(stuck_partition_ms=60_000)
     runner = _runner(settings)
     _assign(runner, 3, committed=100, end=400, since_commit=500.0)
-    runner._consumer.ends.clear()  # type: ignore[union-attr]  # noqa: SLF001 - revoked, not yet reassigned
+    runner.observer.consumer.ends.clear()  # revoked, not yet reassigned
     doc = health_document(_worker([runner], settings))
     assert doc["healthy"] is True  # not stuck: nothing known to be waiting
     assert doc["checks"]["processor_trades"]["details"]["partitions"]["raw_trades-3"]["records_waiting"] == 0
-    del runner.tasks[3]  # partition_status reads an open task's transaction: none here
+    runner.manager.tasks[3].checkpoint = None  # partition_status reads an open task's transaction: none here
     assert runner.partition_status()[TopicPartition("raw_trades", 3)]["lag"] is None

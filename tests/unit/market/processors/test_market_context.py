@@ -31,7 +31,7 @@ def _settings(join: bool = True) -> Any:
                           "output_topics": ["enriched_klines", "smc_signals"], "params": KLINES_PARAMS}}
     if join:
         entries["trades"] = {"type": "trades", "input_topics": [TRADES, CONTEXT], "output_topics": ["enriched_trades"],
-                             "params": {"smc_context_topic": CONTEXT}}
+                             "max_task_idle_ms": 5000, "params": {"smc_context_topic": CONTEXT}}
     return settings(**entries)
 
 

@@ -1,0 +1,177 @@
+"""A task's input partitions, buffered and handed out in timestamp order (Kafka Streams' PartitionGroup).
+
+A task with one input processes its partition's records in offset order, as fetched. A task with several inputs
+(partition q of each co-partitioned input topic) buffers each partition's fetched records and always takes the record
+with the smallest Kafka timestamp among the partitions' next records (ties: the topic listed first in
+``input_topics``), in runs: the next records of one partition up to the next record of another. So the order in
+which a task sees its inputs is a function of their records and timestamps alone, not of which one was fetched
+first: two runs over the same input give the same joined output, whatever the load.
+
+That order needs a record of every partition to compare. When one has nothing buffered (KIP-353, KIP-695):
+
+- if the broker holds records of it not fetched yet (its last stable offset is beyond the consumer's position), or
+  that is not known yet, the task waits for the fetch;
+- if it is caught up, the task waits up to ``max_task_idle_ms`` for it (its *idle deadline*), then goes on without
+  it: *enforced processing*, for as long as it stays empty. The records taken so carry the topics they went on
+  without (:attr:`Run.enforced`, given to the processor as ``ProcessorContext.enforced``): a record of those topics
+  with an earlier timestamp may still come. ``max_task_idle_ms`` -1 never waits and enforces nothing.
+
+A *progress record* (header :data:`PROGRESS_HEADER`, no key, no value) is time passing on its partition: the task
+writing a topic to the input's partition number (``ProcessorSettings.copartitioned_outputs``) adds one per commit,
+stamped with the largest input timestamp it has processed, so a task joining that topic knows the writer has got
+that far even when it wrote nothing else (see :mod:`stream_processor.engine.task`). It is ordered like any record
+and never given to the processor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from aiokafka import TopicPartition
+
+#: Header of a progress record (see the module docstring); its value is empty.
+PROGRESS_HEADER = "sp-progress"
+
+
+def is_progress(headers: Any) -> bool:
+    """True if a record with these headers is a progress record (headers: a sequence of ``(str, bytes)``)."""
+    return bool(headers) and any(name == PROGRESS_HEADER for name, _ in headers)
+
+
+class Run(NamedTuple):
+    """Records of one input partition to process next, in offset order, and the topics gone on without."""
+
+    tp: TopicPartition
+    records: list[Any]
+    enforced: frozenset[str]
+
+
+class PartitionGroup:
+    """Buffered records of one task's input partitions (see the module docstring).
+
+    ``lag(tp)``: records of ``tp`` on the broker not fetched yet (last stable offset minus the consumer's position),
+    None while unknown. ``max_idle_ms``: the task's ``max_task_idle_ms``. Times given to :meth:`next_run` are ms of
+    the caller's clock (the worker's monotonic clock; the test driver's own).
+    """
+
+    __slots__ = ("inputs", "_queues", "_heads", "_priority", "_deadlines", "_lag", "_max_idle_ms", "_single")
+
+    def __init__(self, inputs: Sequence[TopicPartition], max_idle_ms: int,
+                 lag: Callable[[TopicPartition], int | None]) -> None:
+        self.inputs = tuple(inputs)
+        self._queues: dict[TopicPartition, list[Any]] = {tp: [] for tp in self.inputs}
+        self._heads: dict[TopicPartition, int] = dict.fromkeys(self.inputs, 0)  # index of each queue's next record
+        self._priority = {tp: i for i, tp in enumerate(self.inputs)}
+        self._deadlines: dict[TopicPartition, float] = {}
+        self._lag = lag
+        self._max_idle_ms = max_idle_ms
+        self._single = len(self.inputs) == 1
+
+    def add(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Buffer fetched ``records`` of ``tp`` (in offset order, after those already buffered)."""
+        if not records:
+            return
+        queue = self._queues[tp]
+        head = self._heads[tp]
+        if head and head == len(queue):
+            queue.clear()
+            self._heads[tp] = 0
+        queue.extend(records)
+        self._deadlines.pop(tp, None)
+
+    def unread(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Put ``records`` (the last ones taken from ``tp``, in offset order) back before its buffered ones."""
+        if records:
+            queue, head = self._queues[tp], self._heads[tp]
+            self._queues[tp], self._heads[tp] = [*records, *queue[head:]], 0
+
+    def clear(self) -> None:
+        """Drop every buffered record (the task rewinds its inputs)."""
+        for tp in self.inputs:
+            self._queues[tp] = []
+            self._heads[tp] = 0
+        self._deadlines.clear()
+
+    def buffered(self, tp: TopicPartition) -> int:
+        """Records of ``tp`` buffered and not yet taken."""
+        return len(self._queues[tp]) - self._heads[tp]
+
+    def __len__(self) -> int:
+        return sum(self.buffered(tp) for tp in self.inputs)
+
+    def next_deadline(self) -> float | None:
+        """The earliest idle deadline the group waits for (ms of the caller's clock), or None."""
+        return min(self._deadlines.values(), default=None)
+
+    def next_run(self, now_ms: float, limit: int | None = None, force: bool = False) -> Run | None:
+        """Take the next records to process (at most ``limit``), or None when there are none or the task must wait.
+
+        ``force``: treat every caught-up empty partition as past its idle deadline (the test driver, once nothing
+        else can happen).
+        """
+        if self._single:
+            tp = self.inputs[0]
+            queue, head = self._queues[tp], self._heads[tp]
+            if head >= len(queue):
+                return None
+            if limit is None or len(queue) - head <= limit:
+                records = queue[head:] if head else queue
+                self._queues[tp], self._heads[tp] = [], 0
+            else:
+                records = queue[head : head + limit]
+                self._heads[tp] = head + limit
+            return Run(tp, records, frozenset())
+        enforced: list[str] = []
+        if self._max_idle_ms >= 0:
+            for tp in self.inputs:
+                if self._heads[tp] < len(self._queues[tp]):
+                    continue
+                if not self._idle_past(tp, now_ms, force):
+                    return None
+                enforced.append(tp.topic)
+        return self._take(limit, frozenset(enforced))
+
+    def _idle_past(self, tp: TopicPartition, now_ms: float, force: bool) -> bool:
+        """Whether the task may go on without empty partition ``tp`` (its idle deadline passed)."""
+        lag = self._lag(tp)
+        if lag is None or lag > 0:  # records on the broker not fetched yet (or not known): wait for the fetch
+            self._deadlines.pop(tp, None)
+            return False
+        deadline = self._deadlines.setdefault(tp, now_ms + self._max_idle_ms)
+        return force or now_ms >= deadline
+
+    def _take(self, limit: int | None, enforced: frozenset[str]) -> Run | None:
+        """The run of the partition whose next record comes first: its records up to the next record of another."""
+        first: tuple[int, int, TopicPartition] | None = None
+        bound: tuple[int, int] | None = None  # (timestamp, priority) of the runner-up's next record
+        for tp in self.inputs:
+            head = self._heads[tp]
+            queue = self._queues[tp]
+            if head >= len(queue):
+                continue
+            key = (queue[head].timestamp, self._priority[tp], tp)
+            if first is None or key[:2] < first[:2]:
+                if first is not None and (bound is None or first[:2] < bound):
+                    bound = first[:2]
+                first = key
+            elif bound is None or key[:2] < bound:
+                bound = key[:2]
+        if first is None:
+            return None
+        tp, priority = first[2], first[1]
+        queue, head = self._queues[tp], self._heads[tp]
+        end = len(queue) if limit is None else min(len(queue), head + limit)
+        stop = head + 1
+        if bound is None:
+            stop = end
+        else:
+            bound_ts, bound_priority = bound
+            while stop < end and (queue[stop].timestamp, priority) < (bound_ts, bound_priority):
+                stop += 1
+        records = queue[head:stop]
+        if stop >= len(queue):
+            self._queues[tp], self._heads[tp] = [], 0
+        else:
+            self._heads[tp] = stop
+        return Run(tp, records, enforced)
