@@ -53,7 +53,13 @@ class _Txn:
 
 class MemoryBroker:
     """Topics and groups in memory. ``partitions(topic)``: how many partitions a topic has when first used;
-    ``clock()``: the time (ms) given to records sent without a timestamp."""
+    ``clock()``: the time (ms) given to records sent without a timestamp.
+
+    Faults, for tests: ``refuse(topic, key, value, headers)`` returning an exception makes the send of that record
+    fail with it (as a produce error: the batch's acknowledgement fails); ``fail_next[method]`` (a producer method's
+    name: ``commit_transaction``, ``send_offsets_to_transaction``, ``begin_transaction``, ``start``) raises that
+    exception from the next call of it, once.
+    """
 
     def __init__(self, partitions: Callable[[str], int], clock: Callable[[], int]) -> None:
         self._partitions = partitions
@@ -64,6 +70,14 @@ class MemoryBroker:
         self._open: dict[str, _Txn] = {}
         self._open_first: dict[TopicPartition, dict[_Txn, int]] = {}  # open transactions' first offset, per partition
         self._seq = 0
+        self.refuse: Callable[[str, bytes | None, bytes | None, Any], BaseException | None] | None = None
+        self.fail_next: dict[str, BaseException] = {}
+
+    def fault(self, method: str) -> None:
+        """Raise the fault set for the next call of ``method``, once (see the class docstring)."""
+        exc = self.fail_next.pop(method, None)
+        if exc is not None:
+            raise exc
 
     def partitions_for(self, topic: str) -> list[int]:
         return list(range(len(self._log_of(topic))))
@@ -151,12 +165,14 @@ class MemoryBroker:
 
 
 class _Done:
-    """An acknowledgement that is already in (the in-memory producer's sends complete at once)."""
+    """An acknowledgement that is already in (the in-memory producer's sends complete at once): a result, or the
+    error the send failed with."""
 
-    __slots__ = ("_result",)
+    __slots__ = ("_result", "_error")
 
-    def __init__(self, result: Any) -> None:
+    def __init__(self, result: Any, error: BaseException | None = None) -> None:
         self._result = result
+        self._error = error
 
     def done(self) -> bool:
         return True
@@ -168,13 +184,15 @@ class _Done:
         return False
 
     def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
         return self._result
 
     def exception(self) -> BaseException | None:
-        return None
+        return self._error
 
     def __await__(self) -> Any:
-        return self._result
+        return self.result()
         yield  # noqa: B901 - a generator: awaitable, completing at once
 
 
@@ -212,6 +230,7 @@ class MemoryProducer:
         self._txn: _Txn | None = None
 
     async def start(self) -> None:
+        self.broker.fault("start")
         if self.transactional_id is not None:
             self._epoch = self.broker.init_producer(self.transactional_id)
 
@@ -239,6 +258,7 @@ class MemoryProducer:
 
     async def begin_transaction(self) -> None:
         self._check()
+        self.broker.fault("begin_transaction")
         if self.in_transaction:
             raise IllegalStateError("a transaction is already open")
         assert self.transactional_id is not None
@@ -249,6 +269,12 @@ class MemoryProducer:
         if self.transactional_id is not None and not self.in_transaction:
             raise IllegalStateError("send outside a transaction")
         tp = TopicPartition(topic, partition)
+        refuse = self.broker.refuse
+        if refuse is not None:
+            for _, key, value, headers, _ in batch.records:
+                error = refuse(topic, key, value, headers)
+                if error is not None:  # the broker refuses the batch: none of it is written
+                    return _Done(None, error)
         first = None
         for timestamp, key, value, headers, seq in batch.records:
             record = self.broker.append(tp, key, value, headers, timestamp, self._txn, seq=seq)
@@ -257,12 +283,14 @@ class MemoryProducer:
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, Any], group_id: str) -> None:
         self._check()
+        self.broker.fault("send_offsets_to_transaction")
         assert self._txn is not None
         self._txn.offsets.setdefault(group_id, {}).update(
             {tp: getattr(meta, "offset", meta) for tp, meta in offsets.items()})
 
     async def commit_transaction(self) -> None:
         self._check()
+        self.broker.fault("commit_transaction")
         txn, self._txn = self._txn, None
         assert txn is not None
         self.broker.end(txn, commit=True, transactional_id=self.transactional_id)

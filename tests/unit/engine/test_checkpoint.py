@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from stream_processor.engine.checkpoint import Checkpoint, CheckpointState, transactional_id
