@@ -35,12 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import processor as _processor
 from .exceptions import RecordError
+from .kafka_internals import release_future
 from .processor import Processor, ProcessorContext, PunctuationType, encode_value
 from .state import StoreSpec
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from .app import App, Topic
 
 _EMPTY = object()
@@ -103,8 +106,8 @@ class Stream:
             key = ctx.key if ctx is not None else None
             yield (key if key is None or self._key_type(ctx) is bytes else _key_text(key)), value
 
-    def _key_type(self, ctx: ProcessorContext) -> Any:
-        if self._driver is None or ctx.topic is None:
+    def _key_type(self, ctx: ProcessorContext | None) -> Any:
+        if self._driver is None or ctx is None or ctx.topic is None:
             return None
         topic = self._driver.agent.app.topics.get(ctx.topic)
         return topic.key_type if topic is not None else None
@@ -192,7 +195,7 @@ class _Repartition:
             self.ctx.send(self.topic, encode_value(value), self.key(value))
 
 
-def key_function(key: Any) -> Callable[[Any], Any]:
+def key_function(key: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
     """A function of a value from ``group_by``'s ``key``: a callable as it is, a name as an attribute or field."""
     if callable(key):
         return key
@@ -287,8 +290,7 @@ class AgentDriver:
             if signal is None:
                 await asyncio.sleep(0)
             else:
-                if hasattr(signal, "_asyncio_future_blocking"):
-                    signal._asyncio_future_blocking = False  # noqa: SLF001 - we are the task awaiting it
+                release_future(signal)  # we are the task awaiting it
                 try:
                     await signal
                 except asyncio.CancelledError:
@@ -336,7 +338,7 @@ class Agent:
     """A registered agent (see :meth:`App.agent`); calling it calls the function."""
 
     def __init__(self, app: App, fun: Callable[..., Any], topics: list[Topic], name: str, sinks: list[Any],
-                 tables: list[Any] | None, params: type | None) -> None:
+                 tables: list[Any] | None, params: type[BaseModel] | None) -> None:
         self.app = app
         self.fun = fun
         self.topics = topics

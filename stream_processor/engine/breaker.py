@@ -72,7 +72,7 @@ class CircuitBreaker:
             health.aborts += 1
         if health.failures >= self.failures:
             health.circuit = CircuitState.OPEN
-            delay = min(self.backoff_s * 2 ** (health.failures - self.failures), self.max_backoff_s)
+            delay = min(self.backoff_s * 2.0 ** (health.failures - self.failures), self.max_backoff_s)
         elif opening:
             delay = self.backoff_s
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import (
@@ -25,6 +26,9 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from .version import __version__
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: End-to-end latency buckets (seconds): from 1 ms to 10 minutes, so a catch-up after an outage is measured too.
@@ -45,10 +49,10 @@ class BatchHistogram(Collector):
         self.documentation = documentation
         self.label = label
         self.bounds = np.asarray(buckets, dtype=np.float64)
-        self._series: dict[str, tuple[np.ndarray, list[float]]] = {}  # label value -> (bucket counts, [sum])
+        self._series: dict[str, tuple[npt.NDArray[np.int64], list[float]]] = {}  # label value -> (bucket counts, [sum])
         self._lock = threading.Lock()  # collect() may run in another thread (a WSGI exporter)
 
-    def observe_many(self, label_value: str, values: np.ndarray | Iterable[float]) -> None:
+    def observe_many(self, label_value: str, values: npt.NDArray[np.float64] | Iterable[float]) -> None:
         """Observe every value of ``values`` (seconds) under ``label_value``."""
         values = np.asarray(values, dtype=np.float64)
         if values.size == 0:

@@ -27,9 +27,12 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
     UnsupportedSaslMechanismError,
 )
-from aiokafka.helpers import create_ssl_context
+
+from .kafka_internals import create_conn, create_ssl_context
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from .settings import KafkaSettings
 
 _AUTH_ERRORS = (SaslAuthenticationFailed, AuthenticationFailedError, AuthenticationMethodNotSupported,
@@ -38,7 +41,7 @@ _ACL_ERRORS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, Clu
                TransactionalIdAuthorizationFailed)
 
 
-def _secret(value: Any, path: Path | None) -> str | None:
+def _secret(value: SecretStr | None, path: Path | None) -> str | None:
     """The secret's text: from ``value`` (a pydantic SecretStr) or the file at ``path`` (trailing newline dropped)."""
     if value is not None:
         return value.get_secret_value()
@@ -121,8 +124,6 @@ async def diagnose(kafka: KafkaSettings, timeout_s: float = 5.0) -> str | None:
 
     aiokafka's bootstrap reports every failure as "Unable to bootstrap"; one direct connection keeps the cause.
     """
-    from aiokafka.conn import create_conn
-
     host, _, port = kafka.bootstrap_servers[0].rpartition(":")
     options = client_options(kafka)
     options.pop("bootstrap_servers")

@@ -23,9 +23,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from .kafka_internals import AIOKafkaAdminClient, ConsumerProtocolMemberAssignment, force_metadata_update
 from .security import client_options
 from .version import __version__
 
@@ -88,15 +87,15 @@ class GroupView:
                         continue
                     assignment = ConsumerProtocolMemberAssignment.decode(raw)
                     owner = f"{member['client_id']} ({member['client_host'].lstrip('/')})"
-                    for topic, partitions in assignment.assignment:
-                        for p in partitions:
+                    for topic, numbers in assignment.assignment:
+                        for p in numbers:
                             owners[TopicPartition(topic, p)] = owner
         committed = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group_id)).items()}
-        tps = []
+        tps: list[TopicPartition] = []
         for topic in runner.psettings.input_topics:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - first look at this topic
+                await force_metadata_update(consumer)  # first look at this topic
                 partitions = consumer.partitions_for_topic(topic) or set()
             tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
         ends = await consumer.end_offsets(tps) if tps else {}

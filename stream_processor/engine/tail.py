@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .kafka_internals import force_metadata_update
 from .security import client_options
 from .settings import Settings
 
@@ -43,7 +44,7 @@ async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[st
         await consumer.start()
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first contact with the topic
+            await force_metadata_update(consumer)  # first contact with the topic
             partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             raise TopicNotFoundError(topic)

@@ -19,11 +19,11 @@ import threading
 import time
 from typing import Any
 
-from aiokafka.client import AIOKafkaClient
-from aiokafka.cluster import ClusterMetadata
+from aiokafka import AIOKafkaClient
 
 from .exceptions import ConfigError
 from .health import health_app, metrics_app, serve
+from .kafka_internals import metadata_update
 from .metrics import Metrics
 from .registry import build_processor
 from .retry import with_retry
@@ -70,7 +70,7 @@ class BrokerProbe:
                         if not bootstrapped:
                             await client.bootstrap()
                             bootstrapped = True
-                        elif not await client._metadata_update(ClusterMetadata(), self.topics):  # noqa: SLF001
+                        elif not await metadata_update(client, self.topics):
                             raise ConnectionError("no broker answered the metadata request")
                     self.last_contact = time.monotonic()
                     self.error = self.refused = None
@@ -200,7 +200,7 @@ class Worker:
             if not self._stop.is_set():
                 self.starting = None
             stop = asyncio.create_task(self._stop.wait())
-            pending = set(tasks)
+            pending: set[asyncio.Task[Any]] = set(tasks)  # the runners' tasks and, while waiting, stop
             while pending and not self._stop.is_set():
                 done, pending = await asyncio.wait([*pending, stop], return_when=asyncio.FIRST_COMPLETED)
                 for task in done - {stop}:

@@ -1,0 +1,4 @@
+from .client import AIOKafkaAdminClient as AIOKafkaAdminClient
+from .new_topic import NewTopic as NewTopic
+
+__all__ = ["AIOKafkaAdminClient", "NewTopic"]

@@ -1,0 +1,3 @@
+from .consumer import AIOKafkaConsumer as AIOKafkaConsumer
+
+__all__ = ["AIOKafkaConsumer"]

@@ -1,0 +1,3 @@
+from .producer import AIOKafkaProducer as AIOKafkaProducer
+
+__all__ = ["AIOKafkaProducer"]
