@@ -45,10 +45,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import OffsetAndMetadata, TopicPartition
 
 from .exceptions import TransactionStateError
-from .kafka_internals import BatchBuilder, DefaultPartitioner, OffsetAndMetadata
+from .kafka_internals import BatchBuilder, DefaultPartitioner
 from .state import TaskStores, offset_marker
 
 
