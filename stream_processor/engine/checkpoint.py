@@ -343,12 +343,14 @@ class Checkpoint:
             if offsets and not all(fut.done() for _, fut in futures):
                 # The offsets join the transaction while its records are acknowledged (two round trips saved);
                 # nothing commits before every ack is in.
-                acked, added = await asyncio.gather(
+                both: tuple[Any, Any] = await asyncio.gather(
                     self._wait(futures), self.producer.send_offsets_to_transaction(offsets, self.group_id),
                     return_exceptions=True)
-                for result in (acked, added):
-                    if isinstance(result, BaseException):
-                        raise result
+                acked, added = both
+                if isinstance(acked, BaseException):
+                    raise acked
+                if isinstance(added, BaseException):
+                    raise added
                 changelog_start = acked
             elif offsets:
                 changelog_start = await self._wait(futures)
@@ -379,6 +381,7 @@ class Checkpoint:
         """
         if not futures:
             return None
+        results: list[Any]
         if all(fut.done() for _, fut in futures):
             results = [fut.exception() or fut.result() for _, fut in futures]
         else:
@@ -386,10 +389,9 @@ class Checkpoint:
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:  # every exception is retrieved; the first one fails the commit
             raise failed
-        return min(
-            (meta.offset for (topic, _), meta in zip(futures, results, strict=True) if topic == self.changelog_topic),
-            default=None,
-        )
+        offsets: list[int] = [meta.offset for (topic, _), meta in zip(futures, results, strict=True)
+                              if topic == self.changelog_topic]
+        return min(offsets, default=None)
 
     def _append_changelog(self, stream_time: int | None) -> None:
         """Add the store's dirty keys and (under exactly_once) the offset markers to the changelog partition.

@@ -29,7 +29,7 @@ FETCH_WAIT_MS = 100
 RESTORE_FETCH_WAIT_MS = 10
 
 
-class InputConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+class InputConsumer(AIOKafkaConsumer):
     """aiokafka's consumer, with what the task manager needs besides its public API."""
 
     def consumed_position(self, tp: TopicPartition) -> int | None:
@@ -51,7 +51,7 @@ class InputConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         await kafka_internals.force_metadata_update(self)
 
 
-class TaskProducer(AIOKafkaProducer):  # type: ignore[misc]
+class TaskProducer(AIOKafkaProducer):
     """aiokafka's producer, with the two states the checkpoint reads."""
 
     @property

@@ -9,6 +9,7 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from aiokafka import TopicPartition
 
 from .breaker import CircuitState
@@ -39,9 +40,10 @@ class RunnerStats:
         self.messages_failed = 0
         self.first_batch_at: float | None = None  # time.perf_counter() when a fetched batch was first processed
         self._commits: deque[tuple[float, int]] = deque()
-        self._latency: deque[tuple[int, np.ndarray]] = deque()  # (whole second, counts per bin of LATENCY_EDGES_MS)
+        # (whole second, counts per bin of LATENCY_EDGES_MS)
+        self._latency: deque[tuple[int, npt.NDArray[np.int64]]] = deque()
 
-    def on_commit(self, count: int, latencies_ms: np.ndarray | None = None) -> None:
+    def on_commit(self, count: int, latencies_ms: npt.NDArray[np.float64] | None = None) -> None:
         """Count ``count`` committed records whose latencies (ms) are ``latencies_ms``."""
         now = time.monotonic()
         self.messages_processed += count

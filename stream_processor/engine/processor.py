@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -102,9 +102,9 @@ def encode_value(value: Any) -> bytes | None:
     """
     kind = type(value)
     if kind is bytes or value is None:
-        return value
+        return cast(bytes | None, value)
     if kind is str:
-        return value.encode()
+        return cast(str, value).encode()
     return orjson.dumps(value, default=_default)
 
 
@@ -289,7 +289,7 @@ class Processor:
     @property
     def output_topics(self) -> list[str]:
         """Every topic this processor may send to (its changelog and dead-letter topics aside)."""
-        return self.settings.sends_to()
+        return cast(list[str], self.settings.sends_to())
 
     def stores(self) -> list[StoreSpec]:
         """The stores each task keeps (default: one JSON store named ``""``); all share the task's changelog."""

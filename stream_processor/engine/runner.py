@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 COMMIT_RETRY_S = 0.002
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, runner: ProcessorRunner) -> None:
         self.runner = runner
 

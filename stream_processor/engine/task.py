@@ -162,7 +162,8 @@ class Task(Processing):
             else:
                 stores, changelog_from = TaskStores(env.processor.stores(), env.psettings.state_errors), None
             resets_before = stores.resets
-            self.restoring = progress = {}
+            progress: dict[str, int] = {}
+            self.restoring = progress
             try:
                 restored = await restore(stores, env.restore_consumer, TopicPartition(env.changelog, self.q),
                                          changelog_from, progress)

@@ -74,16 +74,15 @@ class TaskManager:
                                    f"input {inputs}: another member of the group does not use the copartitioned "
                                    "assignor")
         for q in [q for q in self.tasks if q not in by_q]:
-            task = self.tasks.pop(q)
-            await self.close(task)
+            await self.close(self.tasks.pop(q))
         now = time.monotonic()
         self.keep = {q for q, task in self.tasks.items() if task.is_open}
         for q, tps in by_q.items():
-            task = self.tasks.get(q)
-            if task is None:
-                task = self.tasks[q] = Task(q, tuple(sorted(tps)), self.env)
-                task.health.last_commit = now
-            task.health.retry_at = None
+            kept = self.tasks.get(q)
+            if kept is None:
+                kept = self.tasks[q] = Task(q, tuple(sorted(tps)), self.env)
+                kept.health.last_commit = now
+            kept.health.retry_at = None
         self.to_open = sorted(by_q)
         for q in self.to_open:
             self.tasks[q].group.clear()  # read again once reopened: another member may have owned it meanwhile
