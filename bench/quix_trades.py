@@ -202,8 +202,8 @@ def run_child(args: argparse.Namespace) -> None:
     import quixstreams
     from quixstreams import Application, message_context
 
-    from stream_processor.engine.settings import EventTimeSettings
     from stream_processor.market.processors.base import decode_checked
+    from stream_processor.market.settings import EventTimeSettings
 
     params = TradesParams.model_validate_json(args.params)
     window = EventTimeSettings.model_validate_json(args.event_time)

@@ -44,10 +44,11 @@ import yaml  # noqa: E402
 from stream_processor.engine.exceptions import RecordError  # noqa: E402
 from stream_processor.engine.processor import ProcessorContext  # noqa: E402
 from stream_processor.engine.registry import build_processor  # noqa: E402
-from stream_processor.engine.settings import DEFAULT_CONFIG, load_settings  # noqa: E402
+from stream_processor.engine.settings import load_settings  # noqa: E402
 from stream_processor.engine.state import STORE_PREFIX, TaskStores  # noqa: E402
 from stream_processor.market.processors.base import state_key  # noqa: E402
 from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind  # noqa: E402
+from stream_processor.market.settings import DEFAULT_CONFIG  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 FEEDS = DATA / "feeds" / "binance-hftbacktest"

@@ -1,4 +1,4 @@
-"""The README's field tables, rendered from the output schemas (stream_processor/schemas/<name>/v<N>.json).
+"""The README's field tables, rendered from the output schemas (stream_processor/market/schemas/<name>/v<N>.json).
 
 Usage::
 
@@ -11,7 +11,7 @@ replaces what is between them with the table of the latest version (and the mark
 output schema needs its marker pair placed once by hand (an empty pair is enough).
 
 ``--write`` also updates ``tests/unit/schemas_lock.json``, the shape of every released output schema version
-(see ``stream_processor.schemas``): it locks a new version or a compatible addition (a new optional field) and
+(see ``stream_processor.market.schemas``): it locks a new version or a compatible addition (a new optional field) and
 refuses, exit 1, a breaking change of a locked version, naming the version to add instead.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream_processor import schemas  # noqa: E402
-from stream_processor.schemas.compat import breaking_changes, shape  # noqa: E402
+from stream_processor.market import schemas  # noqa: E402
+from stream_processor.market.schemas.compat import breaking_changes, shape  # noqa: E402
 
 README = ROOT / "README.md"
 LOCK = ROOT / "tests" / "unit" / "schemas_lock.json"
@@ -154,7 +154,7 @@ def lock_problems(locked: dict[str, dict[str, Any]]) -> tuple[list[str], list[st
         for tag, old in sorted(by_version.items()):
             if tag not in now.get(name, {}):
                 breaking.append(f"{name} {tag} is released (locked) but its file is gone: restore "
-                                f"stream_processor/schemas/{name}/{tag}.json")
+                                f"stream_processor/market/schemas/{name}/{tag}.json")
                 continue
             changes = breaking_changes(old, now[name][tag])
             if changes:
@@ -162,8 +162,8 @@ def lock_problems(locked: dict[str, dict[str, Any]]) -> tuple[list[str], list[st
                 breaking.append(
                     f"{name} {tag} changed in a breaking way ({'; '.join(changes[:5])}). A released version only takes "
                     f"new optional fields and annotations: restore {name}/{tag}.json and put the change in "
-                    f"stream_processor/schemas/{name}/v{latest + 1}.json, then run python scripts/schema_docs.py "
-                    "--write")
+                    f"stream_processor/market/schemas/{name}/v{latest + 1}.json, then run python "
+                    "scripts/schema_docs.py --write")
             elif now[name][tag] != old:
                 stale.append(f"{name} {tag}: a compatible addition is not locked yet")
     for name, by_version in sorted(now.items()):

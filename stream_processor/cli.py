@@ -1,7 +1,8 @@
 """The ``stream-processor`` command: worker, replay, topics, tail, check-config.
 
 ``-A module:attribute`` names the :class:`~stream_processor.engine.app.App` to run (Faust's ``faust -A app
-worker`` habit); without it, the market application (:mod:`stream_processor.market.app`).
+worker`` habit); without it, the market application (:mod:`stream_processor.market.app`), whose configuration is
+the packaged market YAML. ``--config`` names another configuration file for the app.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ config_option = click.option(
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="YAML configuration (default: the app's, else config/streams-config.yaml); environment variables "
-         "override it.",
+    help="YAML configuration (default: the app's own: the market app's packaged streams-config.yaml, or none for "
+         "an app without one); environment variables override it.",
 )
 
 
@@ -173,12 +174,15 @@ def replay(config_path: Path | None, files: tuple[str, ...], speed: float, limit
 
 @main.command()
 @config_option
-def topics(config_path: Path | None) -> None:
-    """Create every topic the configuration needs (existing ones are left as they are)."""
-    from .engine.topics import ensure_topics, required_topics
+@click.pass_context
+def topics(ctx: click.Context, config_path: Path | None) -> None:
+    """Create every topic the app's worker needs (existing ones are left as they are)."""
+    from .engine.topics import ensure_topics
+    from .engine.worker import Worker
 
-    settings = _settings(config_path)
-    created = _run("topics", settings, ensure_topics(settings, required_topics(settings)))
+    settings = _settings(config_path, ctx)
+    needed = Worker(settings, app=_app(ctx, None)).topics  # what the worker creates: its processors' and the app's
+    created = _run("topics", settings, ensure_topics(settings, needed))
     click.echo(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
 
 

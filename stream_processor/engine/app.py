@@ -15,12 +15,16 @@
             counts[trade.symbol] += 1
             yield {"symbol": trade.symbol, "n": counts[trade.symbol]}
 
-Run it with ``stream-processor -A mymodule:app worker``. The YAML (``config``) supplies Kafka, ports, the
-processing guarantee and per-agent settings: an entry ``stream_processors.<agent name>`` may set ``enabled``,
+Run it with ``stream-processor -A mymodule:app worker``. It runs what the app registered (its agents, its
+``@app.processor`` types named by the configuration, its timers) and nothing else. Without ``config`` (and without
+``settings``) the app needs no file: ``app_id`` is its id, the broker :data:`~.settings.DEFAULT_BROKER`
+(``localhost:9092``), and the environment overrides both (``KAFKA_BOOTSTRAP_SERVERS``, ... see
+:data:`~.settings.ENV_OVERRIDES`). The YAML (``config``, or ``--config`` on the command line) supplies Kafka, ports,
+the processing guarantee and per-agent settings: an entry ``stream_processors.<agent name>`` may set ``enabled``,
 ``processing_mode``, ``consumer_group`` (default ``<app_id>-<name>``), ``params`` (validated by the agent's
 ``params`` model), ``dead_letter_topic`` and the other keys of
 :class:`~stream_processor.engine.settings.ProcessorSettings`. Entries of other registered types (``@app.processor``
-classes, the built-in market processors) run beside the agents.
+classes, types installed packages provide, see :mod:`~stream_processor.engine.registry`) run beside the agents.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from .exceptions import DecodeError, InvalidRecordError
 from .processor import Processor, current_context, decode_json, encode_key, encode_value
 from .registry import ProcessorType
 from .security import client_options
-from .settings import DEFAULT_CONFIG, ProcessorSettings, Settings, load_settings
+from .settings import DEFAULT_BROKER, ProcessorSettings, Settings, load_settings
 from .table import Table
 
 log = logging.getLogger(__name__)
@@ -160,19 +164,24 @@ class App:
     ``stream-processor -A module:app worker`` (or :meth:`main`).
 
     ``id``: the default ``app_id`` (prefix of changelog topics, transactional ids and consumer groups; the YAML's
-    ``app_id`` wins). ``config``: the YAML file (default the repo's ``config/streams-config.yaml``), or
-    ``settings``: the document as a mapping (tests, examples).
+    ``app_id`` wins). ``config``: the YAML file, or ``settings``: the document as a mapping (tests, examples);
+    neither: the defaults and the environment only (see the module docstring). ``sections``: models of the app's
+    own top-level sections of that document, by key (``{"alerting": AlertingSettings}``), validated with the rest and
+    read with ``app.settings.section(key)`` (see :class:`~stream_processor.engine.settings.Settings`).
     """
 
-    def __init__(self, id: str, config: str | Path | None = None, settings: Mapping[str, Any] | None = None) -> None:  # noqa: A002 - Faust's name
+    def __init__(self, id: str, config: str | Path | None = None, settings: Mapping[str, Any] | None = None, *,  # noqa: A002 - Faust's name
+                 sections: Mapping[str, type[BaseModel]] | None = None) -> None:
         self.id = id
         self.config = Path(config) if config is not None else None
         self.settings_doc = settings
+        self.sections: dict[str, type[BaseModel]] = dict(sections or {})
         self.topics: dict[str, Topic] = {}
         self.tables: dict[str, Table] = {}
         self.agents: dict[str, Agent] = {}
         self.types: dict[str, ProcessorType] = {}
         self.timers: list[tuple[str, Callable[[], float], Callable[[], Any]]] = []
+        self.settings_hooks: list[Callable[[Settings], None]] = []
         self._settings: Settings | None = None
         self._producer: Any = None
         self._finalized = False
@@ -235,17 +244,23 @@ class App:
         return register
 
     def processor(self, type_name: str | None = None, *, settings: type[ProcessorSettings] = AgentSettings,
-                  implicit: bool = False, **defaults: Any) -> Callable[[type[Processor]], type[Processor]]:
+                  implicit: bool = False, output_roles: tuple[tuple[str, ...], ...] = (),
+                  keywords: tuple[str, ...] = (), **defaults: Any) -> Callable[[type[Processor]], type[Processor]]:
         """Register a :class:`~stream_processor.engine.processor.Processor` class as a processor type (default
         name: the class name, lowercased). YAML entries name it by ``type``; ``settings``: its entries' settings
         class (a ProcessorSettings subclass with its ``params``). With ``implicit`` it runs under its type name
-        even without a YAML entry, with ``defaults`` (e.g. ``input_topics=[...]``)."""
+        even without a YAML entry, with ``defaults`` (e.g. ``input_topics=[...]``). ``output_roles`` and
+        ``keywords``: as in :class:`~stream_processor.engine.registry.ProcessorType` (``output_topics`` written as
+        a map of role -> topic; the words that make it the type of an entry without ``type``).
+
+        Raises ValueError: the name is already an agent's or another type's of this app.
+        """
 
         def register(cls: type[Processor]) -> type[Processor]:
             name = type_name or cls.__name__.lower()
             if name in self.types or name in self.agents:
                 raise ValueError(f"processor type {name!r} is already registered")
-            self.types[name] = ProcessorType(name, settings, cls, defaults, implicit)
+            self.types[name] = ProcessorType(name, settings, cls, defaults, implicit, output_roles, keywords)
             return cls
 
         return register
@@ -285,6 +300,13 @@ class App:
             return fun
 
         return register
+
+    def on_settings(self, fun: Callable[[Settings], None]) -> Callable[[Settings], None]:
+        """Register ``fun(settings)``, called once the app's settings are validated, before anything uses them (a
+        worker, the test driver, a command): for declarations that depend on the configuration, e.g. topics the
+        worker must create (``app.topic(name)``). An exception it raises comes out of :attr:`settings`."""
+        self.settings_hooks.append(fun)
+        return fun
 
     # ---- stateless helpers --------------------------------------------------------------------------
     def filter(self, source: Topic | str, predicate: Callable[[Any], bool], to: Topic | str, *,
@@ -378,8 +400,11 @@ class App:
         if self._settings is None:
             self.finalize()
             topics = {name: {"partitions": t.partitions} for name, t in self.topics.items() if t.partitions}
-            settings = load_settings(self.config or DEFAULT_CONFIG, types=self.types, doc=self.settings_doc,
-                                     defaults={"app_id": self.id}, extra_topics=topics)
+            defaults: dict[str, Any] = {"app_id": self.id}
+            if self.config is None:
+                defaults["kafka"] = {"bootstrap_servers": [DEFAULT_BROKER]}
+            settings = load_settings(self.config, types=self.types, doc=self.settings_doc, defaults=defaults,
+                                     extra_topics=topics, sections=self.sections)
             # A repartition topic gets its agent's input partitions, as the YAML (or the code) gives them.
             more = {}
             for agent in self.agents.values():
@@ -388,8 +413,10 @@ class App:
                     inputs = entry.input_topics if entry is not None else [t.name for t in agent.topics]
                     more[agent.repartition_topic] = {"partitions": max(settings.topic(t).partitions for t in inputs)}
             if more:
-                settings = load_settings(self.config or DEFAULT_CONFIG, types=self.types, doc=self.settings_doc,
-                                         defaults={"app_id": self.id}, extra_topics={**topics, **more})
+                settings = load_settings(self.config, types=self.types, doc=self.settings_doc, defaults=defaults,
+                                         extra_topics={**topics, **more}, sections=self.sections)
+            for hook in self.settings_hooks:
+                hook(settings)
             self._settings = settings
         return self._settings
 

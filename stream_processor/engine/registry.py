@@ -1,15 +1,20 @@
 """Processor types: what a ``stream_processors`` entry of the YAML may name, and how each is built.
 
 A type is a settings class (a :class:`~stream_processor.engine.settings.ProcessorSettings` subclass, which adds
-``params``) and a factory ``(name, settings) -> Processor``. Types come from two places: an
-:class:`~stream_processor.engine.app.App`'s decorators (``@app.agent``, ``@app.processor``), and the global
-registry here (:func:`register`), which the built-in market processors (``trades``, ``orderbook``, ``klines``,
-``eos_check``) join when :mod:`stream_processor.market` is imported; a YAML entry naming one of those imports it.
+``params``) and a factory ``(name, settings) -> Processor``. Types come from three places, looked up in this order:
+
+- an :class:`~stream_processor.engine.app.App`'s decorators (``@app.agent``, ``@app.processor``);
+- the global registry here (:func:`register`);
+- installed distributions, through the entry-point group :data:`GROUP` (``stream_processor.processors``): one
+  entry per type name, ``<name> = "module:attribute"``, where the attribute is a :class:`ProcessorType` called
+  ``<name>`` or a callable with no arguments returning one. An entry is loaded (its module imported) the first time
+  a YAML entry names its type, then kept in the global registry; an entry without ``type`` (see :func:`guess_type`)
+  loads them all. The engine itself names no type: an application's types reach it by these three ways only.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +23,8 @@ from pydantic import ValidationError
 
 from .settings import KeyedError, ProcessorSettings
 
-BUILTIN_MODULE = "stream_processor.market"
-BUILTIN_TYPES = frozenset({"trades", "orderbook", "klines", "eos_check"})
+#: The entry-point group of processor types (see the module docstring).
+GROUP = "stream_processor.processors"
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class ProcessorType:
 
 
 TYPES: dict[str, ProcessorType] = {}
-"""The global registry (built-in and library types)."""
+"""The global registry: types registered by :func:`register` and types loaded from entry points."""
 
 
 def register(type_: ProcessorType) -> ProcessorType:
@@ -56,14 +61,63 @@ def register(type_: ProcessorType) -> ProcessorType:
     return type_
 
 
+def load_entry_point(group: str, name: str) -> Any:
+    """The object the entry point ``name`` of ``group`` names, loaded (its module imported); None when no installed
+    distribution declares one.
+
+    Raises:
+        ValueError: distributions declare ``name`` with different values, or loading it fails (the message names
+            the entry point and the error).
+    """
+    found = {ep.value: ep for ep in importlib.metadata.entry_points(group=group, name=name)}
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError(f"entry point {name!r} of group {group!r} is declared differently by several installed "
+                         f"distributions: {sorted(found)}")
+    (ep,) = found.values()
+    try:
+        return ep.load()
+    except Exception as exc:  # noqa: BLE001 - any import error of a plug-in is reported against its entry point
+        raise ValueError(f"entry point {group}:{name} = {ep.value} cannot be loaded: {exc!r}") from exc
+
+
+def _from_entry_point(name: str) -> ProcessorType | None:
+    """The type of entry point ``name`` of :data:`GROUP`, loaded and registered; None if none is declared.
+
+    Raises:
+        ValueError: the entry point cannot be loaded, or is not (and does not return) a ProcessorType called
+            ``name``.
+    """
+    obj = load_entry_point(GROUP, name)
+    if obj is None:
+        return None
+    type_ = obj if isinstance(obj, ProcessorType) else obj() if callable(obj) else obj
+    if not isinstance(type_, ProcessorType):
+        raise ValueError(f"entry point {GROUP}:{name} gives {type_!r}, not a ProcessorType (or a callable "
+                         "returning one)")
+    if type_.name != name:
+        raise ValueError(f"entry point {GROUP}:{name} gives the processor type {type_.name!r}: the names must agree")
+    return register(type_)
+
+
+def entry_point_names() -> list[str]:
+    """The type names installed distributions declare in :data:`GROUP`, sorted (none is loaded)."""
+    return sorted({ep.name for ep in importlib.metadata.entry_points(group=GROUP)})
+
+
 def lookup(name: str, types: Mapping[str, ProcessorType] | None = None) -> ProcessorType | None:
-    """The type called ``name``: from ``types`` first, then the global registry (importing the built-ins if need
-    be)."""
+    """The type called ``name``: from ``types`` first, then the global registry, then the entry point of that name
+    (loaded and registered). None when none has it.
+
+    Raises:
+        ValueError: the entry point of ``name`` cannot be loaded or gives no ProcessorType called ``name``.
+    """
     if types is not None and name in types:
         return types[name]
-    if name not in TYPES and name in BUILTIN_TYPES:
-        importlib.import_module(BUILTIN_MODULE)
-    return TYPES.get(name)
+    if name not in TYPES:
+        return _from_entry_point(name)
+    return TYPES[name]
 
 
 def resolve_entries(
@@ -86,15 +140,19 @@ def resolve_entries(
         if not isinstance(entry, dict):
             raise KeyedError(str(name), "must be a mapping")
         type_name = entry.get("type", name)
-        type_ = lookup(str(type_name), types) if isinstance(type_name, str) else None
-        if type_ is None and "type" not in entry:
-            type_ = guess_type(str(name), entry, types)
+        try:
+            type_ = lookup(str(type_name), types) if isinstance(type_name, str) else None
+            if type_ is None and "type" not in entry:
+                type_ = guess_type(str(name), entry, types)
+        except ValueError as exc:  # an entry point that does not load
+            raise KeyedError(f"{name}.type" if "type" in entry else str(name), str(exc)) from None
         if type_ is None:
-            known = sorted({*(types or {}), *TYPES, *BUILTIN_TYPES})
+            known = sorted({*(types or {}), *TYPES, *entry_point_names()})
             key = f"{name}.type" if "type" in entry else str(name)
             raise KeyedError(key, f"no processor type {type_name!r} is registered (known: {known}); set `type:` to "
-                                  "one of them, or register one with @app.agent, @app.processor or "
-                                  "stream_processor.engine.registry.register")
+                                  "one of them, or register one with @app.agent, @app.processor, "
+                                  "stream_processor.engine.registry.register or an entry point of the group "
+                                  f"{GROUP!r}")
         doc = {**type_.defaults, **entry, "type": type_.name}
         if isinstance(doc.get("output_topics"), dict):
             doc["output_topics"] = outputs_by_role(str(name), doc["output_topics"], type_)
@@ -118,9 +176,14 @@ def resolve_entries(
 def guess_type(name: str, entry: Mapping[str, Any], types: Mapping[str, ProcessorType] | None) -> ProcessorType | None:
     """The type an entry without ``type`` means: the one type whose ``keywords`` occur in the entry's name, else in
     its output topics, else in its input topics (``trade_enricher`` -> trades; outputs ``enriched_klines`` ->
-    klines). None when no single type matches."""
-    if not BUILTIN_TYPES <= set(TYPES):
-        importlib.import_module(BUILTIN_MODULE)
+    klines). None when no single type matches. Every type of :data:`GROUP` not loaded yet is loaded first.
+
+    Raises:
+        ValueError: an entry point of :data:`GROUP` cannot be loaded.
+    """
+    for type_name in entry_point_names():
+        if type_name not in TYPES:
+            _from_entry_point(type_name)
     candidates = {**TYPES, **(types or {})}
 
     def words(value: Any) -> str:

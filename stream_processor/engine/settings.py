@@ -1,9 +1,14 @@
-"""Configuration: ``config/streams-config.yaml`` plus environment overrides, validated once at start.
+"""Configuration: an app's YAML file (or document) plus environment overrides, validated once at start.
 
 ``load_settings(path, environ)`` returns a frozen :class:`Settings`; any invalid value raises
 :class:`~stream_processor.engine.exceptions.ConfigError` naming the file (or ``environment``) and the key,
 for example ``config/streams-config.yaml: stream_processors.trades.batch_size: Input should be a
-valid integer``.
+valid integer``. With neither a file nor a document, the settings are the defaults and the environment (the broker
+at :data:`DEFAULT_BROKER` unless ``KAFKA_BOOTSTRAP_SERVERS`` says otherwise).
+
+An application adds top-level sections of its own (see :class:`Settings`): a section model passed in ``sections``
+(an :class:`~stream_processor.engine.app.App`'s ``sections``), or one an installed distribution declares in the
+entry-point group :data:`SECTIONS_GROUP`, loaded only when a document has that key.
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ from pydantic import (
 
 from .exceptions import ConfigError
 
-#: The configuration used when none is named: the default app's (the market application's), shipped inside the
-#: package so that an installed package and the image find it (in a checkout, a link to config/streams-config.yaml).
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "market" / "streams-config.yaml"
+#: The broker an app without a configuration file talks to (Faust's default broker, ``kafka://localhost:9092``),
+#: unless its settings or ``KAFKA_BOOTSTRAP_SERVERS`` name another.
+DEFAULT_BROKER = "localhost:9092"
+
+#: The entry-point group of top-level settings sections: ``<key> = "module:Model"`` (a pydantic model), loaded when a
+#: document has ``<key>`` and no section model was passed for it.
+SECTIONS_GROUP = "stream_processor.sections"
 
 
 class _Strict(BaseModel):
@@ -153,19 +162,6 @@ class TopicSettings(_Strict):
     retention_ms: int | None = None
 
 
-class EventTimeSettings(_Strict):
-    """The window around a record's Kafka timestamp that its event times must fall in (ms); None: unbounded.
-
-    A record whose event time is later than its Kafka timestamp + ``max_future_ms`` (a nanosecond or year-2100
-    time, or a clock far ahead) or earlier than its Kafka timestamp - ``max_past_ms`` (a time in seconds) is
-    dead-lettered (reason "invalid") before it reaches state. Replays publish old data with the current Kafka
-    timestamp, hence the wide default past bound (10 years).
-    """
-
-    max_future_ms: int | None = Field(default=5_000, ge=0)
-    max_past_ms: int | None = Field(default=315_576_000_000, ge=0)
-
-
 class ProcessorSettings(_Strict):
     """One stream processor or agent: its consumer group, topics and mode; each ``type`` adds its own ``params``.
 
@@ -192,7 +188,6 @@ class ProcessorSettings(_Strict):
     # up to this long while it has none (KIP-353); past that its task goes on without it ("enforced processing":
     # counted, and the records processed so say so in ProcessorContext.enforced). -1: never wait.
     max_task_idle_ms: int = Field(default=0, ge=-1)
-    event_time: EventTimeSettings = EventTimeSettings()
 
     def sends_to(self) -> list[str]:
         """Every topic the processor may send to: ``output_topics`` and any its type's ``params`` name (a type with
@@ -216,12 +211,6 @@ class ProcessorSettings(_Strict):
         if len(set(self.input_topics)) != len(self.input_topics):
             raise KeyedError("input_topics", f"lists a topic twice: {self.input_topics}")
         return self
-
-
-class ReplaySettings(_Strict):
-    """Where the replay producer publishes each message family (``trades``, ``orderbook``, ``klines``)."""
-
-    topics: dict[Literal["trades", "orderbook", "klines"], str]
 
 
 class MonitoringSettings(_Strict):
@@ -262,7 +251,18 @@ class HealthSettings(_Strict):
 
 
 class Settings(_Strict):
-    """The whole validated configuration."""
+    """The whole validated configuration.
+
+    Besides the engine's keys below, a document may hold sections of an application (a ``replay`` section naming
+    the topics its replay command publishes to, say). A top-level key is validated by the section model given for
+    it (the validation context's ``sections``, which :func:`load_settings` fills from its argument), else by the
+    model an installed distribution declares under that key in the entry-point group :data:`SECTIONS_GROUP`; any
+    other key is refused, naming it. A section is read with :meth:`section` (or as an attribute:
+    ``settings.replay``); a section given a model but absent from the document is None.
+    """
+
+    # "allow" only to carry application sections: every extra key is validated or refused by _sections below.
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     app_id: str = Field(default="stream-processor", min_length=1)
     processor_id: str = Field(default_factory=socket.gethostname, min_length=1)
@@ -270,7 +270,6 @@ class Settings(_Strict):
     topics: dict[str, TopicSettings] = {}
     stream_processors: dict[str, SerializeAsAny[ProcessorSettings]] = Field(default_factory=dict,
                                                                             validate_default=True)
-    replay: ReplaySettings | None = None
     monitoring: MonitoringSettings = MonitoringSettings()
     health: HealthSettings = HealthSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
@@ -290,6 +289,47 @@ class Settings(_Strict):
         context = info.context or {}
         app_id = info.data.get("app_id", "stream-processor")
         return resolve_entries(value, app_id, context.get("types"))
+
+    @model_validator(mode="after")
+    def _sections(self, info: ValidationInfo) -> Settings:
+        """Validate each application section with its model; refuse a key no model claims."""
+        from .registry import load_entry_point
+
+        extra = self.__pydantic_extra__
+        if extra is None:  # pragma: no cover - extra="allow" always sets it
+            return self
+        given: Mapping[str, type[BaseModel]] = (info.context or {}).get("sections") or {}
+        for name in given:
+            extra.setdefault(name, None)
+        for name, raw in extra.items():
+            model = given.get(name)
+            if model is None:
+                try:
+                    model = load_entry_point(SECTIONS_GROUP, name)
+                except ValueError as exc:
+                    raise KeyedError(name, str(exc)) from None
+            if model is None:
+                raise KeyedError(name, "Extra inputs are not permitted (neither a key of the engine's settings nor "
+                                       "a section the app or an installed package adds)")
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise KeyedError(name, f"the section model of {name!r} is not a pydantic model: {model!r}")
+            if raw is None or isinstance(raw, model):
+                continue
+            try:
+                extra[name] = model.model_validate(raw, context=info.context)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                loc = _location(error)
+                keyed = (error.get("ctx") or {}).get("error")
+                reason = keyed.reason if isinstance(keyed, KeyedError) else error["msg"]
+                more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+                raise KeyedError(".".join([name, *map(str, loc)]), reason + more) from None
+        return self
+
+    def section(self, name: str) -> Any:
+        """The validated application section ``name`` (an instance of its model), or None when the document has
+        none."""
+        return (self.__pydantic_extra__ or {}).get(name)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -398,23 +438,26 @@ def load_settings(
     doc: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
     extra_topics: Mapping[str, Any] | None = None,
+    sections: Mapping[str, type[BaseModel]] | None = None,
 ) -> Settings:
     """Read, override from ``environ`` (default ``os.environ``) and validate the configuration.
 
+    ``path``: the YAML file; None: no file (the document is ``doc``, else empty: defaults and environment only).
     ``types``: the processor types entries may name (an App's registry; default the global one, see
     :mod:`stream_processor.engine.registry`). ``doc``: the document itself instead of reading ``path`` (which then
-    only names it in errors). ``defaults``: top-level keys used where the document has none (an App's id).
-    ``extra_topics``: ``topics`` entries used where the document has none (an App's declared partitions).
+    only names it in errors; without a path errors name ``(settings)``). ``defaults``: values used where the
+    document has none, merged key by key into its mappings (an App's id, its default broker). ``extra_topics``:
+    ``topics`` entries used where the document has none (an App's declared partitions). ``sections``: models of the
+    application's top-level sections, by key (see :class:`Settings`).
 
     Raises:
         ConfigError: the file is missing or not YAML, or a key is unknown, missing or of a wrong type.
     """
-    path = Path(path) if path is not None else DEFAULT_CONFIG
     environ = os.environ if environ is None else environ
-    source = str(path) if doc is None or path != DEFAULT_CONFIG else "(settings)"
-    if doc is None:
+    source = str(path) if path is not None else "(settings)"
+    if doc is None and path is not None:
         try:
-            text = path.read_text()
+            text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
         try:
@@ -424,19 +467,18 @@ def load_settings(
         if not isinstance(doc, dict):
             raise ConfigError(source, "(top level)", "must be a mapping")
     else:
-        doc = copy.deepcopy(dict(doc))
+        doc = copy.deepcopy(dict(doc or {}))
     for section, key in SECRET_KEYS:
         if isinstance(doc.get(section), dict) and doc[section].get(key) is not None:
             raise ConfigError(source, f"{section}.{key}", f"a secret does not belong in the config file: set "
                                                           f"environment KAFKA_{key.upper()} or "
                                                           f"{section}.{key}_file")
-    for key, value in (defaults or {}).items():
-        doc.setdefault(key, value)
+    _merge_defaults(doc, defaults or {})
     if extra_topics:
         doc["topics"] = {**extra_topics, **(doc.get("topics") or {})}
     _apply_env(doc, environ)
     try:
-        return Settings.model_validate(doc, context={"types": types})
+        return Settings.model_validate(doc, context={"types": types, "sections": sections})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = _location(first)
@@ -452,5 +494,30 @@ def load_settings(
         raise ConfigError(origin, key, reason + more) from None
 
 
+def _merge_defaults(doc: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Set in ``doc`` every value of ``defaults`` it lacks, descending into mappings both have."""
+    for key, value in defaults.items():
+        if key not in doc:
+            doc[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping) and isinstance(doc[key], dict):
+            _merge_defaults(doc[key], value)
+
+
 def _matches(path: tuple[str | None, ...], loc: tuple[Any, ...]) -> bool:
     return len(path) == len(loc) and all(p is None or p == str(part) for p, part in zip(path, loc, strict=True))
+
+
+# Transitional (issue 19): names that moved to the market application, kept importable from here with a
+# DeprecationWarning until the modules still importing them from the engine are updated; then delete this.
+_MOVED = {"DEFAULT_CONFIG": "stream_processor.market.settings", "EventTimeSettings": "stream_processor.market.settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(f"stream_processor.engine.settings.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

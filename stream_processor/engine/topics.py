@@ -1,4 +1,4 @@
-"""Every topic the project uses: names, partitions, compaction; created when missing."""
+"""The topics a worker needs: names, partitions, compaction; created when missing."""
 
 from __future__ import annotations
 
@@ -80,11 +80,13 @@ def topic_configs(name: str, spec: TopicSettings) -> dict[str, str]:
 
 
 def required_topics(settings: Settings, processors: list[str] | None = None) -> dict[str, TopicSettings]:
-    """The topics of the replay families and of ``processors`` (default: every enabled one).
+    """The topics of ``processors`` (default: every enabled one): inputs, outputs (:meth:`sends_to`), dead-letter
+    topic and changelog, each with its settings (:meth:`Settings.topic`).
 
-    A processor's changelog gets as many partitions as its largest input topic, and is compacted.
+    A processor's changelog gets as many partitions as its largest input topic, and is compacted. Topics an app
+    declares itself (``app.topic``) are not here: the worker adds them.
     """
-    names = set(settings.replay.topics.values()) if settings.replay is not None else set()
+    names: set[str] = set()
     topics: dict[str, TopicSettings] = {}
     for name, proc in settings.stream_processors.items():
         if processors is not None and name not in processors or not proc.enabled:

@@ -1,9 +1,9 @@
 """The market application: decoders of Binance and normalized feeds, incremental indicators, order books, klines,
-Smart Money Concepts detectors, and the processors built on them (registered on import, with serdes for the market
-record types, so ``app.topic("raw_trades", value_type=Trade)`` decodes checked trades)."""
+Smart Money Concepts detectors, and the processors built on them (the types ``trades``, ``orderbook`` and
+``klines``, which the engine loads through this package's entry points). Importing it registers serdes for the
+market record types, so ``app.topic("raw_trades", value_type=Trade)`` decodes checked trades."""
 
 from ..engine.app import register_serde
-from . import processors  # noqa: F401 - registers the built-in processor types
 from .models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
 from .processors.base import market_serde
 

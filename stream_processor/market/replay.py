@@ -36,6 +36,7 @@ from ..engine.security import client_options
 from ..engine.settings import Settings
 from ..engine.topics import ensure_topics
 from .serde.feed import GZIP_MAGIC, feed_lines, record_symbol, stream_kind
+from .settings import replay_settings
 
 # Acknowledgements are awaited in chunks so memory stays bounded on a long file.
 _ACK_CHUNK = 20_000
@@ -255,11 +256,16 @@ async def replay(
     """Publish the feed files in order; returns the number of records published per topic.
 
     Raises :class:`ReplayError` (naming the file, and the line) for a file that cannot be read or a line that is not
-    a feed line; every file is opened and its first line read before the broker is contacted.
+    a feed line, or when ``settings`` have no ``replay`` section; every file is opened and its first line read
+    before the broker is contacted.
     """
+    replay_section = replay_settings(settings)
+    if replay_section is None:
+        raise ReplayError("the configuration has no replay section (replay.topics: the raw topic of each message "
+                          "family: trades, orderbook, klines)")
     reader = FeedReader(paths)
     reader.check()
-    topics = settings.replay.topics
+    topics = {str(family): topic for family, topic in replay_section.topics.items()}
     await ensure_topics(settings, {t: settings.topic(t) for t in topics.values()})
     producer = AIOKafkaProducer(
         **client_options(settings.kafka),

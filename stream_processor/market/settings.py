@@ -1,13 +1,46 @@
-"""Settings of the market processors: their ``params`` and their YAML entries' types."""
+"""Settings of the market application: its default configuration file, its processors' entries and ``params``,
+the event-time window of its decoders, and its own top-level section, ``replay``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..engine.settings import KeyedError, ProcessorSettings, _Strict
+from ..engine.settings import KeyedError, ProcessorSettings, Settings, _Strict
 from .alerts import AlertRule
+
+#: The market application's configuration (``stream-processor`` without ``-A`` and without ``--config``), shipped
+#: inside the package so that an installed package and the image find it (in a checkout, a link to
+#: config/streams-config.yaml).
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "streams-config.yaml"
+
+
+class EventTimeSettings(_Strict):
+    """The window around a record's Kafka timestamp that its event times must fall in (ms); None: unbounded.
+
+    A record whose event time is later than its Kafka timestamp + ``max_future_ms`` (a nanosecond or year-2100
+    time, or a clock far ahead) or earlier than its Kafka timestamp - ``max_past_ms`` (a time in seconds) is
+    dead-lettered (reason "invalid") before it reaches state. Replays publish old data with the current Kafka
+    timestamp, hence the wide default past bound (10 years).
+    """
+
+    max_future_ms: int | None = Field(default=5_000, ge=0)
+    max_past_ms: int | None = Field(default=315_576_000_000, ge=0)
+
+
+class ReplaySettings(_Strict):
+    """The ``replay:`` section: where the replay producer (``stream-processor replay``) publishes each message
+    family (``trades``, ``orderbook``, ``klines``), keyed by symbol. The market app's worker creates these topics."""
+
+    topics: dict[Literal["trades", "orderbook", "klines"], str]
+
+
+def replay_settings(settings: Settings) -> ReplaySettings | None:
+    """The ``replay`` section of ``settings``, or None when the configuration has none."""
+    section = settings.section("replay")
+    return section if isinstance(section, ReplaySettings) else None
 
 
 class TradesParams(_Strict):
@@ -24,6 +57,9 @@ class TradesParams(_Strict):
     # The klines processor's SMC context topic (its params.smc.context_topic), one of input_topics: each enriched
     # trade then carries `smc`, its symbol's context per interval (see stream_processor/market/context.py).
     smc_context_topic: str | None = None
+    # How far back (ms of Kafka record time) the joined SMC context keeps versions, so that a record finds the
+    # context valid at its own timestamp (the newest version at or before the cutoff is always kept).
+    smc_context_history_ms: int = Field(default=3_600_000, gt=0)
 
 
 # The largest changelog record a processor's configured state may need (Kafka's default max.message.bytes, less
@@ -49,6 +85,9 @@ class OrderbookParams(_Strict):
     # in which it changed (the layout before "delta"; both read both, see processors/orderbook.py).
     state_encoding: Literal["delta", "full"] = "delta"
     smc_context_topic: str | None = None  # as for trades: each output carries `smc`, measured from mid
+    # How far back (ms of Kafka record time) the joined SMC context keeps versions, so that a record finds the
+    # context valid at its own timestamp (the newest version at or before the cutoff is always kept).
+    smc_context_history_ms: int = Field(default=3_600_000, gt=0)
 
     @model_validator(mode="after")
     def _state_fits_a_record(self) -> OrderbookParams:
@@ -201,10 +240,12 @@ class KlinesParams(_Strict):
 
 
 class MarketProcessorSettings(ProcessorSettings):
-    """A market processor's entry: like any processor's, with at least one output topic; a joined SMC context topic
-    (``params.smc_context_topic``) must be one of its ``input_topics``."""
+    """A market processor's entry: like any processor's, with at least one output topic and the window its records'
+    event times must fall in (``event_time``); a joined SMC context topic (``params.smc_context_topic``) must be one
+    of its ``input_topics``."""
 
     output_topics: list[str] = Field(min_length=1)
+    event_time: EventTimeSettings = EventTimeSettings()
 
     @model_validator(mode="after")
     def _context_is_an_input(self) -> MarketProcessorSettings:
@@ -220,12 +261,6 @@ class TradesProcessorSettings(MarketProcessorSettings):
 
     type: Literal["trades"]
     params: TradesParams = TradesParams()
-
-
-class EosCheckProcessorSettings(MarketProcessorSettings):
-    """``type: eos_check``: the topology of the exactly-once harness (see processors/eos_check.py)."""
-
-    type: Literal["eos_check"]
 
 
 class OrderbookProcessorSettings(MarketProcessorSettings):

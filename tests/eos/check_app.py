@@ -1,10 +1,11 @@
 """The chaos harness's user agent: a Faust-style agent with a Table and a windowed table, run under ``kill -9``.
 
 ``python -m stream_processor -A tests.eos.check_app:app worker --config <yaml>`` runs the agent :data:`AGENT`
-beside the YAML's built-in processors. Its input is the harness's check record ``{"id", "key", "value", "ts"}``
-(``ts``: an event time in ms, derived from ``id`` by the harness: most records late by less than
-:data:`MAX_LATENESS_MS`, a few by :data:`TOO_LATE_MS`, past their window's expiry); for each record it keeps, per
-key,
+beside the YAML's processors: the ``eos_check`` topology (:mod:`tests.eos.eos_check`, registered when this module
+imports it) and the market's types (loaded through their entry points). Its input is the harness's check record
+``{"id", "key", "value", "ts"}`` (``ts``: an event time in ms, derived from ``id`` by the harness: most records late
+by less than :data:`MAX_LATENESS_MS`, a few by :data:`TOO_LATE_MS`, past their window's expiry); for each record it
+keeps, per key,
 
 - in the Table :data:`TOTALS` the running count and sum of the values, and
 - in the tumbling windowed table :data:`WINDOWS` (:data:`WINDOW_S` windows by ``ts``, kept :data:`EXPIRES_S`
@@ -27,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from stream_processor import App
+from tests.eos import eos_check  # noqa: F401 - registers the processor type eos_check the harness's YAML names
 
 AGENT = "eosagent"
 INPUT = "eos-agent-in"

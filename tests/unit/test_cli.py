@@ -1,5 +1,6 @@
-"""The command line without a broker: --version, the log format reaching logging, option ranges, and replay's
-one-line errors for files it cannot read (checked before the broker is contacted)."""
+"""The command line without a broker: --version, the log format reaching logging, option ranges, replay's
+one-line errors for files it cannot read (checked before the broker is contacted), and the app it runs: the market
+app and its packaged configuration without ``-A``, ``--config`` instead, an app of one's own with ``-A``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gzip
 import importlib.metadata
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ from click.testing import CliRunner
 
 import stream_processor
 import stream_processor.cli as cli
+import stream_processor.engine.topics as engine_topics
 from stream_processor.engine.app import App
-from stream_processor.engine.settings import DEFAULT_CONFIG
+from stream_processor.engine.settings import ENV_OVERRIDES
+from stream_processor.market.app import app as market_app
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "127.0.0.1:9"  # nothing listens: any attempt to reach the broker would fail the test's expectation
@@ -132,3 +137,91 @@ def test_a_broker_that_cannot_be_reached_is_one_line(logging_calls: list) -> Non
     assert result.exit_code == 1
     assert result.stderr.startswith(f"tail: Kafka at {UNREACHABLE}: ")
     assert "Traceback" not in result.stderr
+
+
+# ---- which app, which configuration -----------------------------------------------------------------------------
+
+NO_ENV: dict[str, str | None] = dict.fromkeys(ENV_OVERRIDES)  # CliRunner unsets these for the command
+
+
+@pytest.fixture
+def market(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The market app, its configuration and declared topics restored after the test (--config changes them)."""
+    monkeypatch.setattr(market_app, "config", market_app.config)
+    monkeypatch.setattr(market_app, "_settings", None)
+    monkeypatch.setattr(market_app, "topics", dict(market_app.topics))
+    return market_app
+
+
+def _json(result: Any) -> Any:
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.stdout)
+
+
+def test_without_a_the_market_app_runs_on_its_packaged_config(logging_calls: list, market: App) -> None:
+    got = _json(CliRunner().invoke(cli.main, ["check-config"], env=NO_ENV, catch_exceptions=False))
+    assert market.config == DEFAULT_CONFIG and (got["app_id"], got["kafka"]["bootstrap_servers"]) == (
+        "stream-processor", ["127.0.0.1:9092"])
+    assert {n: p["type"] for n, p in got["stream_processors"].items()} == {
+        "trades": "trades", "orderbook": "orderbook", "klines": "klines"}
+    assert got["replay"] == {"topics": {"trades": "raw_trades", "orderbook": "raw_orderbook", "klines": "raw_klines"}}
+    assert got["stream_processors"]["trades"]["event_time"] == {"max_future_ms": 5000, "max_past_ms": 315576000000}
+
+
+def test_config_names_another_file(logging_calls: list, market: App, tmp_path: Path) -> None:
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    doc["app_id"] = "other"
+    doc["stream_processors"] = {"trades": doc["stream_processors"]["trades"]}
+    config = tmp_path / "other.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    got = _json(CliRunner().invoke(cli.main, ["check-config", "--config", str(config)], env=NO_ENV,
+                                   catch_exceptions=False))
+    assert (got["app_id"], list(got["stream_processors"])) == ("other", ["trades"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**doc, "replay": {"topics": {"ticks": "raw_ticks"}}}))
+    result = CliRunner().invoke(cli.main, ["check-config", "--config", str(bad)], env=NO_ENV)
+    assert result.exit_code == 2 and f"configuration error: {bad}: replay.topics.ticks" in result.stderr
+
+
+def test_topics_creates_what_the_worker_needs_with_the_replay_topics(logging_calls: list, market: App,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[dict[str, Any]] = []
+
+    async def ensure(settings: Any, topics: dict[str, Any]) -> list[str]:
+        asked.append(topics)
+        return sorted(topics)
+
+    monkeypatch.setattr(engine_topics, "ensure_topics", ensure)
+    result = CliRunner().invoke(cli.main, ["topics"], env=NO_ENV, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [topics] = asked
+    # raw_klines is no processor's input: only the market app's replay section names it.
+    assert {"raw_trades", "raw_orderbook", "raw_klines", "enriched_trades", "smc_context", "dead_letter",
+            "stream-processor-trades-state-changelog"} <= set(topics)
+    assert topics["raw_klines"].partitions == 8 and topics["stream-processor-klines-state-changelog"].compacted
+    assert result.stdout.startswith(f"created {len(topics)} topic(s)")
+
+
+def test_an_app_of_ones_own_runs_alone(logging_calls: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "own_app_for_cli.py").write_text(textwrap.dedent("""
+        from stream_processor import App
+
+        app = App("own")
+
+        @app.agent("in", sink=["out"])
+        async def agent(stream):
+            async for value in stream:
+                yield value
+    """))
+    monkeypatch.chdir(tmp_path)  # -A imports from the working directory (and puts it on sys.path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "own_app_for_cli", raising=False)
+    got = _json(CliRunner().invoke(cli.main, ["-A", "own_app_for_cli", "check-config"], env=NO_ENV,
+                                   catch_exceptions=False))
+    assert (got["app_id"], got["kafka"]["bootstrap_servers"], list(got["stream_processors"])) == (
+        "own", ["localhost:9092"], ["agent"])
+    assert "replay" not in got
+    feed = tmp_path / "f.txt"
+    feed.write_bytes(b'1 {"e":"trade","s":"BTCUSDT"}\n')
+    result = CliRunner().invoke(cli.main, ["-A", "own_app_for_cli", "replay", "--no-progress", str(feed)], env=NO_ENV)
+    assert result.exit_code == 1 and result.stderr.startswith("replay: the configuration has no replay section")

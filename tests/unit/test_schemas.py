@@ -1,5 +1,5 @@
-"""The topics' JSON Schemas (stream_processor/schemas): valid draft 2020-12 schemas; real inputs (the shipped sample,
-the shared Binance feeds, the normalized form's documented examples) conform to the input schemas and what the
+"""The topics' JSON Schemas (stream_processor/market/schemas): valid draft 2020-12 schemas; real inputs (the shipped
+sample, the shared Binance feeds, the normalized form's documented examples) conform to the input schemas and what the
 decoder refuses they refuse; what the processors write from real inputs (the TestDriver, no broker) conforms to the
 output schemas, and a missing, mistyped or undocumented field does not; released versions change only compatibly
 (tests/unit/schemas_lock.json); the README's field tables are the rendered schemas."""
@@ -21,15 +21,16 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from stream_processor import schemas
 from stream_processor.engine.exceptions import RecordError
-from stream_processor.engine.settings import DEFAULT_CONFIG, load_settings
+from stream_processor.engine.settings import load_settings
 from stream_processor.engine.testing import TestDriver
+from stream_processor.market import schemas
+from stream_processor.market.schemas.compat import breaking_changes, shape
 from stream_processor.market.serde import normalized
 from stream_processor.market.serde.decode import decode
 from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_kind
+from stream_processor.market.settings import DEFAULT_CONFIG
 from stream_processor.market.smc.events import EVENT_TYPES
-from stream_processor.schemas.compat import breaking_changes, shape
 from tests.helpers import PENDING_FIELDS, validate_output
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -479,7 +480,7 @@ def test_the_lock_guard_names_the_version_to_add(monkeypatch: pytest.MonkeyPatch
     lock["enriched_trades"]["v1"]["properties"]["gone"] = {"type": "number"}  # as if a field had been removed
     breaking, _ = schema_docs.lock_problems(lock)
     assert len(breaking) == 1 and "enriched_trades v1 changed in a breaking way" in breaking[0]
-    assert "stream_processor/schemas/enriched_trades/v2.json" in breaking[0]
+    assert "stream_processor/market/schemas/enriched_trades/v2.json" in breaking[0]
 
 
 # ---- the README's tables ------------------------------------------------------------------------------------------

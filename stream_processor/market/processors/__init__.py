@@ -1,36 +1,35 @@
-"""The built-in market processors, registered as the types ``trades``, ``orderbook``, ``klines`` and
-``eos_check`` (see :mod:`stream_processor.engine.registry`)."""
+"""The market processors and their processor types, ``trades``, ``orderbook`` and ``klines``.
+
+Each type is a :class:`~stream_processor.engine.registry.ProcessorType` below; this package's ``pyproject.toml``
+declares each one in the entry-point group ``stream_processor.processors`` (``trades =
+"stream_processor.market.processors:TRADES"``, ...), so that a YAML entry naming one loads it through
+:mod:`stream_processor.engine.registry`, and the market app (:mod:`stream_processor.market.app`) registers them on
+itself. Nothing is registered globally on import.
+"""
 
 from __future__ import annotations
 
-from ...engine.registry import ProcessorType, register
-from ..settings import (
-    EosCheckProcessorSettings,
-    KlinesProcessorSettings,
-    OrderbookProcessorSettings,
-    TradesProcessorSettings,
-)
+from ...engine.registry import ProcessorType
+from ..settings import KlinesProcessorSettings, OrderbookProcessorSettings, TradesProcessorSettings
 from .base import MarketProcessor
-from .eos_check import EosCheckProcessor
 from .klines import KlinesProcessor
 from .orderbook import OrderbookProcessor
 from .trades import TradesProcessor
 
-BUILTIN_TYPES = [
-    register(ProcessorType("trades", TradesProcessorSettings, TradesProcessor,
-                           output_roles=(("enriched", "enriched_trades", "trades", "output"),),
-                           keywords=("trade",))),
-    register(ProcessorType("orderbook", OrderbookProcessorSettings, OrderbookProcessor,
-                           output_roles=(("enriched", "enriched_orderbook", "orderbook", "output"),),
-                           keywords=("orderbook", "order_book", "book", "depth"))),
-    register(ProcessorType("klines", KlinesProcessorSettings, KlinesProcessor,
-                           output_roles=(("enriched", "enriched_klines", "klines", "output"),
-                                         ("signals", "smc_signals", "smc", "patterns"),
-                                         ("alerts", "alert")),
-                           keywords=("kline", "candle", "ohlc", "smc"))),
-    register(ProcessorType("eos_check", EosCheckProcessorSettings, EosCheckProcessor,
-                           output_roles=(("echo",), ("aggregates", "agg")), keywords=("eos",))),
-]
+TRADES = ProcessorType("trades", TradesProcessorSettings, TradesProcessor,
+                       output_roles=(("enriched", "enriched_trades", "trades", "output"),),
+                       keywords=("trade",))
+ORDERBOOK = ProcessorType("orderbook", OrderbookProcessorSettings, OrderbookProcessor,
+                          output_roles=(("enriched", "enriched_orderbook", "orderbook", "output"),),
+                          keywords=("orderbook", "order_book", "book", "depth"))
+KLINES = ProcessorType("klines", KlinesProcessorSettings, KlinesProcessor,
+                       output_roles=(("enriched", "enriched_klines", "klines", "output"),
+                                     ("signals", "smc_signals", "smc", "patterns"),
+                                     ("alerts", "alert")),
+                       keywords=("kline", "candle", "ohlc", "smc"))
 
-__all__ = ["BUILTIN_TYPES", "EosCheckProcessor", "KlinesProcessor", "MarketProcessor", "OrderbookProcessor",
-           "TradesProcessor"]
+PROCESSOR_TYPES = (TRADES, ORDERBOOK, KLINES)
+"""The market's processor types, as its entry points declare them."""
+
+__all__ = ["KLINES", "ORDERBOOK", "PROCESSOR_TYPES", "TRADES", "KlinesProcessor", "MarketProcessor",
+           "OrderbookProcessor", "TradesProcessor"]

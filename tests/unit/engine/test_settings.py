@@ -1,4 +1,5 @@
-"""``load_settings``: the shipped config, environment overrides, and ConfigError messages naming file and key."""
+"""``load_settings``: the shipped config, environment overrides, ConfigError messages naming file and key, settings
+without a file, and applications' own top-level sections."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
+from stream_processor.engine.app import App
 from stream_processor.engine.exceptions import ConfigError, StreamProcessorError
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.registry import ProcessorType
+from stream_processor.engine.settings import DEFAULT_BROKER, ProcessorSettings, Settings, load_settings
+from stream_processor.market.app import app as market_app
+from stream_processor.market.settings import DEFAULT_CONFIG, ReplaySettings
 
 SHIPPED = Path(__file__).resolve().parents[3] / "config" / "streams-config.yaml"
+_ANY_TYPE = ProcessorType("t", ProcessorSettings, lambda name, settings: None)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +52,21 @@ def _config_error(path: Path, environ: dict[str, str] | None = None) -> ConfigEr
 # ---- the shipped file -------------------------------------------------------------------------------
 
 
-def test_default_config_is_the_shipped_file() -> None:
+def test_the_market_apps_config_is_the_shipped_file() -> None:
     assert DEFAULT_CONFIG.resolve() == SHIPPED.resolve()  # the package's copy is a link to config/
-    assert load_settings(None, environ={}) == load_settings(SHIPPED, environ={})
+    assert market_app.config == DEFAULT_CONFIG
+
+
+def test_no_file_means_no_file_read() -> None:
+    # Without a path or a document nothing is read: the defaults and the environment only.
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={})
+    assert (info.value.source, info.value.key) == ("(settings)", "kafka")
+    settings = load_settings(None, environ={"KAFKA_BOOTSTRAP_SERVERS": "k:1"}, defaults={
+        "app_id": "x", "stream_processors": {"p": {"type": "t", "input_topics": ["in"]}}},
+        types={"t": _ANY_TYPE})
+    assert (settings.app_id, settings.kafka.bootstrap_servers, list(settings.stream_processors)) == ("x", ["k:1"],
+                                                                                                     ["p"])
 
 
 def test_shipped_config_loads_with_exactly_once_and_100ms_commits() -> None:
@@ -206,8 +225,12 @@ def test_consumer_group_defaults_to_app_id_and_entry_name(write_config) -> None:
 
 def test_replay_section_is_optional(write_config) -> None:
     settings = load_settings(write_config(lambda doc: doc.pop("replay")), environ={})
-    assert settings.replay is None
-    assert load_settings(SHIPPED, environ={}).replay is not None
+    assert settings.section("replay") is None and not hasattr(settings, "replay")
+    shipped = load_settings(SHIPPED, environ={})
+    assert isinstance(shipped.section("replay"), ReplaySettings) and shipped.replay is shipped.section("replay")
+    assert shipped.model_dump(mode="json")["replay"] == {"topics": {"trades": "raw_trades",
+                                                                    "orderbook": "raw_orderbook",
+                                                                    "klines": "raw_klines"}}
 
 
 def test_transaction_timeout_must_stay_below_the_session_timeout(write_config) -> None:
@@ -403,3 +426,103 @@ def test_co_partitioned_inputs_are_accepted(write_config) -> None:
 
     assert load_settings(write_config(edit), environ={}).stream_processors["trades"].input_topics == [
         "raw_trades", "raw_klines"]
+
+
+# ---- an application's own sections --------------------------------------------------------------------------------
+
+
+class Alerting(BaseModel):
+    """A section an application adds (``alerting:``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    window_ms: int = Field(gt=0)
+    channel: str = "ops"
+
+
+def test_an_apps_section_is_validated_with_the_rest(write_config) -> None:
+    path = write_config(lambda doc: doc.update(alerting={"window_ms": 5}))
+    settings = load_settings(path, environ={}, sections={"alerting": Alerting})
+    assert settings.section("alerting") == Alerting(window_ms=5) == settings.alerting
+    assert settings.section("replay") is not None  # the shipped replay section still comes from its entry point
+    # Given a model but absent from the document: None.
+    assert load_settings(SHIPPED, environ={}, sections={"alerting": Alerting}).section("alerting") is None
+
+
+@pytest.mark.parametrize(("section", "key", "words"), [
+    ({"window_ms": 0}, "alerting.window_ms", "greater than 0"),
+    ({"window_ms": 5, "chanel": "x"}, "alerting.chanel", "Extra inputs"),
+    ({}, "alerting.window_ms", "required"),
+    ("often", "alerting", "valid dictionary"),
+])
+def test_an_apps_section_errors_name_the_file_and_key(write_config, section: Any, key: str, words: str) -> None:
+    path = write_config(lambda doc: doc.update(alerting=section))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, sections={"alerting": Alerting})
+    assert (info.value.source, info.value.key) == (str(path), key)
+    assert words in info.value.reason
+
+
+def test_a_section_no_model_claims_is_an_unknown_key(write_config) -> None:
+    err = _config_error(write_config(lambda doc: doc.update(alerting={"window_ms": 5})))
+    assert err.key == "alerting" and "Extra inputs are not permitted" in err.reason
+
+
+def test_an_app_registers_its_sections(tmp_path: Path) -> None:
+    config = tmp_path / "app.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": ["k:1"]}, "alerting": {"window_ms": 7}}))
+    app = App("sections", config=config, sections={"alerting": Alerting})
+
+    @app.agent("in")
+    async def agent(stream: Any) -> None:
+        async for _ in stream:
+            pass
+
+    assert app.settings.section("alerting") == Alerting(window_ms=7)
+    with pytest.raises(ConfigError) as info:
+        _ = App("bare", settings={"alerting": {"window_ms": 7}}).settings
+    assert (info.value.source, info.value.key) == ("(settings)", "alerting")
+
+
+# ---- an App without a configuration file -----------------------------------------------------------------------
+
+
+def _bare_app(**kwargs: Any) -> App:
+    app = App("bare-app", **kwargs)
+
+    @app.agent("in", sink=["out"])
+    async def agent(stream: Any) -> Any:
+        async for value in stream:
+            yield value
+
+    return app
+
+
+def test_an_app_without_config_takes_its_id_and_faust_s_default_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    settings = _bare_app().settings
+    assert (settings.app_id, settings.kafka.bootstrap_servers) == ("bare-app", [DEFAULT_BROKER])
+    assert DEFAULT_BROKER == "localhost:9092"
+    assert list(settings.stream_processors) == ["agent"] and settings.section("replay") is None
+    # A document without the broker keeps its other Kafka keys and gets the default broker.
+    partial = _bare_app(settings={"kafka": {"commit_interval_ms": 50}}).settings
+    assert (partial.kafka.bootstrap_servers, partial.kafka.commit_interval_ms) == ([DEFAULT_BROKER], 50)
+
+
+def test_the_environment_overrides_an_app_without_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("METRICS_PORT", "9300")
+    settings = _bare_app().settings
+    assert settings.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
+    assert settings.monitoring.metrics_port == 9300
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "no-port")
+    with pytest.raises(ConfigError) as info:
+        _ = _bare_app().settings
+    assert (info.value.source, info.value.key) == ("environment KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap_servers")
+
+
+def test_a_config_file_still_needs_its_broker(write_config) -> None:
+    # The default broker is an App's without a file: a file that forgets `kafka` is refused, as before.
+    path = write_config(lambda doc: doc.pop("kafka"))
+    with pytest.raises(ConfigError) as info:
+        _ = App("with-file", config=path).settings
+    assert (info.value.source, info.value.key) == (str(path), "kafka")

@@ -1,20 +1,32 @@
-"""EosCheckProcessor, driven by the TestDriver: decoding, running aggregates, state restored from the changelog."""
+"""EosCheckProcessor, driven by the TestDriver (no broker): decoding, running aggregates, state restored from the
+changelog; the type is registered by importing its module."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import orjson
 import pytest
 
 from stream_processor.engine.exceptions import DecodeError, InvalidRecordError
 from stream_processor.engine.registry import build_processor
-from stream_processor.engine.testing import TestDriver
-from stream_processor.market.processors.eos_check import EosCheckProcessor, KeyAggregate
-
-from . import reason, settings
+from stream_processor.engine.settings import Settings, load_settings
+from stream_processor.engine.testing import TestDriver, TestRecord
+from tests.eos.eos_check import EosCheckProcessor, KeyAggregate
 
 ENTRY = {"type": "eos_check", "input_topics": ["in"], "output_topics": ["echo", "agg"]}
+
+
+def settings(**entries: dict[str, Any]) -> Settings:
+    """Settings with these ``stream_processors`` entries (name -> entry) and nothing else."""
+    return load_settings(doc={"kafka": {"bootstrap_servers": ["127.0.0.1:9092"]}, "stream_processors": entries},
+                         environ={})
+
+
+def reason(record: TestRecord) -> str | None:
+    """The dead-letter reason of a dead-lettered record."""
+    return record.header("reason")
 
 
 def _driver(outputs: list[str] | None = None) -> TestDriver:

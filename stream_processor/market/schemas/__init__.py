@@ -2,7 +2,7 @@
 
 Layout
 ------
-One file per schema and version, ``stream_processor/schemas/<name>/v<N>.json`` (package data: an installed
+One file per schema and version, ``stream_processor/market/schemas/<name>/v<N>.json`` (package data: an installed
 wheel has them). ``<name>`` is the output topic's default name, or ``input/<form>`` for an input form:
 
 * outputs: ``enriched_trades``, ``enriched_orderbook``, ``enriched_klines``, ``smc_signals``, ``alerts``, and

@@ -1,8 +1,9 @@
 """The exactly-once check topology: an echo of every record and per-key running aggregates.
 
 It is the processor the chaos harness (``tests/eos/``, ``bench/eos_long.py``) runs under ``kill -9``,
-rebalances and broker restarts, shipped in the package so that the same check can be run against any
-cluster. Its input record is the JSON object ``{"id": int, "key": str, "value": int}``; every record
+rebalances and broker restarts, as the processor type ``eos_check``: importing this module registers it in the
+engine's global registry (:data:`EOS_CHECK`; :mod:`tests.eos.check_app` imports it, so ``-A tests.eos.check_app:app``
+workers run it). Its input record is the JSON object ``{"id": int, "key": str, "value": int}``; every record
 gives two outputs, both keyed by ``key``:
 
 - on ``output_topics[0]``, the input value, byte for byte (the echo: a loss or a duplicate shows as a
@@ -17,14 +18,23 @@ transaction followed its output partition instead of its input partition would b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from pydantic import Field
 
-from ...engine.exceptions import DecodeError, InvalidRecordError
-from ...engine.processor import Processor, ProcessorContext
-from ...engine.state import StoreSpec
-from ..settings import EosCheckProcessorSettings
+from stream_processor.engine.exceptions import DecodeError, InvalidRecordError
+from stream_processor.engine.processor import Processor, ProcessorContext
+from stream_processor.engine.registry import ProcessorType, register
+from stream_processor.engine.settings import ProcessorSettings
+from stream_processor.engine.state import StoreSpec
+
+
+class EosCheckProcessorSettings(ProcessorSettings):
+    """``type: eos_check``: an entry of the check topology (``output_topics``: [echo, aggregates])."""
+
+    type: Literal["eos_check"]
+    output_topics: list[str] = Field(min_length=1)
 
 
 class CheckRecord:
@@ -110,12 +120,18 @@ class EosCheckProcessor(Processor):
     def process(self, record: CheckRecord, ctx: ProcessorContext) -> None:
         key = record.key
         store = ctx.state()
-        agg = store.data.get(key)
+        agg: KeyAggregate | None = store.get(key)
         if agg is None:
-            agg = store.data[key] = KeyAggregate()
-        agg.update(record.value)  # type: ignore[union-attr]
-        store.dirty.add(key)
+            agg = KeyAggregate()
+            store.put(key, agg)
+        agg.update(record.value)
+        store.mark_dirty(key)  # changed in place
         kb = key.encode()
-        doc = {"id": record.id, "key": key, "count": agg.count, "sum": agg.sum, "min": agg.min, "max": agg.max}  # type: ignore[union-attr]
+        doc = {"id": record.id, "key": key, "count": agg.count, "sum": agg.sum, "min": agg.min, "max": agg.max}
         ctx.send(self.echo_topic, record.raw, kb)
         ctx.send(self.aggregates_topic, orjson.dumps(doc), kb)
+
+
+EOS_CHECK = register(ProcessorType("eos_check", EosCheckProcessorSettings, EosCheckProcessor,
+                                   output_roles=(("echo",), ("aggregates", "agg")), keywords=("eos",)))
+"""The ``eos_check`` processor type, in the engine's global registry."""
