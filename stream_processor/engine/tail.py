@@ -8,6 +8,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .kafka_internals import force_metadata_update
+from .partition_group import is_progress
 from .security import client_options
 from .settings import Settings
 
@@ -27,7 +28,8 @@ def _text(value: bytes | None) -> str:
 
 
 async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[str, Any]]:
-    """The last ``count`` committed records over all partitions of ``topic``, oldest first, as dicts.
+    """The last ``count`` committed records over all partitions of ``topic``, oldest first, as dicts (progress
+    records, :mod:`stream_processor.engine.partition_group`, left out).
 
     Each dict has ``partition``, ``offset``, ``timestamp`` (ms since the epoch), ``key``, ``headers`` (name ->
     value, both text; undecodable bytes replaced, a header repeated keeps its last value) and ``value`` (parsed
@@ -60,7 +62,7 @@ async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[st
         while remaining:
             batch = await consumer.getmany(timeout_ms=1000)
             for msgs in batch.values():
-                records.extend(msgs)
+                records.extend(m for m in msgs if not is_progress(m.headers))  # time passing, not a record
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
