@@ -6,9 +6,11 @@ agent's changelog topic in that record's transaction (under the key ``\\x01<tabl
 tombstone. On assignment the store is restored from the changelog. A table is only usable while an agent
 processes a record (:class:`RuntimeError` elsewhere, e.g. in an ``app.timer``).
 
-Keys are ``str`` (stored as they are) or any JSON value (stored as ``\\x02`` + its JSON). Values are JSON values,
-or objects of ``value_type`` when it has ``to_state()``/``from_state(state)`` (and optionally ``STATE_VERSION``
-and ``migrate(state, version)``, see :class:`~stream_processor.engine.state.StoreSpec`). A mutable value read
+Keys are ``str`` (stored as they are) or any JSON value (stored as ``\\x02`` + its JSON). Values are JSON values
+(a :class:`~stream_processor.engine.records.Record` among them stays that Record after a restore: its class is
+written with it, as Faust does), or objects of ``value_type`` when it has ``to_state()``/``from_state(state)``
+(a :class:`~stream_processor.engine.snapshot.Snapshot`; its ``STATE_VERSION`` and ``migrate(state, version)``
+version and migrate the state, see :class:`~stream_processor.engine.state.StoreSpec`). A mutable value read
 from the table (a dict, a list, an object) is written back at the next commit even when changed in place.
 
 Windowed tables (:meth:`Table.tumbling`, :meth:`Table.hopping`) keep one value per key and window; a window older
@@ -62,14 +64,8 @@ class Table(MutableMapping[Any, Any]):
         self.default = default
         self.value_type = value_type
         self.help = help
-        from_state = getattr(value_type, "from_state", None)
-        self.spec = StoreSpec(
-            name=name,
-            from_state=from_state,
-            version=getattr(value_type, "STATE_VERSION", None),
-            migrate=getattr(value_type, "migrate", None),
-            on_error=on_error,
-        )
+        snapshots = value_type is not None and callable(getattr(value_type, "from_state", None))
+        self.spec = StoreSpec(name=name, value_type=value_type if snapshots else None, on_error=on_error)
 
     def __repr__(self) -> str:
         return f"<Table {self.name}>"
@@ -88,39 +84,36 @@ class Table(MutableMapping[Any, Any]):
     def __getitem__(self, key: Any) -> Any:
         store = self._store()
         skey = _skey(key)
-        value = store.data.get(skey, _MISSING)
+        value = store.get(skey, _MISSING)
         if value is _MISSING:
             if self.default is None:
                 raise KeyError(key)
             value = self.default()
-            if isinstance(value, _IMMUTABLE):
-                return value
-            store.data[skey] = value  # a mutable default (list, dict) may be changed in place: keep it
+            if not isinstance(value, _IMMUTABLE):
+                store.put(skey, value)  # a mutable default (list, dict) may be changed in place: keep it
+            return value
         if not isinstance(value, _IMMUTABLE):
-            store.dirty.add(skey)  # may be changed in place
+            store.mark_dirty(skey)  # may be changed in place
         return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        store = self._store()
-        skey = _skey(key)
-        store.data[skey] = value
-        store.dirty.add(skey)
+        self._store().put(_skey(key), value)
 
     def __delitem__(self, key: Any) -> None:
         store = self._store()
         skey = _skey(key)
-        if skey not in store.data:
+        if skey not in store:
             raise KeyError(key)
         store.delete(skey)
 
     def __contains__(self, key: object) -> bool:
-        return _skey(key) in self._store().data
+        return _skey(key) in self._store()
 
     def __iter__(self) -> Iterator[Any]:
-        return (_ukey(k) for k in list(self._store().data))
+        return (_ukey(k) for k in self._store().keys())
 
     def __len__(self) -> int:
-        return len(self._store().data)
+        return len(self._store())
 
     def tumbling(self, size: float, expires: float | None = None) -> WindowedTable:
         """This table as tumbling windows of ``size`` seconds, kept ``expires`` seconds past their end (default:
@@ -155,9 +148,8 @@ class WindowedTable:
         self.step_ms = int(step * 1000)
         self.expires_ms = int((expires if expires is not None else size) * 1000)
         self._relative = relative or _stream_time
-        self.spec = StoreSpec(name=table.name, from_state=table.spec.from_state, version=table.spec.version,
-                              migrate=table.spec.migrate, on_error=table.spec.on_error, expire=self._expire,
-                              keep_meta=("latest",))
+        self.spec = StoreSpec(name=table.name, value_type=table.spec.value_type, on_error=table.spec.on_error,
+                              expire=self._expire, keep_meta=("latest",))
 
     def __repr__(self) -> str:
         return f"<WindowedTable {self.name} size={self.size_ms}ms step={self.step_ms}ms>"
@@ -202,7 +194,7 @@ class WindowedTable:
     def _get(self, store: ChangelogStore, key: Any, start: int) -> Any:
         if self._stale(store, start):
             return self._default()
-        value = store.data.get(f"{_skey(key)}{WINDOW_SEP}{start}", _MISSING)
+        value = store.get(f"{_skey(key)}{WINDOW_SEP}{start}", _MISSING)
         return self._default() if value is _MISSING else value
 
     def _default(self) -> Any:
@@ -213,9 +205,7 @@ class WindowedTable:
     def _set(self, store: ChangelogStore, key: Any, start: int, value: Any) -> None:
         if self._stale(store, start):
             return  # a late write to an expired window is dropped (it reads as the default)
-        skey = f"{_skey(key)}{WINDOW_SEP}{start}"
-        store.data[skey] = value
-        store.dirty.add(skey)
+        store.put(f"{_skey(key)}{WINDOW_SEP}{start}", value)
 
     def __getitem__(self, key: Any) -> WindowSet:
         store = self.table._store()  # noqa: SLF001
@@ -235,7 +225,7 @@ class WindowedTable:
     def __delitem__(self, key: Any) -> None:
         store = self.table._store()  # noqa: SLF001
         prefix = _skey(key) + WINDOW_SEP
-        for skey in [k for k in store.data if k.startswith(prefix)]:
+        for skey in [k for k in store.keys() if k.startswith(prefix)]:
             store.delete(skey)
 
     def _expire(self, store: ChangelogStore) -> None:
@@ -245,7 +235,7 @@ class WindowedTable:
             return
         store.meta["swept"] = latest
         horizon = self._horizon(store)
-        for skey in [k for k in store.data if int(k.rpartition(WINDOW_SEP)[2]) <= horizon]:
+        for skey in [k for k in store.keys() if int(k.rpartition(WINDOW_SEP)[2]) <= horizon]:
             store.delete(skey)
 
 

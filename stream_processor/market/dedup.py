@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from stream_processor.engine.exceptions import InvalidRecordError
-from stream_processor.market.snapshot import Snapshot
+from stream_processor.engine.snapshot import Snapshot
 
 MAX_ID = 2**63 - 1
 
@@ -58,7 +58,6 @@ class TradeIdWindow(Snapshot):
 
     __slots__ = ("window", "max_runs", "_floor", "_largest", "_runs")
     _params = ("window", "max_runs")
-    state_version: ClassVar[int] = 1
 
     def __init__(self, window: int = 10_000, max_runs: int = 256) -> None:
         if type(window) is not int or not 1 <= window <= MAX_ID:
@@ -167,9 +166,8 @@ class TradeIdWindow(Snapshot):
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
-        """Rebuild from ``to_state()``. Raises ValueError for another class or version, a missing field, or runs
-        that are not sorted, disjoint, non-adjacent ``[first, last]`` int pairs within ``[floor, largest]``, at most
-        ``max_runs`` of them."""
+        """Rebuild from ``to_state()``. Raises ValueError for a missing field, or runs that are not sorted, disjoint,
+        non-adjacent ``[first, last]`` int pairs within ``[floor, largest]``, at most ``max_runs`` of them."""
         obj = super().from_state(state)
         runs, floor, largest = obj._runs, obj._floor, obj._largest
         name = cls.__name__

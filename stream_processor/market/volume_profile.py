@@ -88,8 +88,8 @@ Relation to pandas_ta.vp (0.4.71b0; it has no ``sort_close`` argument, only ``so
       ndarrays, which it indexes by column name; the tests rebuild its definition.)
     - vp has no value area or POC (its note says so); ours are the Market Profile ones above.
 
-State: :meth:`to_state` / :meth:`from_state` (JSON-safe dicts, :class:`~stream_processor.market.snapshot.Snapshot`
-conventions: ``kind``, ``version``, the constructor's parameters, then the state; bins as sorted
+State: :meth:`to_state` / :meth:`from_state` (JSON-safe dicts, :class:`~stream_processor.engine.snapshot.Snapshot`
+conventions: the constructor's parameters, then the state; bins as sorted
 ``[bin, volume, buy, sell]`` lists since JSON keys are strings). A restored profile continues identically.
 
 Cost: an update is O(1) amortised (a dict lookup and two float adds; a new bin beyond the current range checks
@@ -105,9 +105,9 @@ from collections import deque
 from decimal import Decimal
 from typing import Any, ClassVar, Self
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline, Trade
 from stream_processor.market.settings import interval_ms as _interval_ms
-from stream_processor.market.snapshot import Snapshot
 
 DAY_MS = 86_400_000
 MAX_PENDING = 64
@@ -516,7 +516,7 @@ class VolumeProfile(Snapshot):
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-safe snapshot of the whole state (parameters included)."""
-        state: dict[str, Any] = {"kind": type(self).__name__, "version": self.state_version}
+        state: dict[str, Any] = {}
         for name in self._params:
             state[name] = getattr(self, name)
         state.update(
@@ -535,7 +535,7 @@ class VolumeProfile(Snapshot):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         """Rebuild from :meth:`to_state`; it continues with outputs identical to the original's. ValueError for a
-        state of another class or version, or one missing a field."""
+        state missing a field."""
         obj = cls._construct(state)
         obj._mult = int(state["_mult"])
         obj._bins = _bins_in(state["_bins"])

@@ -1,7 +1,7 @@
 """Shared machinery of the incremental indicators: the ``value`` property and the JSON state snapshot.
 
-The snapshot is :class:`~stream_processor.market.snapshot.Snapshot`'s, shared with the SMC detectors. Every
-indicator keeps its whole state in ``__slots__``. ``to_state`` walks the slots of the class and
+The snapshot is :class:`~stream_processor.engine.snapshot.Snapshot`'s, shared with every stateful object.
+Every indicator keeps its whole state in ``__slots__``. ``to_state`` walks the slots of the class and
 its bases and writes a dict of JSON-safe values (floats, ints, str, None, lists; a ``deque`` window
 becomes a list, a nested indicator its own state dict). ``from_state`` rebuilds the object through
 its constructor (so windows get their ``maxlen`` and derived constants are recomputed) from the
@@ -15,13 +15,13 @@ since ``x - x`` is 0.0 for every finite float), which is cheaper than ``math.isf
 
 from __future__ import annotations
 
-from stream_processor.market.snapshot import Snapshot
+from stream_processor.engine.snapshot import Snapshot
 
 
 class Indicator(Snapshot):
     """Base of the O(1)-per-update indicators; subclasses declare their state in ``__slots__``.
 
-    Class attributes a subclass sets (see :class:`~stream_processor.market.snapshot.Snapshot`):
+    Class attributes a subclass sets (see :class:`~stream_processor.engine.snapshot.Snapshot`):
 
     - ``_params``: the constructor's parameter names; each must also be a slot of the same name.
     - ``_derived``: slots recomputed by the constructor from the parameters (left out of the state).

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from stream_processor.engine.exceptions import InvalidRecordError, RecordError
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline, Trade
 
 DAY_MS = 86_400_000
@@ -45,7 +46,7 @@ def interval_name(interval_ms: int) -> str:
     raise ValueError(f"interval_ms must be a whole number of seconds, got {interval_ms}")
 
 
-class KlineBuilder:
+class KlineBuilder(Snapshot):
     """Tumbling event-time klines of ONE symbol, built from its trades in arrival order.
 
     Windows: ``[t, t + interval_ms)`` with ``t`` a multiple of ``interval_ms`` since the Unix epoch
@@ -85,12 +86,11 @@ class KlineBuilder:
     Raises ``InvalidRecordError`` (nothing changed) for a trade of another venue/symbol than the
     first one, a price that is not finite and > 0, a size that is not finite and > 0, or a
     ``time_ms`` or ``trade_id`` that is not an int. State: :meth:`to_state` / :meth:`from_state`
-    (JSON-safe; version 2 adds the first/last trade ids to each window, a version 1 snapshot is
-    refused). Memory: the open windows, at most ``grace_ms / interval_ms + 2``.
+    (JSON-safe; each window with the ids of its first and last trades). Memory: the open windows, at most
+    ``grace_ms / interval_ms + 2``.
     """
 
     __slots__ = ("interval_ms", "grace_ms", "interval", "_venue", "_symbol", "_watermark", "_windows")
-    state_version: ClassVar[int] = 2
 
     def __init__(self, interval_ms: int = 60_000, grace_ms: int = 0) -> None:
         self.interval = interval_name(interval_ms)
@@ -224,8 +224,6 @@ class KlineBuilder:
     def to_state(self) -> dict[str, Any]:
         """Snapshot of the full state as a JSON-serializable dict (survives an orjson round-trip)."""
         return {
-            "kind": type(self).__name__,
-            "version": self.state_version,
             "interval_ms": self.interval_ms,
             "grace_ms": self.grace_ms,
             "venue": self._venue,
@@ -238,11 +236,8 @@ class KlineBuilder:
     def from_state(cls, state: dict[str, Any]) -> KlineBuilder:
         """Rebuild from :meth:`to_state`; the builder continues with outputs identical to the original.
 
-        Raises ValueError if the snapshot is of another class or version, or misses a field.
+        Raises ValueError if the snapshot misses a field or holds a malformed window.
         """
-        kind, version = state.get("kind"), state.get("version")
-        if kind != cls.__name__ or version != cls.state_version:
-            raise ValueError(f"state of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
         missing = [k for k in ("interval_ms", "grace_ms", "venue", "symbol", "watermark", "windows") if k not in state]
         if missing:
             raise ValueError(f"{cls.__name__} state misses {missing}")

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.indicators.atr import ATR
 from stream_processor.market.indicators.bollinger import BollingerBands
 from stream_processor.market.indicators.ema import EMA
@@ -53,7 +54,7 @@ class KlineIndicatorParams:
     bb_std: float = 2.0
 
 
-class KlineIndicators:
+class KlineIndicators(Snapshot):
     """All kline indicators of one symbol and interval; ``update`` consumes one CLOSED kline, O(1).
 
     Output fields (a flat dict, JSON-safe: floats or None, None while an indicator warms up), each
@@ -96,7 +97,6 @@ class KlineIndicators:
         "_vwap",
         "_returns",
     )
-    state_version: ClassVar[int] = 1
     _indicators: ClassVar[tuple[tuple[str, type[Any]], ...]] = (
         ("_sma", SMA),
         ("_ema", EMA),
@@ -184,8 +184,6 @@ class KlineIndicators:
     def to_state(self) -> dict[str, Any]:
         """Snapshot of the full state as a JSON-serializable dict (survives an orjson round-trip)."""
         state: dict[str, Any] = {
-            "kind": type(self).__name__,
-            "version": self.state_version,
             "params": asdict(self.params),
             "key": None if self._key is None else list(self._key),
             "last_open_time_ms": self._last_open_ms,
@@ -198,12 +196,8 @@ class KlineIndicators:
     def from_state(cls, state: dict[str, Any]) -> KlineIndicators:
         """Rebuild from :meth:`to_state`; the object continues with outputs identical to the original.
 
-        Raises ValueError if the snapshot is of another class or version, misses a field or has
-        unknown parameters.
+        Raises ValueError if the snapshot misses a field or has unknown parameters.
         """
-        kind, version = state.get("kind"), state.get("version")
-        if kind != cls.__name__ or version != cls.state_version:
-            raise ValueError(f"state of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
         needed = ["params", "key", "last_open_time_ms", *(name[1:] for name, _ in cls._indicators)]
         missing = [name for name in needed if name not in state]
         if missing:

@@ -78,6 +78,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Self
 
 from stream_processor.market.models import BookTicker, DepthSnapshot, DepthUpdate, Level
+from stream_processor.market.snapshot import MarketSnapshot
 
 _INF = float("inf")
 #: Deferred bookTickers kept while waiting for the diff that ends at their update id. Binance spot
@@ -318,7 +319,7 @@ def _check_int(value: int, name: str, minimum: int) -> int:
 _Ticker = tuple[int, Level, Level]
 
 
-class OrderBook:
+class OrderBook(MarketSnapshot):
     """A bounded L2 book of one symbol, fed with DepthSnapshot, DepthUpdate and BookTicker records.
 
     Parameters: ``symbol`` (the records' ``symbol``, e.g. "BTCUSDT", at most ``MAX_SYMBOL_LENGTH``
@@ -393,8 +394,6 @@ class OrderBook:
         "_rewrite",
     )
     _params: ClassVar[tuple[str, ...]] = ("symbol", "depth", "max_pending", "max_pending_bytes", "resync")
-    #: Bumped when the state layout changes; a snapshot of another version is refused.
-    state_version: ClassVar[int] = 2
     _COUNTS: ClassVar[tuple[str, ...]] = (
         "snapshots",
         "applied",
@@ -681,8 +680,6 @@ class OrderBook:
 
     def _state(self, levels: bool) -> dict[str, Any]:
         return {
-            "kind": type(self).__name__,
-            "version": self.state_version,
             "symbol": self.symbol,
             "depth": self.depth,
             "max_pending": self.max_pending,
@@ -728,9 +725,8 @@ class OrderBook:
 
     @classmethod
     def _check_state(cls, state: dict[str, Any], what: str = "state") -> None:
-        kind, version = state.get("kind"), state.get("version")
-        if kind != cls.__name__ or version != cls.state_version:
-            raise ValueError(f"{what} of {kind!r} v{version} cannot restore {cls.__name__} v{cls.state_version}")
+        if type(state) is not dict:
+            raise ValueError(f"{cls.__name__} {what} must be a JSON object, got {type(state).__name__}")
         missing = [name for name in (*cls._params, *cls._FIELDS) if name not in state]
         if missing:
             raise ValueError(f"{cls.__name__} {what} misses {missing}")
@@ -739,7 +735,7 @@ class OrderBook:
     def from_state(cls, state: dict[str, Any]) -> Self:
         """Rebuild a book from ``to_state()``; it continues with statuses and levels identical to the original.
 
-        Raises ValueError when the snapshot is of another class or version, misses a field, or its
+        Raises ValueError when the snapshot misses a field, or its
         buffered diffs do not add up to its ``pending_bytes``.
         """
         cls._check_state(state)

@@ -1,59 +1,75 @@
-"""The market processors' common base: market records decoded and checked, one versioned state store."""
+"""The market processors' common base: market records decoded and checked, one store of market snapshots."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from ...engine.exceptions import InvalidRecordError
-from ...engine.processor import Processor
-from ...engine.settings import EventTimeSettings
+from ...engine.processor import Processor, ProcessorContext
 from ...engine.state import StoreSpec
-from ..context import CONTEXT_STORE, decode_context, remember
+from ..context import CONTEXT_STORE, DEFAULT_HISTORY_MS, context_store, decode_context, lookup, remember
 from ..models import BookTicker, DepthSnapshot, DepthUpdate, Kline, MarketRecord, Trade
 from ..serde.decode import decode as decode_market
-
-STATE_VERSION = 1
-"""Layout version of the market processors' snapshots. Version 0 (written before versions existed) has the same
-layout; bump this and extend :func:`migrate_state` when a layout changes."""
-
-
-def migrate_state(state: Any, version: int) -> Any:
-    """A market snapshot of layout ``version`` in the current layout. Raises ValueError for a version it does not
-    know (the key then starts from empty state, see :class:`~stream_processor.engine.state.StoreSpec`)."""
-    if version == 0:
-        return state
-    raise ValueError(f"no migration from layout version {version} to {STATE_VERSION}")
+from ..settings import EventTimeSettings
+from ..snapshot import MarketSnapshot
 
 
 class MarketProcessor(Processor):
     """A processor of market records (see :mod:`stream_processor.engine.processor` for the contract).
 
-    It keeps one store of live state objects (``state_from`` rebuilds one from its snapshot), versioned
-    :data:`STATE_VERSION`, and decodes every input as a checked market record (:meth:`decode`).
+    It keeps one store of live state objects of class :attr:`state_type` (a
+    :class:`~stream_processor.market.snapshot.MarketSnapshot`: the store writes its ``STATE_VERSION`` in every
+    changelog record and migrates older layouts), and decodes every input as a checked market record
+    (:meth:`decode`).
 
     A processor whose ``params`` name an ``smc_context_topic`` (one of its ``input_topics``) also keeps the SMC
-    context of its symbols (store :data:`~stream_processor.market.context.CONTEXT_STORE`): records of that topic
-    decode as :class:`~stream_processor.market.context.ContextRecord` and :meth:`process` hands them to
-    :meth:`remember_context`; see :mod:`stream_processor.market.context`.
+    context of its symbols in the versioned store :data:`~stream_processor.market.context.CONTEXT_STORE`: records
+    of that topic decode as :class:`~stream_processor.market.context.ContextRecord` and :meth:`process` hands them
+    to :meth:`remember_context`; :meth:`join_context` adds an output's ``smc`` and ``smc_stale``. See
+    :mod:`stream_processor.market.context`.
     """
+
+    #: The class of the default store's values.
+    state_type: ClassVar[type[MarketSnapshot]]
 
     def __init__(self, name: str, settings: Any) -> None:
         super().__init__(name, settings)
+        params = getattr(settings, "params", None)
         #: The topic of SMC context records this processor joins (``params.smc_context_topic``), or None.
-        self.context_topic: str | None = getattr(getattr(settings, "params", None), "smc_context_topic", None)
+        self.context_topic: str | None = getattr(params, "smc_context_topic", None)
+        #: How long the joined contexts are kept (ms of Kafka record time).
+        self.context_history_ms: int = getattr(params, "smc_context_history_ms", DEFAULT_HISTORY_MS)
 
     def stores(self) -> list[StoreSpec]:
-        specs = [StoreSpec(from_state=self.state_from, version=STATE_VERSION, migrate=migrate_state)]
+        specs = [StoreSpec(value_type=self.state_type)]
         if self.context_topic is not None:
-            specs.append(StoreSpec(name=CONTEXT_STORE, version=STATE_VERSION, migrate=migrate_state))
+            specs.append(context_store(self.context_history_ms))
         return specs
 
-    def remember_context(self, record: Any, ctx: Any) -> None:
-        """Keep one SMC context record in the task's context store (it changes no other state, sends nothing)."""
-        store = ctx.state(CONTEXT_STORE)
-        remember(store.data, record)
-        store.dirty.add(record.key)
+    def state_from(self, state: dict[str, Any]) -> Any:
+        """Rebuild one key's live state object from its snapshot (in the current layout)."""
+        return self.state_type.from_state(state)
+
+    def remember_context(self, record: Any, ctx: ProcessorContext) -> None:
+        """Keep one SMC context record in the task's context store, as the version of its symbol and interval valid
+        from the record's Kafka timestamp (it changes no other state, sends nothing). Raises InvalidRecordError for
+        a record without a Kafka timestamp."""
+        remember(ctx.state(CONTEXT_STORE), record, ctx.timestamp)  # type: ignore[arg-type]
+
+    def join_context(self, out: dict[str, Any], ctx: ProcessorContext, key: str, event_time_ms: int | None,
+                     price: float | None) -> None:
+        """Set the ``smc`` and ``smc_stale`` fields of ``out``, the output of the record being processed, of symbol
+        ``key`` (``venue/market/symbol``), event time ``event_time_ms`` and price ``price`` (see
+        :func:`~stream_processor.market.context.lookup`, with the record's Kafka timestamp).
+
+        ``smc_stale`` is true when the record was taken while the context topic's partition had nothing fetched and
+        its wait had run out (the topic is in ``ctx.enforced``): a context stored before the record's timestamp may
+        still be on its way. Such a record is counted as the event ``smc_context_stale``.
+        """
+        out["smc"] = lookup(ctx.state(CONTEXT_STORE), key, ctx.timestamp, event_time_ms, price)  # type: ignore[arg-type]
+        stale = out["smc_stale"] = self.context_topic in ctx.enforced
+        if stale:
+            self.events["smc_context_stale"] += 1
 
     def decode(self, value: bytes | None, key: bytes | None, timestamp_ms: int | None = None,
                topic: str | None = None) -> Any:
@@ -71,10 +87,6 @@ class MarketProcessor(Processor):
         if topic == self.context_topic and topic is not None:
             return decode_context(value, key)
         return decode_checked(value, key, timestamp_ms, self.settings.event_time)
-
-    @abstractmethod
-    def state_from(self, state: dict[str, Any]) -> Any:
-        """Rebuild one key's live state object from its changelog snapshot."""
 
 
 def decode_checked(value: bytes | None, key: bytes | None, timestamp_ms: int | None,

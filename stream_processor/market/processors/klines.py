@@ -15,6 +15,7 @@ from ..klines.indicators import KlineIndicatorParams, KlineIndicators
 from ..models import Kline, MarketRecord, Trade
 from ..settings import KlinesParams, KlinesProcessorSettings, interval_ms
 from ..smc.detector import SmcDetector
+from ..snapshot import MarketSnapshot
 from ..volume_profile import VolumeProfile
 from .base import MarketProcessor, state_key
 from .trades import check_price_band
@@ -23,8 +24,9 @@ IDLE_CHECK_MS = 1_000
 """How often, in stream time, idle symbols' windows are checked for closing."""
 
 
-class SymbolKlines:
-    """The klines state of one symbol: per interval a builder (trades input), indicators and SMC detectors.
+class SymbolKlines(MarketSnapshot):
+    """The klines state of one symbol: per interval a builder (trades input), indicators and SMC detectors. A store
+    value (see :mod:`stream_processor.market.snapshot`).
 
     ``profile`` is the symbol's volume profile (None until its first input, or when off). ``trends`` holds, per
     interval, the direction of its latest BOS or CHoCH (for the alert rules); ``ids`` the
@@ -109,6 +111,8 @@ class KlinesProcessor(MarketProcessor):
     Raises (at construction) ValueError when ``output_topics`` is too short for what is enabled.
     """
 
+    state_type = SymbolKlines
+
     def __init__(self, name: str, settings: KlinesProcessorSettings) -> None:
         super().__init__(name, settings)
         p: KlinesParams = settings.params
@@ -132,9 +136,6 @@ class KlinesProcessor(MarketProcessor):
             bb_std=p.bb_std,
         )
 
-    def state_from(self, state: dict[str, Any]) -> SymbolKlines:
-        return SymbolKlines.from_state(state)
-
     def event_time(self, record: Any) -> int:  # type: ignore[override]
         """A trade's time (ms): stream time, which closes idle symbols' klines; -1 for anything else."""
         return record.time_ms if type(record) is Trade else -1
@@ -147,13 +148,13 @@ class KlinesProcessor(MarketProcessor):
         """Close every symbol's windows that ended ``idle_close_ms`` or more before stream time ``now_ms``."""
         watermark = now_ms - self.params.idle_close_ms  # type: ignore[operator]
         store = ctx.state()
-        for key, state in store.data.items():
+        for key, state in store.items():
             closed = [kline for builder in state.builders.values()
                       if builder.watermark_ms is not None and builder.watermark_ms < watermark
                       for kline in builder.close_until(watermark)]
             if not closed:
                 continue
-            store.dirty.add(key)
+            store.mark_dirty(key)
             closed.sort(key=lambda k: (k.close_time_ms, self.intervals[k.interval]))
             market = key.split("/")[1]
             for kline in closed:
@@ -167,10 +168,9 @@ class KlinesProcessor(MarketProcessor):
                                      f"{kind.__name__}")
         key = state_key(record)
         store = ctx.state()
-        state = store.data.get(key)
+        state: SymbolKlines | None = store.get(key)
         if state is None:
             state = SymbolKlines(self.params.dedup_window)
-        assert isinstance(state, SymbolKlines)
         if kind is Trade:
             if state.ids is not None and state.ids.seen(record.trade_id):  # type: ignore[union-attr]
                 self.events["duplicate_trade"] += 1
@@ -204,8 +204,7 @@ class KlinesProcessor(MarketProcessor):
                              state.last_close.get(interval), self.params.max_price_jump)
             state.last_close[interval] = record.close  # type: ignore[union-attr]
             closed = [record]  # type: ignore[list-item]
-        store.data[key] = state
-        store.dirty.add(key)
+        store.put(key, state)
         profiled = self.profile_params is not None
         if profiled and state.profile is None:
             state.profile = self.new_profile(record.symbol)

@@ -33,12 +33,12 @@ import orjson
 from ...engine.exceptions import InvalidRecordError, StateRestoreError
 from ...engine.processor import ProcessorContext
 from ...engine.state import ChangelogStore, StoreSpec
-from ..context import CONTEXT_STORE, ContextRecord, lookup
+from ..context import ContextRecord
 from ..models import BookTicker, DepthSnapshot, DepthUpdate, MarketRecord
 from ..orderbook.analytics import BookMetrics
 from ..orderbook.book import BookStatus, OrderBook
 from ..settings import OrderbookParams, OrderbookProcessorSettings
-from .base import STATE_VERSION, MarketProcessor, migrate_state, state_key
+from .base import MarketProcessor, state_key
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,12 @@ class OrderbookProcessor(MarketProcessor):
     the book is in sync again. A bookTicker only checks the book. Books are kept per venue, market and symbol.
 
     With ``params.smc_context_topic`` (one of its ``input_topics``, co-partitioned with the book input) each output
-    also carries ``smc``: the SMC context of its symbol per interval, as of the newest kline closed before the
-    update's ``event_time_ms`` (the newest, without one), measured from ``mid`` (as of the kline's close when the
-    book has no mid); see :mod:`stream_processor.market.context`.
+    also carries ``smc``: the SMC context of its symbol per interval, the newest stored before the record's Kafka
+    timestamp whose kline closed before the update's ``event_time_ms`` (any, without one), measured from ``mid`` (as
+    of the kline's close when the book has no mid), and ``smc_stale``; see :mod:`stream_processor.market.context`.
     """
+
+    state_type = OrderBook
 
     def __init__(self, name: str, settings: OrderbookProcessorSettings) -> None:
         super().__init__(name, settings)
@@ -144,8 +146,9 @@ class OrderbookProcessor(MarketProcessor):
     def stores(self) -> list[StoreSpec]:
         # Both encodings declare the log store: each restores what the other wrote (see the module docstring).
         return [
-            StoreSpec(from_state=self.state_from, to_state=base_state, version=STATE_VERSION, migrate=migrate_state),
-            StoreSpec(name=LOG_STORE, from_state=_Loaded, version=STATE_VERSION, migrate=migrate_state),
+            StoreSpec(value_type=OrderBook, from_state=self.state_from, to_state=base_state),
+            # Heads and segments: parts of a book's state, in the book's layout (version and migration).
+            StoreSpec(name=LOG_STORE, from_state=_Loaded, version=OrderBook.STATE_VERSION, migrate=OrderBook.migrate),
             *super().stores()[1:],  # the SMC context's, when joined
         ]
 
@@ -160,23 +163,23 @@ class OrderbookProcessor(MarketProcessor):
     def init(self, ctx: ProcessorContext) -> None:
         """Replay every restored book's log onto its base (see the module docstring)."""
         store, log_store = ctx.state(), ctx.state(LOG_STORE)
-        heads = [key for key, value in log_store.data.items() if type(value) is _Loaded and "#" not in key]
+        heads = [key for key, value in log_store.items() if type(value) is _Loaded and "#" not in key]
         for key in heads:  # a head without its book stays until a new book of that key tombstones it
-            book = store.data.get(key)
+            book = store.get(key)
             if book is not None and not book.logging:
                 self._adopt(store, log_store, key, book)
 
     def _take_log(self, log_store: ChangelogStore, key: str) -> tuple[dict[str, Any], list[Any]] | None:
         """The head restored for ``key`` and the segments it names (None where missing), taken out of the log
         store; None if no head was restored."""
-        loaded = log_store.data.get(key)
+        loaded = log_store.get(key)
         if type(loaded) is not _Loaded:
             return None
-        del log_store.data[key]
+        log_store.take(key)  # its record stays: the book writes the key again (or tombstones it)
         head = loaded.state
         count = head.get("segments")
         count = count if type(count) is int and 0 <= count <= MAX_SEGMENTS else 0  # more: not a head this code wrote
-        return head, [log_store.data.pop(segment_key(key, seq), None) for seq in range(count)]
+        return head, [log_store.take(segment_key(key, seq)) for seq in range(count)]
 
     def _adopt(self, store: ChangelogStore, log_store: ChangelogStore, key: str, book: OrderBook) -> None:
         """Replay the log restored for ``key`` onto ``book`` when the book is its generation's base; a stale log (the
@@ -216,7 +219,7 @@ class OrderbookProcessor(MarketProcessor):
         log_store.delete(key)
         book.log_keys = 0
 
-    def process(self, record: MarketRecord, ctx: ProcessorContext) -> None:
+    def process(self, record: MarketRecord | ContextRecord, ctx: ProcessorContext) -> None:
         if not isinstance(record, DepthUpdate | DepthSnapshot | BookTicker):
             if type(record) is ContextRecord:
                 self.remember_context(record, ctx)
@@ -226,26 +229,28 @@ class OrderbookProcessor(MarketProcessor):
         symbol = record.symbol
         key = state_key(record)
         store = ctx.state()
-        book = store.data.get(key)
+        book: OrderBook | None = store.get(key)
         log_store = ctx.state(LOG_STORE)
         if book is not None and not book.logging:  # restored: its log replayed first (done by init if it ran)
             self._adopt(store, log_store, key, book)
-            book = store.data.get(key)
+            book = store.get(key)
+        new = book is None
         if book is None:
             p = self.params
             book = OrderBook(symbol, p.depth_levels, p.max_pending, max_pending_bytes=p.max_pending_bytes,
                              resync=p.resync)
         before = book.last_update_id  # the levels change only with it (or wholesale: book.rewrite_due)
         try:
-            status = book.apply(record)  # type: ignore[union-attr]  # checked before any change
+            status = book.apply(record)  # checked before any change
         except ValueError as exc:
             raise InvalidRecordError(str(exc)) from None
-        store.data[key] = book
+        if new:
+            store.put(key, book)
         if self.delta:
             self._log(store, log_store, key, book, book.last_update_id != before)
         else:
-            store.dirty.add(key)
-            if book.log_epoch is not None or book.log_keys or key in log_store.data:  # left by "delta"
+            store.mark_dirty(key)
+            if book.log_epoch is not None or book.log_keys or key in log_store:  # left by "delta"
                 self._end_log(log_store, key, book)
                 book.log_epoch = None
         lost = _LOST.get(status)
@@ -262,13 +267,13 @@ class OrderbookProcessor(MarketProcessor):
             log.info("order book %s is in sync again (snapshot at update id %s)", key, book.last_update_id)
         if status not in _EMITTING:
             return
-        metrics = self.metrics.compute(book)  # type: ignore[arg-type]
+        metrics = self.metrics.compute(book)
         if metrics is None:
             return
         metrics.update(venue=record.venue, market=record.market, book_status=str(status), source_topic=ctx.topic,
                        source_partition=ctx.partition, source_offset=ctx.offset)
         if self.context_topic is not None:
-            metrics["smc"] = lookup(ctx.state(CONTEXT_STORE).data.get(key), record.event_time_ms, metrics.get("mid"))
+            self.join_context(metrics, ctx, key, record.event_time_ms, metrics.get("mid"))
         ctx.send(self.output_topic, orjson.dumps(metrics), symbol.encode())
 
     def _log(self, store: ChangelogStore, log_store: ChangelogStore, key: str, book: OrderBook,
@@ -285,20 +290,22 @@ class OrderbookProcessor(MarketProcessor):
         ):
             self._end_log(log_store, key, book)
             book.start_log((book.log_epoch or 0) + 1)
-            store.dirty.add(key)
+            store.mark_dirty(key)
             log_store.put(key, _Head(book))
             return
-        head = log_store.data.get(key)
+        head = log_store.get(key)
         if type(head) is not _Head or head.book is not book:
-            log_store.data[key] = _Head(book)
-        log_store.dirty.add(key)
+            log_store.put(key, _Head(book))
+        else:
+            log_store.mark_dirty(key)
         if changed and levels:
             seq = book.open_segment
             name = segment_key(key, seq)
-            segment = log_store.data.get(name)
+            segment = log_store.get(name)
             if type(segment) is not _Segment or segment.book is not book or segment.seq != seq:
-                log_store.data[name] = _Segment(book, seq)
-            log_store.dirty.add(name)
+                log_store.put(name, _Segment(book, seq))
+            else:
+                log_store.mark_dirty(name)
             book.log_keys = max(book.log_keys, seq + 1)
             if levels >= SEGMENT_LEVELS:
                 book.close_segment()

@@ -8,7 +8,7 @@ import orjson
 
 from ...engine.exceptions import InvalidRecordError
 from ...engine.processor import ProcessorContext
-from ..context import CONTEXT_STORE, ContextRecord, lookup
+from ..context import ContextRecord
 from ..dedup import TradeIdWindow
 from ..indicators.ema import EMA
 from ..indicators.momentum import Momentum
@@ -17,6 +17,7 @@ from ..indicators.sma import SMA
 from ..indicators.vwap import VWAP
 from ..models import MarketRecord, Trade
 from ..settings import TradesParams, TradesProcessorSettings
+from ..snapshot import MarketSnapshot
 from .base import MarketProcessor
 
 
@@ -35,8 +36,9 @@ def check_price_band(what: str, price: float, last_price: float | None, max_jump
                                  f"(max_price_jump {max_jump})")
 
 
-class SymbolTrades:
-    """The trades state of one symbol; every update is O(1).
+class SymbolTrades(MarketSnapshot):
+    """The trades state of one symbol; every update is O(1). A store value (see
+    :mod:`stream_processor.market.snapshot`).
 
     Fields of :meth:`update`'s result (prices in quote currency, sizes in base units):
     ``sma``/``ema``: of price over the last ``sma_length``/``ema_length`` trades (match pandas_ta.sma/ema);
@@ -137,19 +139,20 @@ class TradesProcessor(MarketProcessor):
     ``duplicate_trade``).
 
     With ``params.smc_context_topic`` (one of its ``input_topics``, co-partitioned with the trades) each output also
-    carries ``smc``: the SMC context of its symbol per interval, as of the newest kline closed before the trade,
-    measured from the trade's price (see :mod:`stream_processor.market.context`); null until the first context.
+    carries ``smc``: the SMC context of its symbol per interval, the newest stored before the trade's Kafka
+    timestamp whose kline closed before the trade's ``time_ms``, measured from the trade's price (see
+    :mod:`stream_processor.market.context`); null until the first context; and ``smc_stale`` (true when the context
+    input had nothing fetched and its wait ran out; counted as the event ``smc_context_stale``).
     """
+
+    state_type = SymbolTrades
 
     def __init__(self, name: str, settings: TradesProcessorSettings) -> None:
         super().__init__(name, settings)
         self.params: TradesParams = settings.params
         self.output_topic = settings.output_topics[0]
 
-    def state_from(self, state: dict[str, Any]) -> SymbolTrades:
-        return SymbolTrades.from_state(state)
-
-    def process(self, record: MarketRecord, ctx: ProcessorContext) -> None:
+    def process(self, record: MarketRecord | ContextRecord, ctx: ProcessorContext) -> None:
         if type(record) is not Trade:
             if type(record) is ContextRecord:
                 self.remember_context(record, ctx)
@@ -158,20 +161,19 @@ class TradesProcessor(MarketProcessor):
         symbol = record.symbol
         key = f"{record.venue}/{record.market}/{symbol}"  # state_key, inlined on the hot path
         store = ctx.state()
-        data = store.data
-        state = data.get(key)
+        state: SymbolTrades | None = store.get(key)
         if state is None:  # a new state has nothing to refuse a trade for
             state = SymbolTrades(self.params)
             enriched = state.update(record)
-            data[key] = state
+            store.put(key, state)
         else:
-            ids = state.ids  # type: ignore[union-attr]
+            ids = state.ids
             if ids is not None and ids.seen(record.trade_id):
                 self.events["duplicate_trade"] += 1
                 return
-            state.check(record, self.params.max_price_jump)  # type: ignore[union-attr]
-            enriched = state.update(record)  # type: ignore[union-attr]
-        store.dirty.add(key)
+            state.check(record, self.params.max_price_jump)
+            enriched = state.update(record)
+            store.mark_dirty(key)
         enriched.update(
             venue=record.venue,
             market=record.market,
@@ -187,5 +189,5 @@ class TradesProcessor(MarketProcessor):
             source_offset=ctx.offset,
         )
         if self.context_topic is not None:
-            enriched["smc"] = lookup(ctx.state(CONTEXT_STORE).data.get(key), record.time_ms, record.price)
+            self.join_context(enriched, ctx, key, record.time_ms, record.price)
         ctx.send(self.output_topic, orjson.dumps(enriched), symbol.encode())

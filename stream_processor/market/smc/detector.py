@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
 from stream_processor.market.smc.context import smc_context
-from stream_processor.market.smc.events import Candle, Event, Stateful, as_candle
+from stream_processor.market.smc.events import Candle, Event, as_candle
 from stream_processor.market.smc.fvg import FairValueGaps
 from stream_processor.market.smc.liquidity import Liquidity
 from stream_processor.market.smc.order_blocks import OrderBlocks
@@ -22,7 +23,7 @@ DEFAULT_SESSIONS = ("Sydney", "Tokyo", "London", "New York")
 DEFAULT_PREVIOUS = ("1D",)
 
 
-class SmcDetector(Stateful):
+class SmcDetector(Snapshot):
     """Every SMC detector of one candle series (one symbol+interval), fed one closed candle at a time.
 
     ``update(candle)`` takes the next CLOSED candle (a closed ``Kline`` or ``(open, high, low, close, volume,

@@ -8,9 +8,10 @@ arrival order (``index`` in every event is that 0-based count since the start of
 
 Events are plain JSON-safe dicts (see ``make_event``), so they can be written to a topic as they are.
 
-State: each detector keeps its whole state in ``__slots__``; ``Stateful.to_state`` writes a JSON-safe dict
-(floats, ints, str, bools, None, lists, dicts with str keys; a ``deque`` becomes a list, a nested detector its
-own state dict) and ``Stateful.from_state`` rebuilds the object so that it continues with identical events.
+State: each detector is a :class:`~stream_processor.engine.snapshot.Snapshot` keeping its whole state in
+``__slots__``; ``to_state`` writes a JSON-safe dict (floats, ints, str, bools, None, lists, dicts with str keys; a
+``deque`` becomes a list, a nested detector its own state dict) and ``from_state`` rebuilds the object so that it
+continues with identical events.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import struct
 from collections import deque
 from typing import Any, NamedTuple
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.snapshot import Snapshot
 
 Event = dict[str, Any]
 
@@ -115,11 +116,7 @@ def f32(x: float) -> float:
     return _F32.unpack(_F32.pack(x))[0]
 
 
-Stateful = Snapshot
-"""The snapshot base of the SMC detectors (:class:`stream_processor.market.snapshot.Snapshot`)."""
-
-
-class PerCandle(Stateful):
+class PerCandle(Snapshot):
     """Base of the detectors that give values per candle rather than events (previous high/low, sessions): a
     subclass keeps its latest values in the slot ``_values`` and implements ``step(c: Candle) -> dict``."""
 
@@ -139,7 +136,7 @@ class PerCandle(Stateful):
         return self.step(as_candle(candle))  # type: ignore[attr-defined]
 
 
-class CandleWindow(Stateful):
+class CandleWindow(Snapshot):
     """The most recent candles, looked up by index; rows are ``[open, high, low, close, volume, open_time_ms]``.
 
     Until ``bound()`` is called the window keeps every candle (at most ``startup`` of them: older ones are

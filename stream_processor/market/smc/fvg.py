@@ -6,14 +6,15 @@ from bisect import insort
 from collections import deque
 from typing import Any, Self
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import Candle, Event, Stateful, as_candle, make_event
+from stream_processor.market.smc.events import Candle, Event, as_candle, make_event
 
 # Open gap record: [sort key, index, open_time_ms, top, bottom]
 _KEY, _IDX, _TIME, _TOP, _BOT = range(5)
 
 
-class FairValueGaps(Stateful):
+class FairValueGaps(Snapshot):
     """Fair value gaps of ``smartmoneyconcepts.smc.fvg(ohlc, join_consecutive=...)`` (v0.0.27), streamed.
 
     Definition (the reference's): candle ``i`` is a bullish gap when ``high[i-1] < low[i+1]`` and
@@ -67,7 +68,7 @@ class FairValueGaps(Stateful):
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
-        """``Stateful.from_state``; a snapshot taken before ``join_consecutive`` existed restores as not joining."""
+        """``Snapshot.from_state``; a snapshot taken before ``join_consecutive`` existed restores as not joining."""
         return super().from_state({"join_consecutive": False, "_last": None, **state})
 
     @property

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from bisect import insort
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, Stateful, as_candle
+from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, as_candle
 from stream_processor.market.smc.swings import check_swing_length
 
 # Swing / anchor record: [direction, index, level, open_time_ms, range_low, range_high, swept_index,
@@ -13,7 +14,7 @@ from stream_processor.market.smc.swings import check_swing_length
 _DIR, _IDX, _LVL, _TIME, _LOW, _HIGH, _SWEPT, _SWEPT_T, _SUM, _N, _END, _END_T = range(12)
 
 
-class Liquidity(Stateful):
+class Liquidity(Snapshot):
     """Liquidity of ``smartmoneyconcepts.smc.liquidity(ohlc, swings, range_percent)`` (v0.0.27), streamed.
 
     Input: each closed candle with the swing events ``SwingDetector`` emitted for it (``update(candle, swing_events)``).

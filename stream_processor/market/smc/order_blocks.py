@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from bisect import insort
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, Stateful, as_candle, f32
+from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, as_candle, f32
 from stream_processor.market.smc.swings import check_swing_length
 
 # Swing record: [index, level, open_time_ms, crossed, then of the candle with the extreme low (bullish) or high
@@ -19,7 +20,7 @@ _B_IDX, _B_TIME, _B_TOP, _B_BOT, _B_TOP32, _B_BOT32, _B_BREAKER, _B_SWING, _B_FO
 _O, _H, _L, _C, _V, _T = range(6)
 
 
-class OrderBlocks(Stateful):
+class OrderBlocks(Snapshot):
     """Order blocks of ``smartmoneyconcepts.smc.ob(ohlc, swings, close_mitigation)`` (v0.0.27), streamed.
 
     Input: each closed candle with the swing events ``SwingDetector`` emitted for it (``update(candle, swing_events)``).

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import Candle, Event, Stateful, as_candle
+from stream_processor.market.smc.events import Candle, Event, as_candle
 from stream_processor.market.smc.swings import check_swing_length
 
 #: Real (not synthetic) swings the reference leaves out before its values start; see ``Retracements``.
@@ -18,7 +19,7 @@ def _round1(x: float) -> float:
     return round(x * 10.0) / 10.0
 
 
-class Retracements(Stateful):
+class Retracements(Snapshot):
     """``smartmoneyconcepts.smc.retracements(ohlc, swing_highs_lows(ohlc, swing_length))`` (v0.0.27), streamed.
 
     Definition (the reference's): ``top`` / ``bottom`` are the levels of the latest swing high / swing low, and the

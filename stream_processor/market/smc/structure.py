@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, Stateful, as_candle, f32
+from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, CandleWindow, Event, as_candle, f32
 from stream_processor.market.smc.swings import check_swing_length
 
 # Swing record: [direction, index, level, open_time_ms, float32 level, broken_index, broken_time_ms, decided]
@@ -20,7 +21,7 @@ _LAST_KEYS = (
 )  # fmt: skip
 
 
-class BosChoch(Stateful):
+class BosChoch(Snapshot):
     """BOS and CHoCH of ``smartmoneyconcepts.smc.bos_choch(ohlc, swings, close_break)`` (v0.0.27), streamed.
 
     Input: each closed candle with the swing events ``SwingDetector`` emitted for it (``update(candle, swing_events)``).
@@ -82,7 +83,7 @@ class BosChoch(Stateful):
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
-        """``Stateful.from_state``; accepts a snapshot written before ``_last_break`` existed.
+        """``Snapshot.from_state``; accepts a snapshot written before ``_last_break`` existed.
 
         Such a snapshot gets the last structure it still holds in ``_emitted`` (in emission order, not cancelled;
         its confirming candle unknown: None), or None when that list is empty (the trend is then unknown until

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.market.models import Kline
-from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, Event, Stateful, as_candle, make_event
+from stream_processor.market.smc.events import STARTUP_CANDLES, Candle, Event, as_candle, make_event
 
 SWING_HIGH, SWING_LOW = 1, -1
 _NAMES = {SWING_HIGH: "swing_high", SWING_LOW: "swing_low"}
@@ -18,7 +19,7 @@ def check_swing_length(swing_length: int) -> int:
     return swing_length
 
 
-class SwingDetector(Stateful):
+class SwingDetector(Snapshot):
     """Swing highs and lows of ``smartmoneyconcepts.smc.swing_highs_lows(ohlc, swing_length=L)`` (v0.0.27), causally.
 
     Definition (the reference's, L = ``swing_length``): candle ``i`` is a raw swing high when

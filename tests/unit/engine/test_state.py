@@ -1,8 +1,10 @@
-"""ChangelogStore and TaskStores: dirty tracking, JSON changelog records, named and versioned stores, and
-rebuilding stores from a changelog (``restore``, against a fake consumer)."""
+"""ChangelogStore and TaskStores: dirty tracking, JSON changelog records, named stores, layout versions and their
+migration (the snapshot base), records kept as records, the store versioned by timestamp, and rebuilding stores from
+a changelog (``restore``, against a fake consumer)."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,13 +12,19 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from stream_processor.engine import state as state_module
 from stream_processor.engine.exceptions import StateRecordError, StateRestoreError
+from stream_processor.engine.records import Record
+from stream_processor.engine.snapshot import Snapshot
 from stream_processor.engine.state import (
+    META_KEY,
     OFFSET_KEY,
     STORE_PREFIX,
     ChangelogStore,
     StoreSpec,
     TaskStores,
+    VersionedRecord,
+    VersionedStore,
     offset_marker,
     restore,
 )
@@ -498,3 +506,255 @@ async def test_a_superseded_unreadable_snapshot_is_skipped_as_compaction_would_r
     stores = TaskStores([StoreSpec()], on_error="reset")
     await restore(stores, FakeChangelogConsumer([*records, (b"b", b"{")]), CHANGELOG_TP)  # type: ignore[arg-type]
     assert stores[""].data == {"a": 1} and stores.resets == 1  # b's last snapshot is unreadable: b starts empty
+
+
+# ---- one snapshot base, one version in the store's envelope, migration -----------------------------------
+
+
+def _counter_v1() -> type[Snapshot]:
+    class Counter(Snapshot):
+        """The old code: count and total of the values added, layout 1 keeps them as one pair."""
+
+        __slots__ = ("pair",)
+        STATE_VERSION = 1
+
+        def __init__(self) -> None:
+            self.pair = [0, 0.0]
+
+        def add(self, x: float) -> float:
+            self.pair = [self.pair[0] + 1, self.pair[1] + x]
+            return self.pair[1] / self.pair[0]
+
+    return Counter
+
+
+def _counter_v2(migrated: list[tuple[Any, int]]) -> type[Snapshot]:
+    class Counter(Snapshot):
+        """The new code: the same counter, layout 2 keeps count and total apart; migrates layout 1."""
+
+        __slots__ = ("count", "total")
+        STATE_VERSION = 2
+
+        def __init__(self) -> None:
+            self.count, self.total = 0, 0.0
+
+        def add(self, x: float) -> float:
+            self.count += 1
+            self.total += x
+            return self.total / self.count
+
+        @classmethod
+        def migrate(cls, state: Any, version: int) -> Any:
+            migrated.append((state, version))
+            if version != 1:
+                return super().migrate(state, version)
+            count, total = state["pair"]
+            return {"count": count, "total": total}
+
+    return Counter
+
+
+async def test_a_changelog_written_by_v1_code_is_restored_by_v2_code_through_its_migration() -> None:
+    counter_v1 = _counter_v1()
+    v1 = TaskStores([StoreSpec(value_type=counter_v1)])
+    store = v1[""]
+    records: list[tuple[bytes | None, bytes | None]] = []
+    values = [1.5, 2.25, -0.5, 4.0, 3.125, 0.75]
+    for i, x in enumerate(values * 3):
+        key = f"k{i % 4}"
+        counter = store.get(key)
+        if counter is None:
+            counter = counter_v1()
+            store.put(key, counter)
+        counter.add(x)  # type: ignore[attr-defined]
+        store.mark_dirty(key)
+        if i % 5 == 4:
+            records += v1.changelog_records()
+            records.append(offset_marker("raw", i + 1))
+    records += v1.changelog_records()
+    assert {orjson.loads(v)["v"] for k, v in records if k is not None and k[:1] != b"\x00"} == {1}  # type: ignore
+    migrated: list[tuple[Any, int]] = []
+    v2 = TaskStores([StoreSpec(value_type=_counter_v2(migrated))], on_error="fail")
+    await restore(v2, FakeChangelogConsumer(records), CHANGELOG_TP)  # type: ignore[arg-type]
+    assert sorted(v for _, v in migrated) == [1, 1, 1, 1]  # once per key: the last record of each
+    assert [type(obj).STATE_VERSION for obj in v2[""].data.values()] == [2, 2, 2, 2]
+    for key in ("k0", "k1", "k2", "k3"):  # the restored objects continue exactly as the old ones do
+        old, new = store.get(key), v2[""].get(key)
+        assert [old.add(x) for x in values] == [new.add(x) for x in values]  # type: ignore[union-attr]
+        assert new.to_state() == {"count": old.pair[0], "total": old.pair[1]}  # type: ignore[union-attr]
+        v2[""].mark_dirty(key)
+    written = dict(v2.changelog_records())
+    assert orjson.loads(written[b"k0"]) == {"v": 2, "state": v2[""].get("k0").to_state()}  # type: ignore
+
+
+def test_a_layout_newer_than_the_code_or_without_migration_follows_on_error() -> None:
+    migrated: list[tuple[Any, int]] = []
+    counter = _counter_v2(migrated)
+    for value, reason in ((orjson.dumps({"v": 3, "state": {"count": 1, "total": 1.0}}), "newer than this code's 2"),
+                          (orjson.dumps({"count": 1, "total": 1.0}), "no migration from layout version 0")):
+        stores = TaskStores([StoreSpec(value_type=counter)], on_error="reset")
+        stores.load(b"k", value)
+        assert stores[""].get("k") is None and stores.resets == 1
+        failing = TaskStores([StoreSpec(value_type=counter)], on_error="fail")
+        with pytest.raises(StateRestoreError, match=reason):
+            failing.load(b"k", value)
+    assert [v for _, v in migrated] == [0, 0]  # a newer layout never reaches migrate
+
+
+def test_a_spec_takes_version_migration_and_from_state_from_its_value_type() -> None:
+    counter = _counter_v1()
+    spec = StoreSpec(value_type=counter)
+    assert (spec.version, spec.from_state, spec.migrate) == (1, counter.from_state, counter.migrate)
+    explicit = StoreSpec(value_type=counter, version=7, from_state=dict)
+    assert (explicit.version, explicit.from_state) == (7, dict)
+
+
+# ---- a Record in a JSON store stays a Record --------------------------------------------------------------
+
+
+class Visit(Record):
+    page: str
+    n: int = 0
+
+
+class Session(Record):
+    user: str
+    last: Visit | None = None
+    pages: list = dataclasses.field(default_factory=list)
+
+
+def test_a_record_in_a_json_store_comes_back_as_that_record() -> None:
+    store = ChangelogStore(StoreSpec(name="t"))
+    session = Session("ann", Visit("/a", 2), [Visit("/b"), {"plain": 1}])
+    store.put("ann", session)
+    store.put("n", {"count": 3, "visit": Visit("/c", 1)})
+    store.put("plain", [1, "x", {"y": None}])
+    records = store.changelog_records()
+    doc = orjson.loads(dict(records)[STORE_PREFIX + b"t\x00ann"])
+    assert doc["__faust"] == {"ns": f"{__name__}.Session"} and doc["last"]["__faust"] == {"ns": f"{__name__}.Visit"}
+    restored = TaskStores([StoreSpec(name="t")])
+    for key, value in records:
+        restored.load(key, value)
+    back = restored["t"]
+    assert back.get("ann") == session and type(back.get("ann")) is Session
+    assert type(back.get("ann").last) is Visit and back.get("ann").pages == [Visit("/b"), {"plain": 1}]
+    assert back.get("n") == {"count": 3, "visit": Visit("/c", 1)} and back.get("plain") == [1, "x", {"y": None}]
+
+
+def test_a_record_of_a_class_this_program_does_not_have_follows_on_error() -> None:
+    value = orjson.dumps({"page": "/a", "__faust": {"ns": "no_such_module.Visit"}})
+    stores = TaskStores([StoreSpec(name="t")], on_error="reset")
+    stores.load(STORE_PREFIX + b"t\x00k", value)
+    assert stores["t"].get("k") is None and stores.resets == 1
+    not_a_record = orjson.dumps({"__faust": {"ns": "collections.OrderedDict"}})
+    with pytest.raises(StateRestoreError, match="no Record class"):
+        TaskStores([StoreSpec(name="t")], on_error="fail").load(STORE_PREFIX + b"t\x00k", not_a_record)
+
+
+# ---- the store versioned by timestamp ---------------------------------------------------------------------
+
+
+def _versioned(history_ms: int = 1_000, on_error: str = "reset") -> TaskStores:
+    return TaskStores([StoreSpec(name="v", history_ms=history_ms)], on_error)
+
+
+def test_a_versioned_store_answers_as_of_a_timestamp() -> None:
+    store = _versioned()["v"]
+    assert isinstance(store, VersionedStore) and store.get("k", 100) is None
+    for t, value in ((100, "a"), (300, "c"), (200, "b")):  # out of order: the versions are sorted
+        assert store.put("k", value, t)
+    assert store.get("k", 99) is None
+    assert store.get("k", 100) == VersionedRecord("a", 100) and store.get("k", 199) == VersionedRecord("a", 100)
+    assert store.get("k", 250) == VersionedRecord("b", 200) and store.get("k") == VersionedRecord("c", 300)
+    assert store.versions("k") == [VersionedRecord("a", 100), VersionedRecord("b", 200), VersionedRecord("c", 300)]
+    store.put("k", "B", 200)  # the same timestamp: replaced
+    assert store.get("k", 200) == VersionedRecord("B", 200) and len(store.versions("k")) == 3
+    assert store.scan("k") == ["k"] and store.scan("x") == [] and len(store) == 1 and "k" in store
+    store.put("k2", "z", 100)
+    store.put("j", "z", 100)
+    assert store.scan("k") == ["k", "k2"] and store.scan("") == ["j", "k", "k2"]  # a new key: scanned again
+    store.delete("k2")
+    assert store.scan("k") == ["k"] and store.get("k2") is None
+    with pytest.raises(ValueError, match="timestamp"):
+        store.put("k", "d", -1)
+    with pytest.raises(ValueError, match="None"):
+        store.put("k", None, 400)
+    with pytest.raises(TypeError):
+        store.mark_dirty("k")
+
+
+def test_each_put_writes_one_changelog_record_and_expired_versions_are_tombstoned() -> None:
+    stores = _versioned(history_ms=1_000)
+    store = stores["v"]
+    tombstones = []
+    for t in range(0, 1_500, 100):
+        store.put("k", {"t": t}, t)
+        store.put("other", {"t": t}, t)
+        records = stores.changelog_records()
+        puts = [k for k, v in records if k.startswith(STORE_PREFIX) and v is not None]
+        assert sorted(puts) == [STORE_PREFIX + f"v\x00{key}\x00{t}".encode() for key in ("k", "other")]
+        assert (META_KEY + b"v", orjson.dumps({"observed": t})) in records
+        tombstones += [k for k, v in records if v is None]
+    # Newest 1,400: cutoff 400, the version valid then (from 400) and every later one kept; the older ones were
+    # tombstoned as they expired.
+    assert [v.timestamp for v in store.versions("k")] == list(range(400, 1_500, 100))
+    assert sorted(tombstones) == sorted(STORE_PREFIX + f"v\x00{key}\x00{t}".encode() for key in ("k", "other")
+                                        for t in range(0, 400, 100))
+    assert store.get("k", 399) is None and store.get("k", 450) == VersionedRecord({"t": 400}, 400)
+    assert not store.put("k", {"t": 300}, 300)  # older than the version valid at the cutoff: not stored
+    assert stores.changelog_records() == []
+
+
+def test_expiry_follows_the_newest_timestamp_of_the_whole_store_and_lookups_never_see_expired_versions() -> None:
+    stores = _versioned(history_ms=1_000)
+    store = stores["v"]
+    store.put("quiet", "a", 100)
+    store.put("quiet", "b", 200)
+    store.put("busy", "x", 5_000)  # cutoff 4,000: "quiet" keeps only "b" (valid at the cutoff)
+    assert store.get("quiet", 150) is None and store.get("quiet", 4_500) == VersionedRecord("b", 200)
+    assert store.versions("quiet") == [VersionedRecord("b", 200)]
+    records = dict(stores.changelog_records())  # the commit drops it: a tombstone
+    assert records[STORE_PREFIX + b"v\x00quiet\x00100"] is None and store.data["quiet"].times == [200]
+
+
+async def test_a_versioned_store_restores_exactly_from_its_changelog() -> None:
+    stores = _versioned(history_ms=500)
+    store = stores["v"]
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(60):
+        t = 1_000 + 37 * i + (i % 3) * 50  # not in order
+        store.put(f"k{i % 4}", {"i": i}, t)
+        if i % 7 == 6:
+            records += stores.changelog_records()
+            records.append(offset_marker("raw", i + 1))
+        if i == 30:
+            store.delete("k3")
+    records += stores.changelog_records()
+    restored = _versioned(history_ms=500, on_error="fail")
+    await restore(restored, FakeChangelogConsumer(records), CHANGELOG_TP)  # type: ignore[arg-type]
+    again = restored["v"]
+    assert isinstance(again, VersionedStore) and again.observed == store.observed
+    assert again.data == store.data and again.scan("k") == store.scan("k")
+    for key in ("k0", "k1", "k2", "k3"):
+        for t in range(900, 3_500, 13):
+            assert again.get(key, t) == store.get(key, t)
+
+
+def test_a_versioned_lookup_costs_a_binary_search() -> None:
+    store = _versioned(history_ms=10**9)["v"]
+    for t in range(100_000):
+        store.put("k", t, t)
+    calls = 0
+    original = state_module.bisect_right
+
+    def counting(*args: Any, **kwargs: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    state_module.bisect_right = counting  # type: ignore[assignment]
+    try:
+        assert store.get("k", 54_321) == VersionedRecord(54_321, 54_321)
+    finally:
+        state_module.bisect_right = original  # type: ignore[assignment]
+    assert calls <= 2  # the version and the expiry floor: O(log n) each, no scan of the 100,000 versions

@@ -1,5 +1,5 @@
 """Tables and windowed tables through the TestDriver: defaults, tombstones, in-place changes, ownership, windows
-and their expiry, versioned values with migration."""
+and their expiry, records as values, versioned values with migration."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from stream_processor.engine.exceptions import StateRestoreError
+from stream_processor.engine.records import Record
 from stream_processor.engine.topics import changelog_topic
 from tests.unit.engine.support import T0, make_app, reasons
 
@@ -254,6 +255,53 @@ def test_window_parameters_are_checked() -> None:
     assert table.tumbling(10).ranges(12_000) == [10_000]
 
 
+# ---- records as values ---------------------------------------------------------------------------------
+
+
+class PageStats(Record):
+    page: str
+    count: int = 0
+    last: Click | None = None
+
+
+class Click(Record):
+    page: str
+    ms: int
+
+
+def stats_app() -> Any:
+    app = make_app()
+    stats = app.Table("stats", default=dict).hopping(10, 5, expires=10)
+    last = app.Table("last")
+
+    @app.agent("clicks", sink=["out"])
+    async def track(stream):
+        async for click in stream:
+            page = click["page"]
+            current = stats[page].current() or PageStats(page)  # a Record after a restart too
+            stats[page] = PageStats(page, current.count + 1, Click(page, click["ms"]))
+            previous = last.get(page)
+            last[page] = [Click(page, click["ms"]), {"n": current.count}]
+            yield {"count": stats[page].current().count, "last_ms": stats[page].current().last.ms,
+                   "previous_ms": None if previous is None else previous[0].ms}
+
+    return app
+
+
+def test_a_record_kept_in_a_table_is_a_record_after_a_restart(drive) -> None:
+    driver = drive(stats_app())
+    driver.pipe("clicks", {"page": "p", "ms": 5}, key="p", timestamp=T0)
+    driver.restart()
+    driver.pipe("clicks", {"page": "p", "ms": 7}, key="p", timestamp=T0 + 1_000)
+    assert driver.values("out") == [{"count": 1, "last_ms": 5, "previous_ms": None},
+                                    {"count": 2, "last_ms": 7, "previous_ms": 5}]
+    values = list(driver.table("stats").values())
+    assert values and all(type(v) is PageStats and type(v.last) is Click for v in values)
+    assert driver.table("last")["p"] == [Click("p", 7), {"n": 1}]
+    stored = [orjson.loads(r.value) for r in driver.changelog("track") if r.key.startswith(b"\x01stats")]
+    assert stored[-1]["__faust"] == {"ns": f"{__name__}.PageStats"}  # the class is written with the value
+
+
 # ---- versioned values and migration -------------------------------------------------------------------
 
 
@@ -367,7 +415,7 @@ def test_an_unreadable_snapshot_fails_the_restore_with_on_error_fail(drive) -> N
     old.pipe("payments", {"account": "a", "cents": 150})
     new = upgraded(drive, old, BalanceV2, on_error="fail",
                    extra=[(b"\x01balances\x00b", orjson.dumps({"v": 3, "state": {}}))])
-    with pytest.raises(StateRestoreError, match="'balances'.*'b'.*no migration from version 3"):
+    with pytest.raises(StateRestoreError, match="'balances'.*'b'.*version 3, newer than this code's 2"):
         new.pipe("payments", {"account": "a", "cents": 1})
     assert new.values("balances_out") == []
 

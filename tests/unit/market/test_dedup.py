@@ -202,8 +202,6 @@ def test_from_state_refuses_foreign_or_malformed_state() -> None:
         w.add(i)
     state = w.to_state()
     assert state["_runs"] == [[1, 3], [7, 7], [9, 9]]
-    with pytest.raises(ValueError, match="cannot restore"):
-        TradeIdWindow.from_state({**state, "version": 2})
     with pytest.raises(ValueError, match="misses"):
         TradeIdWindow.from_state({k: v for k, v in state.items() if k != "_runs"})
     for runs in (
@@ -249,7 +247,7 @@ def expected_duplicates(ids: list[int], window: int) -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("name", "rows", "total", "within_10k"),
     [
-        ("20180121.BTC_JPY", 143_107, 96, 96),
+        pytest.param("20180121.BTC_JPY", 143_107, 96, 96, marks=pytest.mark.slow),  # 5 s on the 2-core machine
         ("20180125.BTC_JPY", 115_008, 47, 47),
         ("20180128.ETH_BTC", 5_331, 1_269, 695),
     ],

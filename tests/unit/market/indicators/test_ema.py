@@ -39,4 +39,4 @@ def test_ema_state_is_constant_size(trades):
         ema.update(p)
     state = ema.to_state()
     assert not any(isinstance(v, list) for v in state.values())
-    assert set(state) == {"kind", "version", "_value", "length", "_count", "_seed_sum", "_seed_comp"}
+    assert set(state) == {"_value", "length", "_count", "_seed_sum", "_seed_comp"}

@@ -16,12 +16,13 @@ import orjson
 import pytest
 import yaml
 
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.settings import Settings, load_settings
 from stream_processor.engine.testing import TestDriver, TestRecord
 from stream_processor.market.models import MarketRecord
 from stream_processor.market.serde.decode import decode, encode
 from stream_processor.market.serde.feed import iter_feed, stream_kind
 from stream_processor.market.serde.normalized import to_normalized
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

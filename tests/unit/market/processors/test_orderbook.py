@@ -56,6 +56,7 @@ def run(btc: list[Line]) -> Run:
         return Run(outputs, driver.table()[BTC], dict(driver.processors["orderbook"].events))
 
 
+@pytest.mark.slow  # 7 s: the module's whole-feed run on the 2-core machine
 def test_every_applied_diff_emits_metrics_that_agree_with_the_tickers(btc: list[Line], run: Run) -> None:
     outputs, book = run.outputs, run.book
     assert run.events == {}
@@ -98,6 +99,7 @@ def test_a_lost_diff_stops_the_metrics_until_the_next_snapshot(btc: list[Line]) 
     assert not book.in_sync
 
 
+@pytest.mark.slow  # 8 s on the 2-core machine
 def test_under_the_unsynced_policy_a_lost_diff_is_flagged_not_silent(btc: list[Line]) -> None:
     dropped = _dropped(btc)
     with _driver(resync="unsynced") as driver:
@@ -111,6 +113,7 @@ def test_under_the_unsynced_policy_a_lost_diff_is_flagged_not_silent(btc: list[L
     assert len(states) > 5000 and set(states) == {"unsynced"}  # every later change emitted, flagged
 
 
+@pytest.mark.slow  # 5.5 s on the 2-core machine
 def test_the_book_restored_from_its_changelog_continues_identically(btc: list[Line], run: Run) -> None:
     half = len(btc) // 2
     assert half % 997

@@ -1,9 +1,11 @@
-"""Versioned market snapshots (``STATE_VERSION``, ``migrate_state`` in processors/base.py), through the TestDriver.
+"""Versioned market snapshots (``MarketSnapshot.STATE_VERSION`` and ``migrate``, market/snapshot.py), through the
+TestDriver.
 
 Each built-in market processor writes ``{"v": STATE_VERSION, "state": ...}`` to its changelog. A snapshot written
-before versions existed (the bare state: layout version 0) is restored as it is; a snapshot of a version this code
-does not know starts its key from empty state (the event ``state_reset``) instead of failing the processor, unless
-the processor's ``state_errors`` is ``fail``.
+before versions existed (the bare state: layout version 0) or by the code of df71527 (layout 1: ``kind`` and
+``version`` inside every object) is migrated; a snapshot of a version this code does not know starts its key from
+empty state (the event ``state_reset``) instead of failing the processor, unless the processor's ``state_errors``
+is ``fail``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from stream_processor.engine.state import TaskStores
 from stream_processor.engine.testing import TestDriver
 from stream_processor.engine.topics import changelog_topic
 from stream_processor.market.models import DepthSnapshot, DepthUpdate
-from stream_processor.market.processors.base import STATE_VERSION, migrate_state
+from stream_processor.market.snapshot import MarketSnapshot, drop_headers
 
 from . import Line, feed, pipe, shipped, state_bytes
 
 BTC = "binance/spot/BTCUSDT"
+STATE_VERSION = MarketSnapshot.STATE_VERSION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +139,20 @@ def test_the_market_stores_migrate_version_0_and_count_what_they_drop(cases: dic
     assert store.get(BTC).to_state() == ref.snapshot and stores.resets == 0
     stores.load(BTC.encode(), unknown)
     assert store.get(BTC) is None and stores.resets == 1
-    assert migrate_state(ref.snapshot, 0) is ref.snapshot
+    assert MarketSnapshot.migrate(ref.snapshot, 0) == ref.snapshot
     with pytest.raises(ValueError, match="version 7"):
-        migrate_state(ref.snapshot, 7)
+        MarketSnapshot.migrate(ref.snapshot, 7)
+
+
+def test_layout_1_headers_are_checked_and_dropped() -> None:
+    layout_1 = {"kind": "SymbolKlines", "version": 1, "builders": {"1m": {"kind": "KlineBuilder", "version": 2,
+                                                                          "windows": [[1, 2.0]]}},
+                "smc": [{"kind": "SwingDetector", "version": 1, "n": [1]}], "trends": {"1m": 1}}
+    assert drop_headers(layout_1) == {"builders": {"1m": {"windows": [[1, 2.0]]}}, "smc": [{"n": [1]}],
+                                      "trends": {"1m": 1}}
+    # A nested state the code of df71527 refused (a KlineBuilder of its version 1) is refused still.
+    old_builder = {**layout_1, "builders": {"1m": {"kind": "KlineBuilder", "version": 1, "windows": []}}}
+    with pytest.raises(ValueError, match="KlineBuilder"):
+        MarketSnapshot.migrate(old_builder, 1)
+    # A bare "kind" without a "version" (or the reverse) is data, not a header.
+    assert drop_headers({"kind": "x", "n": 1}) == {"kind": "x", "n": 1}

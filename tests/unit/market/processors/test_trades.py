@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from stream_processor.engine.registry import build_processor
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.settings import Settings, load_settings
 from stream_processor.engine.testing import TestDriver, TestRecord
 from stream_processor.market.models import BookTicker, DepthUpdate, Trade
 from stream_processor.market.processors.trades import SymbolTrades, TradesProcessor
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 from . import DAY_MS, SOURCE_FIELDS, Line, by_source, feed, pipe, pipe_all, reason, shipped, state_bytes
 
