@@ -55,7 +55,7 @@ class PartitionGroup:
     the caller's clock (the worker's monotonic clock; the test driver's own).
     """
 
-    __slots__ = ("inputs", "_queues", "_heads", "_priority", "_deadlines", "_lag", "_max_idle_ms", "_single")
+    __slots__ = ("inputs", "_queues", "_heads", "_priority", "_deadlines", "_lag", "_max_idle_ms", "_single", "_time")
 
     def __init__(self, inputs: Sequence[TopicPartition], max_idle_ms: int,
                  lag: Callable[[TopicPartition], int | None]) -> None:
@@ -67,6 +67,7 @@ class PartitionGroup:
         self._lag = lag
         self._max_idle_ms = max_idle_ms
         self._single = len(self.inputs) == 1
+        self._time: dict[TopicPartition, int] = dict.fromkeys(self.inputs, -1)  # largest timestamp taken from each
 
     def add(self, tp: TopicPartition, records: list[Any]) -> None:
         """Buffer fetched ``records`` of ``tp`` (in offset order, after those already buffered)."""
@@ -91,6 +92,7 @@ class PartitionGroup:
         for tp in self.inputs:
             self._queues[tp] = []
             self._heads[tp] = 0
+            self._time[tp] = -1
         self._deadlines.clear()
 
     def buffered(self, tp: TopicPartition) -> int:
@@ -122,15 +124,57 @@ class PartitionGroup:
                 records = queue[head : head + limit]
                 self._heads[tp] = head + limit
             return Run(tp, records, frozenset())
+        first = self._first()
+        if first is None:
+            return None
+        first_key, tp = first
         enforced: list[str] = []
-        if self._max_idle_ms >= 0:
-            for tp in self.inputs:
-                if self._heads[tp] < len(self._queues[tp]):
+        bound: tuple[int, int] | None = None  # the key the records taken must stay below
+        for other in self.inputs:
+            if other is tp:
+                continue
+            if self._heads[other] < len(self._queues[other]):
+                key = (self._queues[other][self._heads[other]].timestamp, self._priority[other])
+            else:
+                # Nothing buffered: its next records come at or after its partition time (the largest timestamp it
+                # has given), so a record before that does not wait for it.
+                key = (self._time[other], self._priority[other])
+                if self._max_idle_ms < 0:
                     continue
-                if not self._idle_past(tp, now_ms, force):
-                    return None
-                enforced.append(tp.topic)
-        return self._take(limit, frozenset(enforced))
+                if first_key >= key:
+                    if not self._idle_past(other, now_ms, force):
+                        return None
+                    enforced.append(other.topic)
+                    continue
+                self._deadlines.pop(other, None)
+            if bound is None or key < bound:
+                bound = key
+        queue, head = self._queues[tp], self._heads[tp]
+        end = len(queue) if limit is None else min(len(queue), head + limit)
+        stop = head + 1
+        priority = first_key[1]
+        while stop < end and (bound is None or (queue[stop].timestamp, priority) < bound):
+            stop += 1
+        records = queue[head:stop]
+        if stop >= len(queue):
+            self._queues[tp], self._heads[tp] = [], 0
+        else:
+            self._heads[tp] = stop
+        if records[-1].timestamp > self._time[tp]:
+            self._time[tp] = records[-1].timestamp
+        return Run(tp, records, frozenset(enforced))
+
+    def _first(self) -> tuple[tuple[int, int], TopicPartition] | None:
+        """The key (timestamp, priority) and partition of the buffered record that comes first, or None."""
+        best: tuple[tuple[int, int], TopicPartition] | None = None
+        for tp in self.inputs:
+            head = self._heads[tp]
+            queue = self._queues[tp]
+            if head < len(queue):
+                key = (queue[head].timestamp, self._priority[tp])
+                if best is None or key < best[0]:
+                    best = (key, tp)
+        return best
 
     def _idle_past(self, tp: TopicPartition, now_ms: float, force: bool) -> bool:
         """Whether the task may go on without empty partition ``tp`` (its idle deadline passed)."""
@@ -140,38 +184,3 @@ class PartitionGroup:
             return False
         deadline = self._deadlines.setdefault(tp, now_ms + self._max_idle_ms)
         return force or now_ms >= deadline
-
-    def _take(self, limit: int | None, enforced: frozenset[str]) -> Run | None:
-        """The run of the partition whose next record comes first: its records up to the next record of another."""
-        first: tuple[int, int, TopicPartition] | None = None
-        bound: tuple[int, int] | None = None  # (timestamp, priority) of the runner-up's next record
-        for tp in self.inputs:
-            head = self._heads[tp]
-            queue = self._queues[tp]
-            if head >= len(queue):
-                continue
-            key = (queue[head].timestamp, self._priority[tp], tp)
-            if first is None or key[:2] < first[:2]:
-                if first is not None and (bound is None or first[:2] < bound):
-                    bound = first[:2]
-                first = key
-            elif bound is None or key[:2] < bound:
-                bound = key[:2]
-        if first is None:
-            return None
-        tp, priority = first[2], first[1]
-        queue, head = self._queues[tp], self._heads[tp]
-        end = len(queue) if limit is None else min(len(queue), head + limit)
-        stop = head + 1
-        if bound is None:
-            stop = end
-        else:
-            bound_ts, bound_priority = bound
-            while stop < end and (queue[stop].timestamp, priority) < (bound_ts, bound_priority):
-                stop += 1
-        records = queue[head:stop]
-        if stop >= len(queue):
-            self._queues[tp], self._heads[tp] = [], 0
-        else:
-            self._heads[tp] = stop
-        return Run(tp, records, enforced)

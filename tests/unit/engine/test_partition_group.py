@@ -87,12 +87,30 @@ def test_a_caught_up_input_is_waited_for_max_task_idle_ms_then_enforced() -> Non
     run = group.next_run(1100.0)
     assert run is not None and run.tp == A and [r.timestamp for r in run.records] == [1, 2]
     assert run.enforced == frozenset({"b"})
-    group.add(B, recs(0))  # data arrives: B's deadline goes; now A has none and gets one
+    group.add(B, recs(5))  # data arrives: B's deadline goes; now A has none (it gave up to 2) and gets one
     assert group.next_deadline() is None
     assert group.next_run(1200.0) is None and group.next_deadline() == 1300.0
-    group.add(A, recs(5, start=2))  # both have records: the order is by timestamp again
+    group.add(A, recs(6, start=2))  # both have records: the order is by timestamp again
     run = group.next_run(1200.0)
     assert run is not None and run.tp == B and run.enforced == frozenset()
+
+
+def test_an_empty_input_does_not_hold_back_records_before_its_partition_time() -> None:
+    # Its next records come at or after the largest timestamp it has given (ties: the first listed goes first), so
+    # a record of another input before that goes at once, without a wait and not enforced.
+    group = PartitionGroup([A, B], max_idle_ms=60_000, lag=lambda tp: 0)
+    group.add(A, recs(10, 20, 30))
+    group.add(B, recs(20))
+    assert drain(group) == [("a", 0, 10), ("a", 1, 20), ("b", 0, 20)]  # then A's 30 waits: B has given 20 only
+    group.add(B, recs(30, start=1))
+    run = group.next_run(0.0)  # A (listed first) before B at equal timestamps
+    assert run is not None and run.tp == A and run.enforced == frozenset()
+    late = PartitionGroup([A, B], max_idle_ms=60_000, lag=lambda tp: 0)
+    late.add(B, recs(25))
+    late.add(A, recs(30))
+    assert drain(late) == [("b", 0, 25)]
+    late.add(B, recs(24, start=1))  # out of order in B (before B's time 25): taken when it comes, A still waits
+    assert drain(late) == [("b", 1, 24)]
 
 
 def test_force_goes_on_without_caught_up_inputs_but_not_lagging_ones() -> None:

@@ -165,7 +165,7 @@ def joining(join: bool = True) -> tuple[TradesProcessor, ProcessorContext]:
 
 
 def outputs(ctx: ProcessorContext) -> list[dict[str, Any]]:
-    out = [orjson.loads(value) for _, _, value, _, _ in ctx.outputs]
+    out = [orjson.loads(value) for _, _, value, *_ in ctx.outputs]
     ctx.outputs.clear()
     return out
 

@@ -64,7 +64,7 @@ class Task:
             self.stores.check_dirty(None)
             self.stores.merge_dirty(before)
         self.open.append((offset, record))
-        out = [value for _, _, value, _, _ in self.ctx.outputs]
+        out = [value for _, _, value, *_ in self.ctx.outputs]
         self.ctx.outputs.clear()
         return out
 

@@ -134,7 +134,7 @@ async def test_a_df71527_changelog_restores_and_continues_as_that_code_did(fixtu
         if klines is not None and kctx is not None:
             kctx.run(klines, "raw_trades", i, timestamp, key, (), raw)
             kctx.punctuate_stream_time()
-            contexts = [(k, v) for t, k, v, _, _ in kctx.outputs if t == CONTEXT]
+            contexts = [(k, v) for t, k, v, *_ in kctx.outputs if t == CONTEXT]
             kctx.outputs.clear()
         if i < case["restore_at"]:
             continue
@@ -143,7 +143,7 @@ async def test_a_df71527_changelog_restores_and_continues_as_that_code_did(fixtu
             ctx.run(proc, topic_, offsets[topic_], timestamp, k, (), v)
             ctx.punctuate_stream_time()
             offsets[topic_] += 1
-        sent.extend([i, t, k.decode(), v.decode()] for t, k, v, _, _ in ctx.outputs)
+        sent.extend([i, t, k.decode(), v.decode()] for t, k, v, *_ in ctx.outputs)
         ctx.outputs.clear()
     expected = case["outputs"]
     assert len(sent) == len(expected) > 0
