@@ -134,7 +134,7 @@ def _decoder(value_type: type | None) -> Callable[[bytes | None, bytes | None, i
     if isinstance(value_type, type) and issubclass(value_type, BaseModel):
         build = value_type.model_validate
     elif hasattr(value_type, "from_data"):
-        build = value_type.from_data  # type: ignore[attr-defined]
+        build = value_type.from_data
     elif dataclasses.is_dataclass(value_type):
         build = lambda doc: value_type(**doc)  # noqa: E731
     else:
@@ -294,7 +294,8 @@ class App:
         def register(fun: Callable[[], Any]) -> Callable[[], Any]:
             def delay() -> float:
                 now = dt.datetime.fromtimestamp(_processor.wall_clock_ms() / 1000, tz)
-                return max(0.0, (croniter(cron_format, now).get_next(dt.datetime) - now).total_seconds())
+                following: dt.datetime = croniter(cron_format, now).get_next(dt.datetime)
+                return max(0.0, (following - now).total_seconds())
 
             self.timers.append((fun.__name__, delay, fun))
             return fun
@@ -380,19 +381,19 @@ class App:
                  if isinstance(s, Topic | Agent)]
         if agent.group_by is None:
             self.types[agent.name] = ProcessorType(
-                agent.name, AgentSettings, lambda name, settings, a=agent: AgentProcessor(a, name, settings),
-                {"input_topics": inputs, "output_topics": sinks}, implicit=True)
+                agent.name, AgentSettings, _agent_factory(agent), {"input_topics": inputs, "output_topics": sinks},
+                implicit=True)
             return
         repartition = agent.repartition_topic
         partitions = max((self.topics[t].partitions or 0) for t in inputs) or None
         self.topic(repartition, partitions=partitions)
         stage1 = f"{agent.name}-repartition"
         self.types[stage1] = ProcessorType(
-            stage1, AgentSettings, lambda name, settings, a=agent: AgentProcessor(a, name, settings, "repartition"),
+            stage1, AgentSettings, _agent_factory(agent, "repartition"),
             {"input_topics": inputs, "output_topics": [repartition]}, implicit=True)
         self.types[agent.name] = ProcessorType(
-            agent.name, AgentSettings, lambda name, settings, a=agent: AgentProcessor(a, name, settings),
-            {"input_topics": [repartition], "output_topics": sinks}, implicit=True)
+            agent.name, AgentSettings, _agent_factory(agent), {"input_topics": [repartition], "output_topics": sinks},
+            implicit=True)
 
     @property
     def settings(self) -> Settings:
@@ -468,3 +469,12 @@ class App:
 
 def _topic_name(topic: Topic | str) -> str:
     return topic if isinstance(topic, str) else topic.name
+
+
+def _agent_factory(agent: Agent, stage: str = "body") -> Callable[[str, Any], AgentProcessor]:
+    """The processor factory of ``agent``'s stage (``"body"`` or ``"repartition"``)."""
+
+    def build(name: str, settings: Any) -> AgentProcessor:
+        return AgentProcessor(agent, name, settings, stage)
+
+    return build

@@ -131,8 +131,8 @@ def resolve_entries(
     """
     out: dict[str, ProcessorSettings] = {}
     todo = dict(entries)
-    for name, type_ in (types or {}).items():
-        if type_.implicit and name not in todo:
+    for name, implicit in (types or {}).items():
+        if implicit.implicit and name not in todo:
             todo[name] = {}
     for name, entry in todo.items():
         if entry is None:
@@ -141,7 +141,7 @@ def resolve_entries(
             raise KeyedError(str(name), "must be a mapping")
         type_name = entry.get("type", name)
         try:
-            type_ = lookup(str(type_name), types) if isinstance(type_name, str) else None
+            type_: ProcessorType | None = lookup(str(type_name), types) if isinstance(type_name, str) else None
             if type_ is None and "type" not in entry:
                 type_ = guess_type(str(name), entry, types)
         except ValueError as exc:  # an entry point that does not load

@@ -182,7 +182,7 @@ class WindowedTable:
 
     def _horizon(self, store: ChangelogStore) -> int:
         """Windows starting at or before this are past ``expires`` (relative to the latest time seen)."""
-        return store.meta.get("latest", -1) - self.size_ms - self.expires_ms
+        return int(store.meta.get("latest", -1)) - self.size_ms - self.expires_ms
 
     def _stale(self, store: ChangelogStore, start: int) -> bool:
         return start <= self._horizon(store)

@@ -57,7 +57,7 @@ async def tail_topic(settings: Settings, topic: str, count: int) -> list[dict[st
         for tp in tps:
             # Transaction markers (one per commit) and aborted records take offsets too: look further back.
             consumer.seek(tp, max(begins[tp], ends[tp] - 2 * count - TAIL_MARGIN))
-        records = []
+        records: list[Any] = []
         remaining = {tp for tp in tps if ends[tp] > begins[tp]}
         while remaining:
             batch = await consumer.getmany(timeout_ms=1000)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from .kafka_internals import AIOKafkaAdminClient, ConfigResource, ConfigResourceType, NewTopic
 from .security import client_options
 from .settings import Settings, TopicSettings
 

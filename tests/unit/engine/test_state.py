@@ -12,7 +12,8 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from stream_processor.engine import state as state_module
+from stream_processor.engine import restore as restore_module
+from stream_processor.engine import versioned as versioned_module
 from stream_processor.engine.exceptions import StateRecordError, StateRestoreError
 from stream_processor.engine.records import Record
 from stream_processor.engine.snapshot import Snapshot
@@ -425,12 +426,11 @@ def _contents(stores: TaskStores) -> list[Any]:
 async def test_restore_leaves_the_stores_as_applying_every_record_would(seed: int, monkeypatch: Any) -> None:
     import random
 
-    import stream_processor.engine.state as state_module
 
     rng = random.Random(seed)
     records = _random_changelog(rng, rng.randrange(1, 300))
     if seed % 4 == 3:  # the undecoded records are applied a few keys at a time
-        monkeypatch.setattr(state_module, "RESTORE_MAX_PENDING", 3)
+        monkeypatch.setattr(restore_module, "RESTORE_MAX_PENDING", 3)
     start = None if seed % 2 else rng.randrange(len(records) + 1)
 
     def prepared() -> TaskStores:  # an incremental restore starts from a store with keys of its own
@@ -745,16 +745,16 @@ def test_a_versioned_lookup_costs_a_binary_search() -> None:
     for t in range(100_000):
         store.put("k", t, t)
     calls = 0
-    original = state_module.bisect_right
+    original = versioned_module.bisect_right
 
     def counting(*args: Any, **kwargs: Any) -> int:
         nonlocal calls
         calls += 1
         return original(*args, **kwargs)
 
-    state_module.bisect_right = counting  # type: ignore[assignment]
+    versioned_module.bisect_right = counting  # type: ignore[assignment]
     try:
         assert store.get("k", 54_321) == VersionedRecord(54_321, 54_321)
     finally:
-        state_module.bisect_right = original  # type: ignore[assignment]
+        versioned_module.bisect_right = original  # type: ignore[assignment]
     assert calls <= 2  # the version and the expiry floor: O(log n) each, no scan of the 100,000 versions
