@@ -154,13 +154,6 @@ class Metrics:
             ["processor", "event"],
             registry=r,
         )
-        self.pattern_events = Counter(
-            "stream_processor_pattern_events",
-            "Pattern events written (SMC: swing_high, bos, choch, fvg, order_block, liquidity_swept, ...), by type "
-            "and interval; counted when their transaction commits.",
-            ["processor", "type", "interval"],
-            registry=r,
-        )
         self.circuit_state = Enum(
             "stream_processor_circuit_state",
             "The worst circuit-breaker state over the processor's partitions.",

@@ -74,12 +74,6 @@ class Punctuator:
 
 _NEVER = 1 << 62
 
-#: Header of an output record that names the pattern it reports (``bos``, ``fvg``, ...), with an ``interval``
-#: header beside it: the runtime counts such records in ``stream_processor_pattern_events_total{type, interval}``
-#: when their transaction commits.
-PATTERN_HEADER = "pattern"
-
-
 def wall_clock_ms() -> int:
     """The engine's wall clock, ms since the epoch (the test driver replaces it with its own)."""
     return int(time.time() * 1000)
@@ -305,6 +299,10 @@ class Processor:
 
     def init(self, context: ProcessorContext) -> None:
         """Called when a task opens, after its stores are restored: schedule punctuation here."""
+
+    def register_metrics(self, registry: Any) -> None:
+        """Called once by the worker with its Prometheus ``CollectorRegistry`` (not by the test driver): a processor
+        may add metrics of its own there, and count what commits with :meth:`ProcessorContext.on_commit`."""
 
     def process(self, record: Any, context: ProcessorContext) -> Any:
         """Handle one decoded record of ``context``'s task: send with ``context.send``, keep state in

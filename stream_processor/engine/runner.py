@@ -79,6 +79,7 @@ class ProcessorRunner:
         self.manager = TaskManager(self.env, self.breaker)
         self.pipeline = CommitPipeline(self.manager, metrics, self.stats)
         self.observer = Observer(self.name, self.manager, metrics, settings)
+        processor.register_metrics(metrics.registry)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: Any = None

@@ -4,7 +4,7 @@ the event-time window of its decoders, and its own top-level section, ``replay``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -239,13 +239,29 @@ class KlinesParams(_Strict):
         return self
 
 
+#: ``max_task_idle_ms`` of a processor joining the SMC context (``params.smc_context_topic``) when its entry does not
+#: set one: how long its records wait for the klines processor to get as far (its context records and the progress
+#: records it writes with them) before they go without it, flagged ``smc_stale``.
+JOIN_IDLE_MS = 5_000
+
+
 class MarketProcessorSettings(ProcessorSettings):
     """A market processor's entry: like any processor's, with at least one output topic and the window its records'
     event times must fall in (``event_time``); a joined SMC context topic (``params.smc_context_topic``) must be one
-    of its ``input_topics``."""
+    of its ``input_topics``, and its ``max_task_idle_ms`` defaults to :data:`JOIN_IDLE_MS`."""
 
     output_topics: list[str] = Field(min_length=1)
     event_time: EventTimeSettings = EventTimeSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _joins_wait(cls, data: Any) -> Any:
+        params = data.get("params") if isinstance(data, dict) else None
+        joins = isinstance(params, dict) and params.get("smc_context_topic") or \
+            getattr(params, "smc_context_topic", None)
+        if joins and "max_task_idle_ms" not in data:
+            data = {**data, "max_task_idle_ms": JOIN_IDLE_MS}
+        return data
 
     @model_validator(mode="after")
     def _context_is_an_input(self) -> MarketProcessorSettings:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry, Counter
 
 from ...engine.exceptions import InvalidRecordError
-from ...engine.processor import PATTERN_HEADER, ProcessorContext, PunctuationType
+from ...engine.processor import ProcessorContext, PunctuationType
 from ..alerts import evaluate, update_trends
 from ..dedup import TradeIdWindow
 from ..klines.builder import KlineBuilder
@@ -21,6 +23,23 @@ from .base import MarketProcessor, state_key
 from .trades import check_price_band
 
 IDLE_CHECK_MS = 1_000
+
+#: Header of an SMC signal naming its pattern (``bos``, ``fvg``, ...), with an ``interval`` header beside it.
+PATTERN_HEADER = "pattern"
+
+_PATTERN_EVENTS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def pattern_events(registry: CollectorRegistry) -> Counter:
+    """``stream_processor_pattern_events_total{processor, type, interval}`` of a worker's registry (made once)."""
+    counter = _PATTERN_EVENTS.get(registry)
+    if counter is None:
+        counter = _PATTERN_EVENTS[registry] = Counter(
+            "stream_processor_pattern_events",
+            "Pattern events written (SMC: swing_high, bos, choch, fvg, order_block, liquidity_swept, ...), by type "
+            "and interval; counted when their transaction commits.",
+            ["processor", "type", "interval"], registry=registry)
+    return counter
 """How often, in stream time, idle symbols' windows are checked for closing."""
 
 
@@ -130,11 +149,16 @@ class KlinesProcessor(MarketProcessor):
         self.profile_params = p.volume_profile if p.volume_profile.enabled else None
         self.profile_interval = p.volume_profile.interval or p.intervals[0]
         self.profile_topic = p.volume_profile.topic if self.profile_params is not None else None
+        self.pattern_events: Counter | None = None  # the worker's, once it registers this processor's metrics
         self.indicator_params = KlineIndicatorParams(
             sma_length=p.sma_length, ema_length=p.ema_length, rsi_length=p.rsi_length, macd_fast=p.macd_fast,
             macd_slow=p.macd_slow, macd_signal=p.macd_signal, atr_length=p.atr_length, bb_length=p.bb_length,
             bb_std=p.bb_std,
         )
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Count the SMC signals written, by pattern and interval, in ``stream_processor_pattern_events_total``."""
+        self.pattern_events = pattern_events(registry)
 
     def event_time(self, record: Any) -> int:  # type: ignore[override]
         """A trade's time (ms): stream time, which closes idle symbols' klines; -1 for anything else."""
@@ -269,10 +293,11 @@ class KlinesProcessor(MarketProcessor):
         ctx.send(self.klines_topic, orjson.dumps(doc), key)
         for event in events:
             signal = {"symbol": kline.symbol, "interval": interval, **event}
-            # The headers name the pattern: consumers filter on them without parsing, and the runtime counts them
-            # in stream_processor_pattern_events_total{type, interval} when the transaction commits.
+            # The headers name the pattern: consumers filter on them without parsing.
             headers = [(PATTERN_HEADER, event["type"].encode()), ("interval", interval.encode())]
             ctx.send(self.signals_topic, orjson.dumps(signal), key, headers)  # type: ignore[arg-type]
+            if self.pattern_events is not None:  # counted once its transaction commits
+                ctx.on_commit(self.pattern_events.labels(self.name, event["type"], interval).inc)
             if self.alerts_topic is not None:
                 for alert in evaluate(self.params.alerts, event, kline.symbol, interval, state.trends):
                     ctx.send(self.alerts_topic, orjson.dumps(alert), key)
