@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
+import tests.eos.eos_check  # noqa: E402,F401 - registers the eos_check processor type
 from stream_processor.engine.processor import ProcessorContext  # noqa: E402
 from stream_processor.engine.registry import lookup  # noqa: E402
 from stream_processor.engine.state import TaskStores  # noqa: E402
@@ -40,6 +41,13 @@ from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SPOT = DATA / "feeds" / "binance-hftbacktest" / "spot"
 EURUSD = DATA / "smc_reference" / "smart-money-concepts" / "EURUSD" / "EURUSD_15M.csv.gz"
+
+
+#: The joins keep every context of the input (contexts are read first, so a shorter history would expire those the
+#: first records need).
+JOIN_HISTORY_MS = 10**9
+#: The Kafka timestamp of the first input record (ms); record i has T0 + i (event times are checked against it).
+T0 = int(time.time() * 1000)
 
 
 def feed(kinds: set[str]) -> list[tuple[bytes, bytes]]:
@@ -74,9 +82,10 @@ def check_records(n: int) -> list[tuple[bytes, bytes]]:
             for i in range(n)]
 
 
-def contexts(trades: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def contexts(trades: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, int]]:
     """The SMC context records the klines processor writes for ``trades`` (1m and 5m), as the trades processor reads
-    them from the context topic."""
+    them from the context topic: key, value and Kafka timestamp (that of the trade that closed the kline, as the
+    runtime stamps it; trade i has timestamp ``T0 + i``)."""
     type_ = lookup("klines")
     assert type_ is not None
     settings = type_.settings(type="klines", consumer_group="bench", input_topics=["in"], output_topics=["k", "s"],
@@ -85,20 +94,21 @@ def contexts(trades: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     ctx = ProcessorContext("klines", 0, TaskStores(proc.stores()))
     ctx.topic, ctx.partition = "in", 0
     proc.init(ctx)
-    now_ms = int(time.time() * 1000)
     out = []
     for offset, (key, value) in enumerate(trades):
-        ctx.run(proc, "in", offset, now_ms, key, (), value)
-        out += [(k, v) for topic, k, v, _, _ in ctx.outputs if topic == "ctx"]
+        ctx.run(proc, "in", offset, T0 + offset, key, (), value)
+        out += [(k, v, ts) for topic, k, v, _, _, ts in ctx.outputs if topic == "ctx"]
         ctx.outputs.clear()
     return out
 
 
 def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], outputs: list[str],
-         context: list[tuple[bytes, bytes]] | None = None) -> tuple[float, int]:
+         context: list[tuple[bytes, bytes, int]] | None = None) -> tuple[float, int]:
     """Seconds per record to decode and process ``records`` with a fresh processor and store, and the records
-    refused (the worker would dead-letter them: the bench says so rather than time refusals). ``context``: SMC
-    context records the processor reads first from topic ``ctx`` (untimed: its join is what is timed)."""
+    refused (the worker would dead-letter them: the bench says so rather than time refusals). Record i has the Kafka
+    timestamp ``T0 + i``. ``context``: SMC context records the processor reads first from topic ``ctx``, at their
+    timestamps (untimed: its join is what is timed; the lookups find, for each record, the context versioned before
+    its timestamp, kept for the whole input by ``smc_context_history_ms``)."""
     type_ = lookup(kind)
     assert type_ is not None
     inputs = ["in", "ctx"] if context is not None else ["in"]
@@ -109,14 +119,13 @@ def cost(kind: str, params: dict[str, Any], records: list[tuple[bytes, bytes]], 
     ctx.topic, ctx.partition = "in", 0
     proc.init(ctx)
     run, outputs_sent = ctx.run, ctx.outputs
-    now_ms = int(time.time() * 1000)  # the Kafka timestamp the worker passes (event times are checked against it)
-    for offset, (key, value) in enumerate(context or ()):
-        run(proc, "ctx", offset, now_ms, key, (), value)
+    for offset, (key, value, ts) in enumerate(context or ()):
+        run(proc, "ctx", offset, ts, key, (), value)
     refused = 0
     started = time.perf_counter()
     for offset, (key, value) in enumerate(records):
         try:
-            run(proc, "in", offset, now_ms, key, (), value)
+            run(proc, "in", offset, T0 + offset, key, (), value)
             ctx.punctuate_stream_time()
         except Exception:  # noqa: BLE001 - counted like the worker: a dead letter, then go on
             refused += 1
@@ -137,6 +146,7 @@ def main(repeat: int) -> None:
     book = feed({"orderbook"})
     candles = eurusd_klines()
     joined = contexts(trades)
+    join = {"smc_context_topic": "ctx", "smc_context_history_ms": JOIN_HISTORY_MS}
     # The market context's additions, one at a time on top of what the klines processor did before them.
     bare = {"volume_profile": {"enabled": False},
             "smc": {"context": False, "previous_high_low": [], "sessions": [], "retracements": False}}
@@ -147,9 +157,9 @@ def main(repeat: int) -> None:
     sweep = {**m15, "alerts": [{"name": "sweep", "event": "liquidity_swept"}]}
     cases = [
         ("trades", "trades", {}, trades, ["enriched_trades"], None),
-        ("trades + SMC context join", "trades", {"smc_context_topic": "ctx"}, trades, ["enriched_trades"], joined),
+        ("trades + SMC context join", "trades", join, trades, ["enriched_trades"], joined),
         ("orderbook", "orderbook", {}, book, ["enriched_orderbook"], None),
-        ("orderbook + SMC context join", "orderbook", {"smc_context_topic": "ctx"}, book, ["enriched_orderbook"],
+        ("orderbook + SMC context join", "orderbook", join, book, ["enriched_orderbook"],
          joined),
         ("klines from trades (1m, 5m, SMC)", "klines", {"intervals": ["1m", "5m"]}, trades, ["k", "s", "a"], None),
         ("  without the additions", "klines", {"intervals": ["1m", "5m"], **bare}, trades, ["k", "s"], None),
