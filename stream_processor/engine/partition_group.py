@@ -52,13 +52,16 @@ class PartitionGroup:
 
     ``lag(tp)``: records of ``tp`` on the broker not fetched yet (last stable offset minus the consumer's position),
     None while unknown. ``max_idle_ms``: the task's ``max_task_idle_ms``. Times given to :meth:`next_run` are ms of
-    the caller's clock (the worker's monotonic clock; the test driver's own).
+    the caller's clock (the worker's monotonic clock). ``until_forced``: an empty partition is waited for until
+    :meth:`next_run` is called with ``force``, whatever ``max_idle_ms`` (the test driver forces once nothing else can
+    happen, so its results do not depend on when its upstream processors commit); -1 still never waits.
     """
 
-    __slots__ = ("inputs", "_queues", "_heads", "_priority", "_deadlines", "_lag", "_max_idle_ms", "_single", "_time")
+    __slots__ = ("inputs", "_queues", "_heads", "_priority", "_deadlines", "_lag", "_max_idle_ms", "_single", "_time",
+                 "_until_forced")
 
     def __init__(self, inputs: Sequence[TopicPartition], max_idle_ms: int,
-                 lag: Callable[[TopicPartition], int | None]) -> None:
+                 lag: Callable[[TopicPartition], int | None], until_forced: bool = False) -> None:
         self.inputs = tuple(inputs)
         self._queues: dict[TopicPartition, list[Any]] = {tp: [] for tp in self.inputs}
         self._heads: dict[TopicPartition, int] = dict.fromkeys(self.inputs, 0)  # index of each queue's next record
@@ -67,6 +70,7 @@ class PartitionGroup:
         self._lag = lag
         self._max_idle_ms = max_idle_ms
         self._single = len(self.inputs) == 1
+        self._until_forced = until_forced
         self._time: dict[TopicPartition, int] = dict.fromkeys(self.inputs, -1)  # largest timestamp taken from each
 
     def add(self, tp: TopicPartition, records: list[Any]) -> None:
@@ -182,5 +186,7 @@ class PartitionGroup:
         if lag is None or lag > 0:  # records on the broker not fetched yet (or not known): wait for the fetch
             self._deadlines.pop(tp, None)
             return False
+        if self._until_forced:
+            return force
         deadline = self._deadlines.setdefault(tp, now_ms + self._max_idle_ms)
         return force or now_ms >= deadline

@@ -68,6 +68,9 @@ class TaskEnv:
     #: False: the tasks run without an event loop (stepped by the test driver); an agent awaiting real I/O raises
     #: AgentAwaitsIO instead.
     allow_io: bool = True
+    #: True: an input with nothing buffered is waited for until the owner forces the task on (the test driver, once
+    #: nothing else can happen), whatever max_task_idle_ms says (see PartitionGroup).
+    idle_until_forced: bool = False
 
     def __post_init__(self) -> None:
         self.psettings: ProcessorSettings = self.processor.settings
@@ -102,7 +105,7 @@ class Task(Processing):
         self.checkpoint: Checkpoint | None = None
         self.context: ProcessorContext | None = None
         self.stores: TaskStores | None = None
-        self.group = PartitionGroup(inputs, env.psettings.max_task_idle_ms, self._lag)
+        self.group = PartitionGroup(inputs, env.psettings.max_task_idle_ms, self._lag, env.idle_until_forced)
         self.health = TaskHealth(last_commit=time.monotonic())
         self.poison: dict[TopicPartition, dict[int, tuple[str, str, bool]]] = {}
         self.check_until: dict[TopicPartition, int] | None = None

@@ -77,10 +77,11 @@ class TaskManager:
             await self.close(self.tasks.pop(q))
         now = time.monotonic()
         self.keep = {q for q, task in self.tasks.items() if task.is_open}
+        order = {topic: i for i, topic in enumerate(inputs)}  # ties between inputs go to the first listed
         for q, tps in by_q.items():
             kept = self.tasks.get(q)
             if kept is None:
-                kept = self.tasks[q] = Task(q, tuple(sorted(tps)), self.env)
+                kept = self.tasks[q] = Task(q, tuple(sorted(tps, key=lambda tp: order[tp.topic])), self.env)
                 kept.health.last_commit = now
             kept.health.retry_at = None
         self.to_open = sorted(by_q)

@@ -91,7 +91,7 @@ class _Processor:
             new_producer=lambda inputs: MemoryProducer(
                 broker, transactional_id(settings.app_id, psettings.consumer_group, inputs)
                 if psettings.processing_mode == "exactly_once" else None),
-            clock_ms=lambda: driver.now_ms, allow_io=False)
+            clock_ms=lambda: driver.now_ms, allow_io=False, idle_until_forced=True)
         self.env.limits.update(dict.fromkeys(self.env.written_topics, DEFAULT_LIMIT))
         cb = settings.circuit_breaker
         breaker = CircuitBreaker(cb.failures, cb.backoff_ms / 1000, cb.max_backoff_ms / 1000)

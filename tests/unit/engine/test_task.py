@@ -308,3 +308,20 @@ async def test_a_progress_record_is_time_passing_not_a_record() -> None:
     await h.commit()
     assert [d["value"] for d in h.out()] == ["a"] and h.records("dead_letter") == []
     assert h.broker.group_offsets[("t-counter", TopicPartition("in", 0))] == 2
+
+
+async def test_records_of_equal_timestamps_go_in_the_order_of_input_topics_not_of_names() -> None:
+    entry = {"input_topics": ["zeta", "alpha"], "output_topics": ["out"], "max_task_idle_ms": 500}
+    h = Harness(entry)
+    await h.open()
+    (task,) = h.manager.tasks.values()
+    assert [tp.topic for tp in task.inputs] == ["zeta", "alpha"]
+    h.produce("alpha", "a1", ts=T0)
+    h.produce("zeta", "z1", ts=T0)
+    h.produce("alpha", "a2", ts=T0 + 1)
+    h.produce("zeta", "z2", ts=T0 + 1)
+    await h.step()
+    h.now[0] += 500
+    await h.step()
+    await h.commit()
+    assert [d["value"] for d in h.out()] == ["z1", "a1", "z2", "a2"]
