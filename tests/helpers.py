@@ -1,17 +1,22 @@
-"""Test helpers: settings for an isolated run on the test broker, and reading whole topics."""
+"""Test helpers: settings for an isolated run on the test broker, reading whole topics, and waiting for a condition
+(:func:`wait_for`; :func:`wait_until_settled` before reading what a worker wrote) instead of sleeping."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
 from stream_processor.engine.testing import TestDriver
-from stream_processor.schemas import topic_schemas, validate, validate_record
+from stream_processor.market.schemas import topic_schemas, validate, validate_record
 
 # Fields that parallel work is adding to these outputs and that their schemas do not document yet: dropped before
 # validation. The integrator adds them to stream_processor/schemas/<name>/v1.json (as optional fields, then
@@ -108,23 +113,103 @@ async def _read_topic(bootstrap: str, topic: str, isolation_level: str) -> list[
 
 
 async def end_offsets(bootstrap: str, topic: str, isolation_level: str = "read_committed") -> int:
-    """Sum of the end offsets of ``topic``'s partitions."""
+    """Sum of the end offsets of ``topic``'s partitions (0 while the broker does not know the topic)."""
+    return sum((await _ends(bootstrap, [topic], isolation_level, missing_ok=True)).values())
+
+
+async def _ends(bootstrap: str, topics: Iterable[str], isolation_level: str,
+                missing_ok: bool = False) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topics``: the last stable offset under ``read_committed``, the high
+    watermark under ``read_uncommitted``. AssertionError for a topic the broker does not know, unless ``missing_ok``
+    (then it has no partitions)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum((await consumer.end_offsets(tps)).values())
+        tps = []
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
+            assert partitions or missing_ok, f"topic {topic} does not exist"
+            partitions = partitions or set()
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        return dict(await consumer.end_offsets(tps)) if tps else {}
     finally:
         await consumer.stop()
 
 
-async def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> None:
-    """Await the async ``predicate()`` until true; raise TimeoutError after ``timeout`` s."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
+async def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """Records of ``topics`` that consumer group ``group`` has not committed, per partition: the high watermark minus
+    the group's committed offset (0 where it has committed none). A worker commits past the transaction markers of a
+    transactional input, so a drained partition's lag is 0."""
+    ends = await _ends(bootstrap, topics, "read_uncommitted")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+    finally:
+        await admin.close()
+    return {tp: end - max(0, committed[tp].offset if tp in committed else 0) for tp, end in ends.items()}
+
+
+async def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of ``topics`` where a transaction is open (neither committed nor aborted yet): their last stable
+    offset is below their high watermark, and what follows it is not readable under read_committed yet."""
+    topics = list(topics)
+    stable = await _ends(bootstrap, topics, "read_committed")
+    written = await _ends(bootstrap, topics, "read_uncommitted")
+    return sorted(tp for tp, end in written.items() if stable[tp] < end)
+
+
+async def wait_until_settled(bootstrap: str, groups: Mapping[str, Iterable[str]], outputs: Iterable[str] = (),
+                             timeout: float = 120, alive: Callable[[], object] | None = None) -> None:
+    """Wait until every consumer group of ``groups`` (group -> its input topics) has committed the end of its inputs
+    and no transaction is open on ``outputs``.
+
+    Then every output of those inputs is committed and readable, and nothing more is written until new input
+    arrives: the positive signal to read outputs by, instead of sleeping long enough for a duplicate to show up.
+    ``alive()`` runs before each poll (say, an assertion that the worker is still running). TimeoutError after
+    ``timeout`` s naming the partitions still behind (with their lag) and those with an open transaction.
+    """
+    outputs = list(outputs)
+    pending: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        if alive is not None:
+            alive()
+        pending.clear()
+        try:
+            pending["uncommitted records"] = {f"{tp.topic}[{tp.partition}]": n for group, topics in groups.items()
+                                              for tp, n in (await group_lag(bootstrap, group, topics)).items() if n}
+            pending["open transactions"] = [f"{tp.topic}[{tp.partition}]"
+                                            for tp in await open_transactions(bootstrap, outputs)]
+        except KafkaError as exc:  # a group coordinator not elected or loading yet: ask again
+            if not exc.retriable:
+                raise
+            pending["broker"] = repr(exc)
+        return not any(pending.values())
+
+    await wait_for(settled, timeout, interval=0.5, message=lambda: f"inputs committed and outputs settled ({pending})")
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25,
+                   message: str | Callable[[], object] = "condition") -> Any:
+    """Call ``predicate()`` (a function, or one returning an awaitable) every ``interval`` s until it gives a true
+    value, and return that value.
+
+    Raises TimeoutError after ``timeout`` s: ``"<message>: not met within <timeout> s"``, where ``message`` names what
+    was awaited, or is called then to describe it (the last state seen: the lag, the last answer, ...).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            what = message() if callable(message) else message
+            raise TimeoutError(f"{what}: not met within {timeout} s")
         await asyncio.sleep(interval)
 
 

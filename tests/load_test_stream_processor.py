@@ -570,7 +570,7 @@ async def drive(target: Target, args: argparse.Namespace) -> int:
 
         async def report() -> None:
             while True:
-                await asyncio.sleep(max(0.0, last[0] + args.report_every - time.monotonic()))
+                await asyncio.sleep(max(0.0, last[0] + args.report_every - time.monotonic()))  # the report's pace
                 await line()
 
         tasks.append(asyncio.create_task(read()))
@@ -591,7 +591,7 @@ async def drive(target: Target, args: argparse.Namespace) -> int:
                 sent += 1
                 if sent % 500 == 0:  # behind the schedule, a burst: let the reader and the reports run between
                     await asyncio.sleep(0)
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(TICK_S)  # the publishing schedule's tick (the rate under test), not a wait
         await kafka.producer.flush()
         published_s = time.monotonic() - started
         healths = [get_health(port) for port in target.health_ports]  # its 60 s window: the run's latencies
@@ -611,9 +611,9 @@ async def drive(target: Target, args: argparse.Namespace) -> int:
                 while time.monotonic() < deadline and not drained:
                     positions = [await kafka.reader.position(tp) for tp in kafka.outputs]
                     drained = all(pos >= ends[tp] for pos, tp in zip(positions, kafka.outputs, strict=True))
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # poll: the reader task reads on meanwhile
             else:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # poll the group's commits
         drain_s = time.monotonic() - started - published_s
         for task in tasks:
             task.cancel()

@@ -63,6 +63,7 @@ def value(result: list[dict[str, Any]]) -> float:
     return float(result[0]["value"][1])
 
 
+@pytest.mark.slow  # ~30 s on the 2-core machine
 async def test_real_prometheus_scrapes_a_worker_processing_real_trades(kafka_bootstrap):
     settings = isolated_settings(kafka_bootstrap, processors=["trades"])
     raw = settings.stream_processors["trades"].input_topics[0]

@@ -36,7 +36,7 @@ def slow_app(bootstrap: str) -> tuple[App, str, str]:
     @app.agent(source, sink=[sink])
     async def slow(stream: Any) -> Any:
         async for value in stream:
-            await asyncio.sleep(value["sleep"])  # an HTTP call, say
+            await asyncio.sleep(value["sleep"])  # the I/O under test (an HTTP call, say), not a wait
             yield {"id": value["id"]}
 
     return app, source, sink
@@ -66,7 +66,7 @@ async def test_many_slow_records_commit_in_time_and_come_out_exactly_once(kafka_
             assert not task.done(), task.exception()
             return runner.stats.messages_processed >= 40
 
-        await wait_for(done, timeout=60)
+        await wait_for(done, timeout=60, message=lambda: f"40 records processed ({runner.stats.messages_processed})")
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, timeout=30)
@@ -90,7 +90,7 @@ async def test_a_record_whose_io_outlasts_its_budget_is_retried_and_shown_on_hea
             assert not task.done(), task.exception()
             return runner.health()["problems"] != []
 
-        await wait_for(circuit_open, timeout=60)
+        await wait_for(circuit_open, timeout=60, message=lambda: f"a problem on /health ({runner.health()})")
         health = runner.health()
         partition = next(iter(health["partitions"].values()))
         assert "AgentTimeoutError" in partition["last_error"]

@@ -4,7 +4,6 @@ given the ones it lacks, its own configs kept."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ from stream_processor.engine.topics import (
     ensure_topics,
     required_topics,
 )
-from tests.helpers import isolated_settings
+from tests.helpers import isolated_settings, wait_for
 
 TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
 
@@ -43,16 +42,19 @@ async def _configs(bootstrap: str, topic: str) -> dict[str, tuple[str, bool]]:
 
 async def _settled(bootstrap: str, topic: str, check: Callable[[dict[str, tuple[str, bool]]], bool]
                    ) -> dict[str, tuple[str, bool]]:
-    """The configs of ``topic`` once ``check`` holds for them (the broker applies a change shortly after it answers)."""
-    for _ in range(100):
+    """The configs of ``topic`` once ``check`` holds for them (the broker applies a change shortly after it answers);
+    TimeoutError with the last configs seen after 10 s."""
+    seen: dict[str, tuple[str, bool]] = {}
+
+    async def settled() -> dict[str, tuple[str, bool]] | None:
         try:
-            configs = await _configs(bootstrap, topic)
+            seen.clear()
+            seen.update(await _configs(bootstrap, topic))
         except AssertionError:  # not known to the broker we asked yet
-            configs = {}
-        if configs and check(configs):
-            return configs
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"configs of {topic}: {configs}")
+            return None
+        return dict(seen) if seen and check(seen) else None
+
+    return await wait_for(settled, timeout=10, interval=0.1, message=lambda: f"configs of {topic} ({seen})")
 
 
 async def _create(bootstrap: str, topic: str, partitions: int, configs: dict[str, str]) -> None:
@@ -62,8 +64,11 @@ async def _create(bootstrap: str, topic: str, partitions: int, configs: dict[str
     try:
         response = await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
         assert [error for _, error, *_ in response.topic_errors] == [0]
-        while topic not in await admin.list_topics():
-            await asyncio.sleep(0.1)
+
+        async def listed() -> bool:
+            return topic in await admin.list_topics()
+
+        await wait_for(listed, timeout=10, interval=0.1, message=f"{topic} in the broker's topic list")
     finally:
         await admin.close()
     await _settled(bootstrap, topic, lambda found: all(found.get(k, (None,))[0] == v for k, v in configs.items()))

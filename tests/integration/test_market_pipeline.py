@@ -11,12 +11,21 @@ import asyncio
 from collections import Counter
 
 import orjson
+import pytest
 
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.worker import Worker
 from stream_processor.market.replay import replay
 from tests.conftest import FEEDS
-from tests.helpers import driver_run, end_offsets, isolated_settings, read_topic, schemas_of, wait_for
+from tests.helpers import (
+    driver_run,
+    end_offsets,
+    isolated_settings,
+    read_topic,
+    schemas_of,
+    wait_for,
+    wait_until_settled,
+)
 
 FILES = [FEEDS / "spot" / f"{sym}_{day}.gz" for sym in ("btcusdt", "ethusdt") for day in ("20240808", "20240809")]
 PROCESSORS = ["orderbook", "klines"]
@@ -33,6 +42,12 @@ async def batch_outputs(bootstrap: str, settings: Settings) -> tuple[Counter[tup
     return expected, books
 
 
+def still_running(task: asyncio.Task[None]) -> None:
+    """AssertionError, with its error, once the worker's task has ended (it runs until stopped)."""
+    assert not task.done(), task.exception()
+
+
+@pytest.mark.slow  # 28-50 s on the 2-core machine
 async def test_real_books_and_klines_through_the_broker_equal_the_batch_run(kafka_bootstrap, shared_data):
     settings = isolated_settings(kafka_bootstrap, processors=PROCESSORS)
     counts = await replay(settings, FILES, kinds={"trades", "orderbook"}, progress=False)
@@ -45,14 +60,17 @@ async def test_real_books_and_klines_through_the_broker_equal_the_batch_run(kafk
     task = asyncio.create_task(worker.run())
     try:
         async def drained() -> bool:
-            assert not task.done(), task.exception()
+            still_running(task)
             for topic, n in per_topic.items():
                 if await end_offsets(kafka_bootstrap, topic) < n:
                     return False
             return True
 
-        await wait_for(drained, timeout=240)
-        await asyncio.sleep(1.0)  # a duplicate would show up now
+        await wait_for(drained, timeout=240, message=lambda: f"every expected output committed ({dict(per_topic)})")
+        # Every input committed and no output transaction open: nothing more comes, a duplicate would be there.
+        procs = [settings.stream_processors[name] for name in PROCESSORS]
+        await wait_until_settled(kafka_bootstrap, {p.consumer_group: p.input_topics for p in procs}, out_topics,
+                                 timeout=60, alive=lambda: still_running(task))
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, timeout=60)

@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -35,8 +36,8 @@ from stream_processor.engine.settings import Settings
 from stream_processor.engine.state import OFFSET_KEY
 from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
 from stream_processor.engine.worker import Worker
-from stream_processor.market.processors.eos_check import CheckRecord, EosCheckProcessor, KeyAggregate
-from tests.helpers import isolated_settings, read_topic, wait_for
+from tests.eos.eos_check import CheckRecord, EosCheckProcessor, KeyAggregate
+from tests.helpers import isolated_settings, read_topic, wait_for, wait_until_settled
 
 FAILURES = {666: "processing_error", 777: "output_too_large", 888: "state_too_large", 999: "state_unserializable",
             555: "uncommittable"}
@@ -73,6 +74,7 @@ def _settings(bootstrap: str) -> Settings:
     return Settings.model_validate(doc)
 
 
+@pytest.mark.slow  # 10-20 s on the 2-core machine
 async def test_a_record_that_breaks_the_processor_is_dead_lettered_and_changes_no_state(kafka_bootstrap: str) -> None:
     settings = _settings(kafka_bootstrap)
     proc = settings.stream_processors["check"]
@@ -98,7 +100,8 @@ async def test_a_record_that_breaks_the_processor_is_dead_lettered_and_changes_n
         # Only the broker knows now: the aggregates topic takes records of 20 KB at most.
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, proc.output_topics[1],
                                                   {"max.message.bytes": "20000"})])
-        await asyncio.sleep(1.0)
+        await wait_for(lambda: _max_message_bytes(admin, proc.output_topics[1]), timeout=30,
+                       message=f"max.message.bytes of {proc.output_topics[1]} applied (20000)")
         for i, key, value in inputs:
             await producer.send(proc.input_topics[0], orjson.dumps({"id": i, "key": key, "value": value}),
                                 key=key.encode())
@@ -110,8 +113,10 @@ async def test_a_record_that_breaks_the_processor_is_dead_lettered_and_changes_n
             dlq = await read_topic(kafka_bootstrap, proc.dead_letter_topic)
             return len(got) >= RECORDS - 15 and len(dlq) >= 15
 
-        await wait_for(drained, timeout=240)
-        await asyncio.sleep(1.0)
+        await wait_for(drained, timeout=240, message="every good record echoed and every failure dead-lettered")
+        await wait_until_settled(kafka_bootstrap, {proc.consumer_group: proc.input_topics},
+                                 [*proc.output_topics, proc.dead_letter_topic], timeout=60,
+                                 alive=lambda: _alive(task))
         health = worker.runners[0].health()
     finally:
         await producer.stop()
@@ -154,6 +159,20 @@ async def test_a_record_that_breaks_the_processor_is_dead_lettered_and_changes_n
     assert final == {k: v.to_state() for k, v in states.items()}
 
 
-async def _ready(worker: Worker, task: asyncio.Task[None]) -> bool:
+def _alive(task: asyncio.Task[None]) -> None:
     assert not task.done(), task.exception()
+
+
+async def _ready(worker: Worker, task: asyncio.Task[None]) -> bool:
+    _alive(task)
     return all(r.ready for r in worker.runners)
+
+
+async def _max_message_bytes(admin: AIOKafkaAdminClient, topic: str) -> bool:
+    """Whether the broker reports ``topic``'s max.message.bytes as 20000 (it applies a change shortly after it
+    answers the alter request)."""
+    for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]):
+        for _, _, _, _, entries in response.resources:
+            if any(entry[0] == "max.message.bytes" and entry[1] == "20000" for entry in entries):
+                return True
+    return False

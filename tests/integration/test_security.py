@@ -201,13 +201,27 @@ async def test_a_wrong_password_makes_health_unhealthy_without_stopping_the_work
             await wait_for(reported, timeout=15)
         except TimeoutError:
             pytest.fail(f"/health did not report the authentication failure within 15 s; it answered: {seen[-3:]}")
-        await asyncio.sleep(1)
+        # Still running, and still trying: the broker probe fails once more (its next round, every 2 s).
+        refusals = len(_refusals(caplog))
+
+        async def tried_again() -> bool:
+            assert not task.done(), task.exception()
+            return len(_refusals(caplog)) > refusals
+
+        await wait_for(tried_again, timeout=15, message="another logged authentication failure of the broker probe")
         assert not task.done()
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, timeout=30)
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert wrong not in logged and secure.password not in logged
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The broker probe's log records of the broker refusing the worker's credentials (one per probe round)."""
+    return [r for r in caplog.records
+            if r.levelno >= logging.ERROR and r.getMessage().startswith("broker ") and "authentication failed" in
+            r.getMessage()]
 
 
 def test_check_config_never_prints_the_password(tmp_path: Path, secure: SecureBroker) -> None:

@@ -56,22 +56,37 @@ def test_a_child_that_exits_is_restarted_and_a_stop_reaches_every_child(monkeypa
                                                                         tmp_path: Path) -> None:
     monkeypatch.setattr(sup, "RESTART_FIRST_S", 0.05)
     marks = tmp_path / "starts"
-    # Each child appends its PROCESSOR_ID; child 1 exits at once the first time, child 0 runs until SIGTERM.
+    # Each child appends its PROCESSOR_ID, once its SIGTERM handler is in place; child 1 exits at once the first
+    # time, child 0 waits for SIGTERM.
     script = (
-        "import os, signal, sys, time\n"
+        "import os, signal, sys\n"
         f"p = {str(marks)!r}\n"
         "me = os.environ['PROCESSOR_ID']\n"
         "first = not os.path.exists(p) or me not in open(p).read()\n"
-        "open(p, 'a').write(me + '\\n')\n"
-        "if me.endswith('-1') and first: sys.exit(3)\n"
+        "if me.endswith('-1') and first: open(p, 'a').write(me + '\\n'); sys.exit(3)\n"
         "signal.signal(signal.SIGTERM, lambda *_: (open(p, 'a').write(me + ' stopped\\n'), sys.exit(0)))\n"
-        "while True: time.sleep(0.05)\n"
+        "open(p, 'a').write(me + '\\n')\n"
+        "while True: signal.pause()\n"
     )
     s = sup.Supervisor(_settings(), [sys.executable, "-c", script], 2, poll_s=0.02)
-    threading.Timer(1.5, s.request_stop).start()
+    seen: list[str] = []
+
+    def stop_once_both_run() -> None:
+        """Stop the supervisor once child 1 has restarted and both children run (10 s at most)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            seen[:] = marks.read_text().splitlines() if marks.exists() else []
+            if seen.count("pod-a-1") == 2 and seen.count("pod-a-0") == 1:
+                break
+            time.sleep(0.02)  # the poll's interval
+        s.request_stop()
+
+    stopper = threading.Thread(target=stop_once_both_run, daemon=True)
     started = time.monotonic()
+    stopper.start()
     assert s.run() == 0
-    assert time.monotonic() - started < 10
+    stopper.join()
+    assert time.monotonic() - started < 10, f"child 1 not restarted with child 0 running within 10 s: {seen}"
     lines = marks.read_text().splitlines()
     assert lines.count("pod-a-1") == 2 and lines.count("pod-a-0") == 1
     assert s.restarts == 1
