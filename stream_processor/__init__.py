@@ -13,14 +13,17 @@ from .engine import (
     ProcessorContext,
     PunctuationType,
     Record,
+    Snapshot,
     StoreSpec,
     Stream,
     Table,
     Topic,
+    VersionedRecord,
+    VersionedStore,
     WindowedTable,
     register_serde,
 )
 from .engine.version import __version__ as __version__
 
-__all__ = ["Agent", "App", "Processor", "ProcessorContext", "PunctuationType", "Record", "Stream", "StoreSpec",
-           "Table", "Topic", "WindowedTable", "register_serde"]
+__all__ = ["Agent", "App", "Processor", "ProcessorContext", "PunctuationType", "Record", "Snapshot", "Stream",
+           "StoreSpec", "Table", "Topic", "VersionedRecord", "VersionedStore", "WindowedTable", "register_serde"]

@@ -33,7 +33,7 @@ MARKERS = {
 }
 # Where a test lives -> its kind (tests/<folder>/...); a test using kafka_bootstrap is also ``broker`` wherever it is,
 # and then not ``unit``.
-FOLDERS = {"unit": "unit", "engine": "unit", "integration": "broker", "eos": "broker", "deployment": "deploy"}
+FOLDERS = {"unit": "unit", "engine": "unit", "integration": "broker", "eos": "unit", "deployment": "deploy"}
 # Tests over ~5 s (2-core machine, `make test`'s --durations: the call, without the session's broker start) in files
 # that were being rewritten when this was measured: marked ``slow`` here, as @pytest.mark.slow does in the other test
 # files. A path selects a file, a node id one test (with its parameters), as in KAFKA39.

@@ -14,9 +14,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.kafka_internals import force_metadata_update
+from stream_processor.engine.partition_group import is_progress
+from stream_processor.engine.settings import Settings, load_settings
 from stream_processor.engine.testing import TestDriver
 from stream_processor.market.schemas import topic_schemas, validate, validate_record
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 # Fields that parallel work is adding to these outputs and that their schemas do not document yet: dropped before
 # validation. The integrator adds them to stream_processor/schemas/<name>/v1.json (as optional fields, then
@@ -77,13 +80,17 @@ def isolated_settings(
 
 
 async def read_topic(bootstrap: str, topic: str, isolation_level: str = "read_committed",
-                     schema: str | None = None) -> list[Any]:
+                     schema: str | None = None, progress: bool = False) -> list[Any]:
     """Every record of ``topic`` up to its current end (the last stable offset under read_committed).
 
     ``schema``: an output schema name (``enriched_trades``, ..., ``dead_letter`` for a dead-letter topic's headers;
     see :func:`schemas_of`): every record must conform to it (:func:`validate_output`), else AssertionError.
+    ``progress``: keep the progress records (engine/partition_group.py, header ``sp-progress``) a task writes to a
+    topic co-partitioned with its input; left out by default, as every consumer of such a topic leaves them out.
     """
     records = await _read_topic(bootstrap, topic, isolation_level)
+    if not progress:
+        records = [r for r in records if not is_progress(r.headers)]
     if schema is not None:
         for rec in records:
             validate_output(schema, rec.value, rec.headers, f"{topic}[{rec.partition}]@{rec.offset}")
@@ -96,7 +103,7 @@ async def _read_topic(bootstrap: str, topic: str, isolation_level: str) -> list[
     )
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await force_metadata_update(consumer)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -125,7 +132,7 @@ async def _ends(bootstrap: str, topics: Iterable[str], isolation_level: str,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await force_metadata_update(consumer)
         tps = []
         for topic in topics:
             partitions = consumer.partitions_for_topic(topic)

@@ -67,11 +67,13 @@ from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 
 from bench.latency import DRAIN_S, WARMUP_S, percentiles, start_worker, wait_ready  # noqa: E402
 from bench.trades_throughput import FILES, aliased, assign_from_start, real_trades, steady_alias  # noqa: E402
+from stream_processor.engine.kafka_internals import force_metadata_update  # noqa: E402
 from stream_processor.engine.security import client_options  # noqa: E402
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings  # noqa: E402
+from stream_processor.engine.settings import Settings, load_settings  # noqa: E402
 from stream_processor.engine.testing import TestDriver  # noqa: E402
 from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
 from stream_processor.market.replay import FeedReader  # noqa: E402
+from stream_processor.market.settings import DEFAULT_CONFIG  # noqa: E402
 from tests.broker import broker, free_port  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
 
@@ -483,7 +485,7 @@ class Broker:
         self.outputs = sorted(self.reader.assignment())
         if not from_start:  # a running worker's topic: only what comes from now on
             await self.reader.seek_to_end(*self.outputs)
-        await self.looker._client.force_metadata_update()  # noqa: SLF001 - a topic this consumer has not seen yet
+        await force_metadata_update(self.looker)
         source = self.target.source
         self.inputs = [TopicPartition(source, p) for p in sorted(self.looker.partitions_for_topic(source) or ())]
         if not self.inputs:

@@ -369,19 +369,3 @@ from .config import ENV_OVERRIDES, SECRET_KEYS, load_settings  # noqa: E402
 
 __all__ = ["ENV_OVERRIDES", "SECRET_KEYS", "KafkaSettings", "KeyedError", "ProcessorSettings", "Settings",
            "TopicSettings", "load_settings"]
-
-
-# Transitional (issue 19): names that moved to the market application, kept importable from here with a
-# DeprecationWarning until the modules still importing them from the engine are updated; then delete this.
-_MOVED = {"DEFAULT_CONFIG": "stream_processor.market.settings", "EventTimeSettings": "stream_processor.market.settings"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-        import warnings
-
-        warnings.warn(f"stream_processor.engine.settings.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

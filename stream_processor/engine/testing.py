@@ -14,9 +14,11 @@ check and isolate modes, commits, restores) and task manager over in-memory clie
 (:mod:`stream_processor.engine.memory`) instead of Kafka's, as TopologyTestDriver runs the real StreamTask over mock
 clients. Each processor is one consumer that owns every partition of its inputs; a task commits every
 ``commit_every`` records, and its outputs are then visible to the processors that read them (a re-keyed agent's
-repartition topic, chained agents), which run next. A piped record is processed to the end of everything it causes.
-A task with several inputs takes them in timestamp order; a task waiting for an input that has no record goes on
-without it once nothing else can happen (as if ``max_task_idle_ms`` ran out: ``ProcessorContext.enforced`` says so).
+repartition topic, chained agents), which run next. A piped record is processed to the end of everything it causes,
+except in a task with several inputs: it takes them in timestamp order, so a record waits while another input has
+nothing to compare it with (another processor's output not committed yet, say) until a later record or a flush
+(reading a topic, a table or the clock) brings it; at a flush, once nothing else can happen, it goes on without
+that input (as if ``max_task_idle_ms`` ran out: ``ProcessorContext.enforced`` says so).
 Partitions are Kafka's (murmur2 of the key); a topic gets the partitions of the settings' ``topics`` section (1 if
 absent) unless ``partitions`` says otherwise. Times are ms since the epoch.
 """
@@ -297,8 +299,10 @@ class TestDriver:
     # ---- processing ------------------------------------------------------------------------------------------------
     async def _drain(self, allow_io: bool = False, commit: bool = False) -> None:
         """Process everything that can be processed: every processor fetches and processes, each task committing
-        every ``commit_every`` records (``commit``: also what is open at the end), until nothing moves; a task
-        waiting for an input with no record then goes on without it."""
+        every ``commit_every`` records, until nothing moves. ``commit`` (a flush): then commit what is open, which
+        may let a task waiting for another processor's output go on, and at last let a task still waiting for an
+        input with no record go on without it. Without ``commit`` such a task keeps its records until a later record
+        or a flush brings what it waits for (as the worker's task waits for its upstream's commits)."""
         for run in self._runs:
             run.env.allow_io = allow_io
         force = False
@@ -309,10 +313,11 @@ class TestDriver:
             if moved:
                 force = False
                 continue
-            blocked = any(len(t.group) for run in self._runs for t in run.manager.tasks.values())
-            if (blocked or commit) and await self._commit_open():
+            if not commit:
+                return
+            if await self._commit_open():
                 continue  # what the open transactions hold becomes visible: a waiting task may go on
-            if force or not blocked:
+            if force or not any(len(t.group) for run in self._runs for t in run.manager.tasks.values()):
                 return
             force = True
 

@@ -41,6 +41,7 @@ import examples.big_trades.app as big_trades_example
 import examples.trade_counts.app as trade_counts_example
 import examples.trades_with_book.app as trades_with_book_example
 from stream_processor.engine.app import App
+from stream_processor.engine.kafka_internals import force_metadata_update
 from stream_processor.engine.settings import ENV_OVERRIDES, ProcessorSettings
 from stream_processor.engine.testing import TestDriver
 from stream_processor.engine.topics import changelog_topic
@@ -120,7 +121,7 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await force_metadata_update(consumer)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         return dict(await consumer.end_offsets(tps))
     finally:

@@ -9,8 +9,9 @@ klines (FTX BTC-PERP 1m, 2,000 of them) feed a second klines processor. Read bac
   on its partition before the one that closed its kline, binned with decimal arithmetic, sizes summed in order;
 - every enriched kline's ``smc`` equals a batch run of the detectors over the enriched klines' candles, and every
   context record equals its kline's;
-- every enriched trade's ``smc`` is, per interval, a context record of a kline closed before the trade, re-measured
-  from the trade's price, and never older than one an earlier trade of the symbol saw;
+- every enriched trade's ``smc`` is, per interval, the newest context record stored strictly before the trade's Kafka
+  timestamp whose kline closed before the trade's time, re-measured from the trade's price, and none is flagged
+  ``smc_stale`` (the trades' task waited for the klines processor, which ran in the same worker);
 - every output record conforms to its topic's JSON Schema.
 """
 
@@ -29,14 +30,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.settings import Settings, load_settings
 from stream_processor.engine.topics import ensure_topics, required_topics
 from stream_processor.engine.worker import Worker
 from stream_processor.market.context import project
-from stream_processor.market.settings import interval_ms
+from stream_processor.market.settings import DEFAULT_CONFIG, interval_ms
 from stream_processor.market.smc.detector import SmcDetector
 from tests.eos.harness import committed_offsets, partition_ends
-from tests.helpers import end_offsets, read_topic, schemas_of, wait_for
+from tests.helpers import end_offsets, read_topic, schemas_of, wait_for, wait_until_settled
 from tests.unit.market.test_volume_profile import _brute_value_area
 
 PARTITIONS = 4
@@ -185,7 +186,13 @@ async def test_volume_profiles_and_smc_context_equal_their_batch_recomputation(k
                     and await end_offsets(kafka_bootstrap, procs["venue"].output_topics[0]) >= KLINES)
 
         await wait_for(drained, timeout=180)
-        await asyncio.sleep(1.0)
+
+        def alive() -> None:
+            assert not task.done(), task.exception()
+
+        groups = {p.consumer_group: p.input_topics for p in procs.values()}
+        outputs = sorted({t for p in procs.values() for t in p.sends_to()})
+        await wait_until_settled(kafka_bootstrap, groups, outputs, timeout=120, alive=alive)
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, timeout=60)
@@ -237,17 +244,22 @@ async def test_volume_profiles_and_smc_context_equal_their_batch_recomputation(k
         assert rec["context"] == own[(rec["interval"], rec["close_time_ms"])]
     assert {r.partition for r in read[ctx_topic]} <= {r.partition for r in raw}
 
-    # The join: each trade's context is a kline closed before it, re-measured from its price, never going back.
-    by_close = {(r["interval"], r["close_time_ms"]): r["context"] for r in contexts}
-    latest: dict[str, int] = {}
+    # The join: each trade's context, per interval, is the newest context record stored strictly before the trade's
+    # Kafka timestamp whose kline closed before the trade's time, re-measured from its price; nothing waited out.
+    versions: dict[tuple[str, str], list[tuple[int, int, Any]]] = defaultdict(list)
+    for r in read[ctx_topic]:
+        doc = orjson.loads(r.value)
+        versions[(doc["symbol"], doc["interval"])].append((r.timestamp, doc["close_time_ms"], doc["context"]))
     joined = 0
     for rec in read[procs["trades"].output_topics[0]]:
         doc = orjson.loads(rec.value)
-        for interval, value in (doc["smc"] or {}).items():
-            as_of = value["as_of_ms"]
-            assert as_of < doc["time_ms"]
-            assert value == project(by_close[(interval, as_of)], doc["price"])
-            assert as_of >= latest.get(interval, -1)
-            latest[interval] = as_of
-            joined += 1
+        expected = {}
+        for (symbol, interval), kept in versions.items():
+            valid = [v for v in kept if symbol == doc["symbol"] and v[0] < rec.timestamp and v[1] < doc["time_ms"]]
+            if valid:
+                # The newest: by timestamp, then by kline (one trade can close two klines of an interval).
+                expected[interval] = project(max(valid, key=lambda v: (v[0], v[1]))[2], doc["price"])
+        assert doc["smc"] == (expected or None), (rec.partition, rec.offset)
+        assert doc["smc_stale"] is False
+        joined += len(expected)
     assert joined > len(trades) - half  # the second half carries both intervals' context

@@ -30,10 +30,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError
 
+from stream_processor.engine.kafka_internals import force_metadata_update
 from stream_processor.engine.security import auth_failure, client_options, diagnose
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.settings import Settings, load_settings
 from stream_processor.engine.worker import Worker
 from stream_processor.market.replay import replay
+from stream_processor.market.settings import DEFAULT_CONFIG
 from tests.broker import SecureBroker, secure_broker
 from tests.conftest import FEEDS
 from tests.helpers import isolated_settings, read_topic, wait_for
@@ -89,7 +91,7 @@ async def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - the topic's partitions, unsubscribed
+        await force_metadata_update(consumer)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = await consumer.end_offsets(tps)
         committed = {tp: await consumer.committed(tp) for tp, end in ends.items() if end}

@@ -17,10 +17,11 @@ from click.testing import CliRunner
 
 import stream_processor.cli as cli
 from stream_processor.engine.app import App
-from stream_processor.engine.runner import dead_letter_headers
-from stream_processor.engine.settings import DEFAULT_CONFIG, TopicSettings
+from stream_processor.engine.collector import dead_letter_headers
+from stream_processor.engine.settings import TopicSettings
 from stream_processor.engine.tail import TopicNotFoundError, tail_topic
 from stream_processor.engine.topics import ensure_topics
+from stream_processor.market.settings import DEFAULT_CONFIG
 from tests.helpers import isolated_settings
 
 

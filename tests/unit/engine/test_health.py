@@ -18,9 +18,10 @@ from stream_processor.engine.health import HEALTHY_STATES, health_app, health_do
 from stream_processor.engine.metrics import Metrics
 from stream_processor.engine.registry import build_processor
 from stream_processor.engine.runner import THROUGHPUT_WINDOW_S, ProcessorRunner, RunnerStats
-from stream_processor.engine.settings import DEFAULT_CONFIG, Settings, load_settings
+from stream_processor.engine.settings import Settings, load_settings
 from stream_processor.engine.task import Task
 from stream_processor.engine.worker import BrokerProbe
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 METRIC_KEYS = {"messages_processed", "messages_failed", "processing_latency_ms", "processing_latency_p99_ms",
                "throughput_per_second"}

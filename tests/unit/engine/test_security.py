@@ -15,7 +15,8 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
 from stream_processor.engine.exceptions import ConfigError
 from stream_processor.engine.security import auth_failure, client_options
-from stream_processor.engine.settings import DEFAULT_CONFIG, KafkaSettings, load_settings
+from stream_processor.engine.settings import KafkaSettings, load_settings
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 PASSWORD = "pa55-w0rd"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from stream_processor.engine import supervisor as sup
-from stream_processor.engine.settings import DEFAULT_CONFIG, load_settings
+from stream_processor.engine.settings import load_settings
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 
 def _settings(**kafka: object) -> object:

@@ -9,9 +9,10 @@ from pathlib import Path
 import orjson
 
 from stream_processor.engine.logs import JsonFormatter
-from stream_processor.engine.settings import DEFAULT_CONFIG, load_settings
+from stream_processor.engine.settings import load_settings
 from stream_processor.engine.version import __version__
 from stream_processor.engine.worker import Worker
+from stream_processor.market.settings import DEFAULT_CONFIG
 
 
 def test_the_summary_names_version_brokers_and_processors_but_no_password(tmp_path: Path) -> None:
