@@ -23,9 +23,9 @@ FEEDS = SHARED_DATA / "feeds" / "binance-hftbacktest"
 
 # The markers, given by pytest_collection_modifyitems; `make check` runs `-m unit`, `make test` everything.
 MARKERS = {
-    "unit": "no broker, no network, no server processes: tests/unit/** and tests/engine/** unless they use the "
-            "broker (`make check` runs these, in parallel)",
-    "broker": "needs a real Kafka broker: tests/integration/**, tests/eos/** and any test using kafka_bootstrap",
+    "unit": "no broker, no network, no server processes: tests/unit/**, tests/engine/** and tests/eos/** unless "
+            "they use the broker (`make check` runs these, in parallel)",
+    "broker": "needs a real Kafka broker: tests/integration/** and any test using kafka_bootstrap (the chaos harness)",
     "slow": "over about 5 s on the 2-core CI machine (measured: @pytest.mark.slow, tests/conftest.py's SLOW)",
     "deploy": "the deployment checks (tests/deployment/**: manifests, promtool, a real Prometheus, ...)",
     "kafka39": "also run against Kafka 3.9.2 by `make test` (KAFKA_VERSION=3.9.2 pytest -m kafka39; the subset is "
