@@ -1,6 +1,7 @@
 """End-to-end latency of the trades processor at a steady input rate, as a user sees it.
 
-Usage: ``python bench/latency.py [--rate 5000] [--seconds 60] [--mode exactly_once]``.
+Usage: ``python bench/latency.py [--rate 5000] [--seconds 60] [--mode exactly_once] [--klines | --join
+[--idle-ms 5000]]``.
 
 Starts a throwaway real broker (or uses ``TEST_KAFKA_BOOTSTRAP``), then the worker as its own process
 (``python -m stream_processor worker``, the trades processor only, on a config file written for the run), waits
@@ -11,15 +12,30 @@ ticks. A read_committed consumer in this process (``fetch_max_wait_ms`` 5, so it
 latency is the time this process saw it minus the input record's CreateTime (the producer's timestamp, returned
 with the send's metadata): both clocks are this machine's.
 
+``--join``: the same worker also runs the klines processor (the shipped config's: 1m and 5m klines, indicators, SMC,
+its context topic ``smc_context``) and the trades processor joins that context (``smc_context`` among its inputs,
+``params.smc_context_topic``; see :mod:`stream_processor.market.context`), waiting up to ``--idle-ms``
+(``max_task_idle_ms``, default 5000, the joining processor's default; -1: never wait) for the klines processor to
+get as far as each trade: a trade is processed once the klines task of its partition has committed a context or
+progress record at or past the trade's Kafka timestamp, so its latency adds the klines processor's own (processing
+and a commit interval) to the trades processor's. ``--klines`` runs the klines processor beside it without the join:
+the same work in the worker, no wait. The latency is still the enriched trades'; with ``--join`` the run also
+prints how many carried ``smc`` and how many were flagged ``smc_stale``, and splits each trade's latency in two: until
+the klines processor had committed past it (the first record of its partition of the context topic, context or
+progress, stamped at or after the trade's timestamp, as this process's read_committed consumer saw it), and from then
+until the enriched trade was visible.
+
 ``--worker-repo PATH`` runs the worker from another checkout (a worktree of an earlier commit: a baseline on the
 same broker and input). Prints p50, p90, p99, p99.9 and max for the first 10 s of input and for the rest, the
-number matched and any input never seen (after a 60 s drain), and the worker's own throughput.
+number matched and any input never seen (after a 60 s drain), and the CPU time the worker used meanwhile (from
+``/proc``: the share of a core its processing took).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -29,6 +45,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +54,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
-from bench.trades_throughput import aliased, assign_from_start, partition_alias, real_trades  # noqa: E402
+from bench.trades_throughput import aliased, partition_alias, real_trades  # noqa: E402
+from stream_processor.engine.kafka_internals import force_metadata_update  # noqa: E402
+from stream_processor.engine.settings import Settings  # noqa: E402
 from stream_processor.engine.topics import ensure_topics, required_topics  # noqa: E402
+from stream_processor.market.settings import JOIN_IDLE_MS  # noqa: E402
 from tests.broker import broker, free_port  # noqa: E402
 from tests.helpers import isolated_settings  # noqa: E402
 
@@ -68,6 +88,16 @@ def start_worker(settings_doc: dict, folder: Path, name: str = "worker",
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=env["PYTHONPATH"])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, s) process ``pid`` has used so far, from ``/proc`` (None where there is none)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_ready(port: int, worker: subprocess.Popen, timeout: float = 120.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -81,8 +111,26 @@ def wait_ready(port: int, worker: subprocess.Popen, timeout: float = 120.0) -> f
     raise TimeoutError(f"/ready not 200 within {timeout:.0f} s")
 
 
-async def measure(bootstrap: str, rate: int, seconds: float, mode: str, worker_repo: Path | None = None) -> None:
-    settings = isolated_settings(bootstrap, mode, processors=["trades"])
+def bench_settings(bootstrap: str, mode: str, klines: bool = False, join: bool = False,
+                   idle_ms: int = JOIN_IDLE_MS) -> Settings:
+    """The shipped config made unique on ``bootstrap``: the trades processor; with ``klines`` or ``join`` the klines
+    processor too; with ``join`` the trades processor joins its SMC context topic, waiting ``idle_ms``
+    (``max_task_idle_ms``) for it."""
+    settings = isolated_settings(bootstrap, mode, processors=["trades", "klines"] if klines or join else ["trades"])
+    if not join:
+        return settings
+    doc = settings.model_dump(mode="json")
+    context = doc["stream_processors"]["klines"]["params"]["smc"]["context_topic"]
+    trades = doc["stream_processors"]["trades"]
+    trades["input_topics"] = [*trades["input_topics"], context]
+    trades["params"]["smc_context_topic"] = context
+    trades["max_task_idle_ms"] = idle_ms
+    return Settings.model_validate(doc)
+
+
+async def measure(bootstrap: str, rate: int, seconds: float, mode: str, worker_repo: Path | None = None,
+                  klines: bool = False, join: bool = False, idle_ms: int = JOIN_IDLE_MS) -> None:
+    settings = bench_settings(bootstrap, mode, klines, join, idle_ms)
     proc = settings.stream_processors["trades"]
     source, sink = proc.input_topics[0], proc.output_topics[0]
     await ensure_topics(settings, required_topics(settings))
@@ -103,9 +151,17 @@ async def measure(bootstrap: str, rate: int, seconds: float, mode: str, worker_r
         worker = start_worker(doc, Path(folder), env=env)
         try:
             ready_s = wait_ready(health_port, worker)
+            what = (f"joining the klines processor's SMC context, max_task_idle_ms {idle_ms}" if join
+                    else "beside the klines processor, no join" if klines else "the trades processor alone")
             print(f"worker ready after {ready_s:.1f} s; publishing {rate} trades/s for {seconds:.0f} s "
-                  f"({mode}, {settings.kafka.commit_interval_ms} ms commits)")
-            created, seen = await run_load(bootstrap, source, sink, rate, seconds)
+                  f"({mode}, {settings.kafka.commit_interval_ms} ms commits; {what})")
+            cpu_before, started = cpu_seconds(worker.pid), time.monotonic()
+            context = getattr(settings.stream_processors["trades"].params, "smc_context_topic", None)
+            created, seen, joined, cleared = await run_load(bootstrap, source, sink, rate, seconds, context)
+            cpu_after, elapsed = cpu_seconds(worker.pid), time.monotonic() - started
+            if cpu_before is not None and cpu_after is not None:
+                print(f"worker CPU: {cpu_after - cpu_before:.1f} s in {elapsed:.1f} s "
+                      f"({(cpu_after - cpu_before) / elapsed:.0%} of a core)")
         finally:
             worker.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -125,12 +181,33 @@ async def measure(bootstrap: str, rate: int, seconds: float, mode: str, worker_r
     print(f"after that:   {percentiles(np.asarray(steady))}")
     print(f"all:          {percentiles(np.asarray(warm + steady))}")
     print(f"matched {len(seen)} of {len(created)} inputs; never seen: {missing}")
+    if join:
+        print(f"join: {joined['smc']} outputs carried smc, {joined['stale']} were flagged smc_stale")
+        waits, rest = [], []
+        for (q, offset), create_ms in created.items():
+            at = cleared_at(cleared.get(q, []), create_ms)
+            if at is not None and (q, offset) in seen:
+                waits.append(at - create_ms)
+                rest.append(seen[(q, offset)] - at)
+        print(f"  until the klines processor had committed past the trade (its partition's first context or progress "
+              f"record at or after the trade's timestamp visible here): {percentiles(np.asarray(waits))}")
+        print(f"  from then until the enriched trade was visible: {percentiles(np.asarray(rest))}")
 
 
-async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: float
-                   ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], float]]:
-    """Publish at ``rate`` while reading ``sink``; returns {(partition, offset): CreateTime ms} of the inputs
-    and {(partition, offset): visible ms} of the outputs seen."""
+def cleared_at(progress: list[tuple[float, int]], timestamp: int) -> float | None:
+    """The first time (ms) in ``progress`` (a partition's ``(visible ms, largest timestamp so far)``, in reading
+    order) at which the largest timestamp had reached ``timestamp``; None if it never did."""
+    i = bisect.bisect_left([ts for _, ts in progress], timestamp)
+    return progress[i][0] if i < len(progress) else None
+
+
+async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: float, context: str | None = None
+                   ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], float], Counter[str],
+                              dict[int, list[tuple[float, int]]]]:
+    """Publish at ``rate`` while reading ``sink`` (and ``context``, the joined context topic, if given); returns
+    {(partition, offset): CreateTime ms} of the inputs, {(partition, offset): visible ms} of the outputs seen, how
+    many outputs carried ``smc`` (not null) and ``smc_stale`` true, and per context partition the times (ms) its
+    largest record timestamp grew, as ``(visible ms, timestamp)`` (context and progress records alike)."""
     trades = real_trades()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, enable_idempotence=True,
                                 max_batch_size=512 * 1024)
@@ -140,9 +217,15 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
     await reader.start()
     created: dict[tuple[int, int], int] = {}
     seen: dict[tuple[int, int], float] = {}
+    joined: Counter[str] = Counter()
+    cleared: dict[int, list[tuple[float, int]]] = defaultdict(list)
     total = int(rate * seconds)
     try:
-        await assign_from_start(reader, sink)
+        await force_metadata_update(reader)  # topics this consumer has not seen yet
+        tps = [TopicPartition(topic, p) for topic in (sink, context) if topic is not None
+               for p in sorted(reader.partitions_for_topic(topic) or ())]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
 
         async def read() -> None:
             deadline = None
@@ -151,8 +234,15 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
                 now_ms = time.time() * 1000
                 for records in batches.values():
                     for r in records:
+                        if r.topic == context:
+                            marks = cleared[r.partition]
+                            if not marks or r.timestamp > marks[-1][1]:
+                                marks.append((now_ms, r.timestamp))
+                            continue
                         v = orjson.loads(r.value)
                         seen[(v["source_partition"], v["source_offset"])] = now_ms
+                        joined["smc"] += v.get("smc") is not None
+                        joined["stale"] += v.get("smc_stale") is True
                 if len(created) == total and deadline is None:
                     deadline = time.monotonic() + DRAIN_S
                 if deadline is not None and time.monotonic() > deadline:
@@ -184,7 +274,7 @@ async def run_load(bootstrap: str, source: str, sink: str, rate: int, seconds: f
     finally:
         await reader.stop()
         await producer.stop()
-    return created, seen
+    return created, seen, joined, cleared
 
 
 def main() -> None:
@@ -194,10 +284,19 @@ def main() -> None:
     parser.add_argument("--mode", choices=["exactly_once", "at_least_once"], default="exactly_once")
     parser.add_argument("--worker-repo", type=Path, default=None,
                         help="run the worker from this checkout (e.g. a worktree of an earlier commit, for a baseline)")
+    extra = parser.add_mutually_exclusive_group()
+    extra.add_argument("--join", action="store_true",
+                       help="run the klines processor too and join its SMC context into the enriched trades")
+    extra.add_argument("--klines", action="store_true", help="run the klines processor too, without the join")
+    parser.add_argument("--idle-ms", type=int, default=JOIN_IDLE_MS,
+                        help="with --join: max_task_idle_ms of the trades processor (-1: never wait)")
     args = parser.parse_args()
+    if args.idle_ms < -1:
+        parser.error("--idle-ms must be -1 or more")
     logging.basicConfig(level=logging.WARNING)
     with broker() as bootstrap:
-        asyncio.run(measure(bootstrap, args.rate, args.seconds, args.mode, args.worker_repo))
+        asyncio.run(measure(bootstrap, args.rate, args.seconds, args.mode, args.worker_repo, args.klines, args.join,
+                            args.idle_ms))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ One :func:`run_chaos` call, on a real broker:
 
 1. creates the topics: the check inputs (two co-partitioned topics of 8 partitions, one task per partition
    number) with their echo and aggregates outputs (5 partitions each) and the user agent's sink (5 partitions),
-   and the real-trades input (8 partitions) with its enriched output (5 partitions);
+   and the real-trades input (8 partitions) with its enriched output (5 partitions) and the klines processor's SMC
+   context topic (8 partitions, co-partitioned with the trades);
 2. starts ``plan.workers`` worker processes (``python -m stream_processor -A tests.eos.check_app:app worker``)
-   in one group per processor, running the ``eos_check`` topology, the real trades processor, the klines
-   processor (10 s and 1 m klines built from the same trades, their indicators, SMC signals and alerts), and a
+   in one group per processor, running the ``eos_check`` topology, the real trades processor joining the SMC
+   context (:mod:`stream_processor.market.context`), the klines processor (10 s and 1 m klines built from the same
+   trades, their indicators, SMC signals, alerts and context records), and a
    user agent with a Table and a tumbling windowed table (:mod:`tests.eos.check_app`, on the first check input);
 3. produces the input at ``plan.rate`` records/s: ``plan.records`` check records with unique ids over
    ``plan.keys`` keys, random integer values and an event time ``ts`` (10 ms per id, up to 5 s late), each sent
@@ -16,9 +18,16 @@ One :func:`run_chaos` call, on a real broker:
    aliases (``BTCUSDT.0`` ... ``ETHUSDT.7``, each alias a time-ordered slice of its symbol's tape);
 4. meanwhile ``kill -9`` a random worker ``plan.kills`` times, SIGTERM one ``plan.graceful_stops`` times
    and restart the broker ``plan.broker_restarts`` times, at random moments of the production window,
-   starting a replacement worker each time;
-5. waits until every group's committed offsets reach the input end offsets, stops every worker gracefully,
-   and verifies (:func:`verify`): no open transaction on any output or changelog partition (the
+   starting a replacement worker each time; and loads the CPU for ``plan.load_share`` of that window with
+   ``plan.load`` busy-loop processes (not niced: they take the cores from the workers and the broker as much as any
+   process does);
+5. waits until every group's committed offsets reach the input end offsets and stops every worker gracefully
+   (each worker's count of trades joined after the context's wait ran out, the processor event
+   ``smc_context_stale``, is read from its ``/metrics`` just before it is killed or stopped);
+6. under ``exactly_once`` (``plan.quiet_run``), runs the SMC context join again, quietly (no kills, no load,
+   ``plan.quiet_workers`` workers of the market app): the klines and trades processors in new consumer groups, with
+   their own context and output topics, over the same raw trades topic, already complete (:func:`run_quiet`);
+7. verifies (:func:`verify`): no open transaction on any output or changelog partition (the
    read_committed end equals the read_uncommitted end), committed offsets equal to the input end offsets,
    every input id exactly once in every output, every enriched trade equal to its recomputation from the input,
    record by record and in input order per key, and every running aggregate the next link of its key's chain
@@ -27,15 +36,21 @@ One :func:`run_chaos` call, on a real broker:
    outputs (klines, SMC signals, alerts) must equal, byte for byte and one for one, a rerun of the processor
    over the input (:func:`verify_by_replay`); the agent's sink must hold every id of its input once, each record
    equal to a recomputation (without the engine) of its key's count and sum and its window's count in input order
-   (:func:`verify_agent`), and its changelog, folded, the final tables (:func:`verify_agent_state`).
+   (:func:`verify_agent`), and its changelog, folded, the final tables (:func:`verify_agent_state`); and the join
+   (:mod:`tests.eos.join_check`): both runs' context records equal, partition and Kafka timestamp included, to the
+   replay's; every enriched trade that neither run flagged ``smc_stale`` byte-identical between the runs (matched by
+   source partition and offset) and its ``smc`` equal to a batch recomputation of the join rule over the replayed
+   contexts; no flag in the quiet run; the chaos run's flagged trades no more than the workers counted as processed
+   after a wait ran out, and their timestamps placed against the kills.
 
 The :class:`Report` counts duplicates, losses and wrong values per output; :meth:`Report.failures` is
-their sum plus open transactions and uncommitted input.
+their sum plus open transactions, uncommitted input and the join's failures (:meth:`JoinCheck.failures`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -43,6 +58,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -53,13 +69,13 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_processor.engine.partition_group import is_progress
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.table import WINDOW_SEP
 from stream_processor.engine.testing import TestDriver
 from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
-from stream_processor.market.context import project
 from stream_processor.market.models import Trade
 from stream_processor.market.processors.trades import SymbolTrades
 from stream_processor.market.serde.decode import decode
@@ -67,6 +83,7 @@ from stream_processor.market.serde.feed import iter_feed, record_symbol, stream_
 from stream_processor.market.settings import TradesParams
 from tests import broker as brokers
 from tests.eos import check_app
+from tests.eos.join_check import JoinCheck, check_contexts, compare_runs, expected_smc
 from tests.helpers import read_topic
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -78,9 +95,12 @@ ALIASES = 8  # per symbol: 16 trade keys
 TS_BASE_MS = 1_700_000_000_000  # the check records' event time ``ts``: TS_BASE_MS + 10 ms per id, minus a lateness
 TS_STEP_MS = 10
 AGENT_APP = "tests.eos.check_app:app"
+MARKET_APP = "stream_processor.market.app:app"  # the quiet run's workers: the klines and trades processors only
 KLINE_ALERTS = [{"name": "sweep", "event": "liquidity_swept"}, {"name": "bos", "event": "bos"}]
 WORKING_AFTER_S = 5.0  # a worker this old has joined its groups and owns partitions
 GENERATION = re.compile(r"processor (\w+) assigned .* \(generation (\d+)\)")
+METRICS_PORT = re.compile(rb"metrics on [\d.]+:(\d+)")  # in a worker's start line
+STALE_EVENT = "smc_context_stale"  # the trades processor's event: a trade joined after the context's wait ran out
 
 
 @dataclass
@@ -101,6 +121,10 @@ class ChaosPlan:
     session_timeout_ms: int = 6_000  # the broker's minimum: a killed member is noticed after 6 s
     transaction_timeout_ms: int = 5_000  # below the session timeout
     drain_timeout_s: float = 300.0
+    load: int = 2  # busy-loop processes (not niced) for part of the production window: as many as the CI's cores
+    load_share: float = 0.5  # the share of the production window they run
+    quiet_run: bool = True  # under exactly_once: run the join again, quietly, over the same raw trades (see module)
+    quiet_workers: int = 1
 
 
 @dataclass
@@ -132,10 +156,14 @@ class Report:
     rebalances: dict[str, int] = field(default_factory=dict)
     worker_exits: list[str] = field(default_factory=list)  # unexpected exits (a replacement was started)
     seconds: float = 0.0
+    verify_seconds: float = 0.0
     open_transactions: int = 0  # output/changelog partitions whose read_committed end < read_uncommitted end
     uncommitted_input: int = 0  # input records beyond the groups' committed offsets
     checks: list[OutputCheck] = field(default_factory=list)
     dead_letters: int = 0
+    events_ms: list[tuple[int, str]] = field(default_factory=list)  # (wall ms, what): start, kills, load, ...
+    stale_events: int | None = None  # smc_context_stale counted by the chaos run's workers (None: one not scraped)
+    join: JoinCheck | None = None  # the join under chaos against the quiet run (None: no quiet run)
 
     @property
     def duplicates(self) -> int:
@@ -152,22 +180,34 @@ class Report:
     def failures(self) -> int:
         """Every count that must be zero under exactly_once."""
         return (self.duplicates + self.losses + self.wrong + self.open_transactions + self.uncommitted_input
-                + self.dead_letters)
+                + self.dead_letters + (0 if self.join is None else self.join.failures()))
 
     def text(self) -> str:
         lines = [
             f"mode {self.mode}: {self.records} check records + {self.trades} real trades in {self.seconds:.0f} s; "
             f"{self.kills} kill -9, {self.graceful_stops} graceful stops, {self.broker_restarts} broker restarts, "
             f"rebalances {self.rebalances}",
-            f"unexpected worker exits: {len(self.worker_exits)} {self.worker_exits[:3]}",
+            f"unexpected worker exits: {len(self.worker_exits)} {self.worker_exits[:3]}; verified in "
+            f"{self.verify_seconds:.0f} s",
             f"open transactions: {self.open_transactions}; uncommitted input: {self.uncommitted_input}; "
             f"dead letters: {self.dead_letters}",
+            self.chaos_line(),
             *(c.line() for c in self.checks),
             f"total: {self.duplicates} duplicates, {self.losses} losses, {self.wrong} wrong aggregates",
         ]
         for c in self.checks:
             lines.extend(f"  e.g. {c.topic}: {ex}" for ex in c.examples[:3])
+        if self.join is not None:
+            lines.append(self.join.text())
         return "\n".join(lines)
+
+    def chaos_line(self) -> str:
+        """The chaos events in seconds from the workers' start."""
+        start = next((ms for ms, what in self.events_ms if what == "start"), None)
+        if start is None:
+            return "chaos events: none"
+        return "chaos events: " + ", ".join(f"{what} +{(ms - start) / 1000:.1f} s" for ms, what in self.events_ms
+                                            if what != "start")
 
 
 @dataclass
@@ -266,6 +306,56 @@ class Topology:
                 "klines": [self.trades_input], check_app.AGENT: [self.check_input]}
 
 
+@dataclass
+class QuietTopology:
+    """Topic and group names of the quiet run: its own app id, groups, context and output topics, over the chaos
+    run's raw trades topic (``trades_input``)."""
+
+    run: str  # the chaos run's, suffixed ``-q``
+    trades_input: str
+    context: str
+    enriched: str
+    klines: str
+    signals: str
+    alerts: str
+    dead_letter: str
+
+    @classmethod
+    def of(cls, topo: Topology) -> QuietTopology:
+        run = f"{topo.run}-q"
+        return cls(run, topo.trades_input, f"eos-ctx-{run}", f"eos-enriched-{run}", f"eos-klines-{run}",
+                   f"eos-smc-{run}", f"eos-alerts-{run}", f"eos-dlq-{run}")
+
+    def config(self, chaos: dict[str, Any]) -> dict[str, Any]:
+        """The quiet workers' YAML document: the chaos run's ``chaos`` (:meth:`Topology.config`) with only its
+        klines and trades processors, renamed (the same types and params: the same join)."""
+        procs = chaos["stream_processors"]
+        trades = {**procs["trades"], "consumer_group": f"eos-trades-{self.run}",
+                  "input_topics": [self.trades_input, self.context], "output_topics": [self.enriched],
+                  "dead_letter_topic": self.dead_letter,
+                  "params": {**procs["trades"]["params"], "smc_context_topic": self.context}}
+        klines = {**procs["klines"], "consumer_group": f"eos-klines-{self.run}",
+                  "output_topics": [self.klines, self.signals, self.alerts], "dead_letter_topic": self.dead_letter,
+                  "params": {**procs["klines"]["params"], "smc": {"context_topic": self.context}}}
+        topics = {self.context: {"partitions": INPUT_PARTITIONS}, self.dead_letter: {"partitions": 1},
+                  **{t: {"partitions": OUTPUT_PARTITIONS} for t in (self.enriched, self.klines, self.signals,
+                                                                     self.alerts)},
+                  self.trades_input: chaos["topics"][self.trades_input]}
+        return {**chaos, "app_id": f"eos-{self.run}", "topics": topics,
+                "stream_processors": {"trades": trades, "klines": klines}}
+
+    def settings(self, doc: dict[str, Any]) -> Settings:
+        """The quiet workers' settings, from :meth:`config`'s document."""
+        check_app.app.finalize()  # the processor types, the market's among them
+        return Settings.model_validate(doc, context={"types": check_app.app.types})
+
+    def groups(self) -> dict[str, str]:
+        return {name: f"eos-{name}-{self.run}" for name in ("trades", "klines")}
+
+    def inputs(self) -> dict[str, list[str]]:
+        return {"trades": [self.trades_input, self.context], "klines": [self.trades_input]}
+
+
 # ---- input ------------------------------------------------------------------------------------------
 def real_trades(limit: int) -> list[tuple[str, bytes]]:
     """Up to ``limit`` real trades as (alias, raw Binance JSON), half from each symbol, each alias in time order.
@@ -339,14 +429,21 @@ async def drive(bootstrap: str, sends: list[tuple[str, str, bytes]], rate: float
 
 # ---- workers and chaos -------------------------------------------------------------------------------
 class Workers:
-    """The worker processes of one run; logs under ``logdir``."""
+    """The worker processes of one run (``-A app``); logs under ``logdir``.
 
-    def __init__(self, config: Path, logdir: Path) -> None:
+    :attr:`stale` keeps each worker's count of the trades processor's event ``smc_context_stale``, read from its
+    ``/metrics`` just before it is killed or stopped (a worker that exits on its own is not read: :attr:`unread`).
+    """
+
+    def __init__(self, config: Path, logdir: Path, app: str = AGENT_APP) -> None:
         self.config = config
         self.logdir = logdir
+        self.app = app
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started: dict[str, float] = {}  # monotonic start time per worker
         self.exits: list[str] = []
+        self.stale: dict[str, int] = {}
+        self.unread: list[str] = []  # workers whose stale count could not be read
         self._n = 0
 
     def start(self) -> str:
@@ -357,7 +454,7 @@ class Workers:
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         self.started[name] = time.monotonic()
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "stream_processor", "-A", AGENT_APP, "worker", "--config", str(self.config)],
+            [sys.executable, "-m", "stream_processor", "-A", self.app, "worker", "--config", str(self.config)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -371,6 +468,7 @@ class Workers:
         for name, proc in list(self.procs.items()):
             if proc.poll() is not None:
                 self.exits.append(f"{name} exit {proc.returncode}")
+                self.unread.append(name)
                 del self.procs[name]
                 self.start()
 
@@ -384,8 +482,31 @@ class Workers:
         working = [n for n in alive if now - self.started[n] >= WORKING_AFTER_S]
         return rng.choice(working) if working else min(alive, key=self.started.__getitem__)
 
+    def read_stale(self, name: str) -> None:
+        """Keep worker ``name``'s ``smc_context_stale`` count (its processors export their events at each commit,
+        so the count covers what it committed and may cover records of a transaction it had not committed yet)."""
+        match = METRICS_PORT.search((self.logdir / f"{name}.log").read_bytes())
+        if match is None:  # its ports are served before it touches the broker: it has processed nothing
+            self.stale[name] = 0
+            return
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{int(match[1])}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            self.unread.append(name)
+            return
+        self.stale[name] = int(sum(
+            sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.endswith("_events_total") and sample.labels.get("event") == STALE_EVENT
+            and sample.labels.get("processor") == "trades"))
+
+    def stale_total(self) -> int | None:
+        """The stale counts of every worker summed, or None if one could not be read."""
+        return None if self.unread else sum(self.stale.values())
+
     def kill(self, rng: random.Random) -> str:
         name = self.victim(rng)
+        self.read_stale(name)
         self.procs[name].send_signal(signal.SIGKILL)
         self.procs.pop(name).wait()
         self.start()
@@ -393,6 +514,7 @@ class Workers:
 
     def stop_one(self, rng: random.Random) -> str:
         name = self.victim(rng)
+        self.read_stale(name)
         proc = self.procs.pop(name)
         proc.send_signal(signal.SIGTERM)
         try:
@@ -405,9 +527,12 @@ class Workers:
         return name
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
+        for name, proc in self.procs.items():
             if proc.poll() is None:
+                self.read_stale(name)
                 proc.send_signal(signal.SIGTERM)
+            else:
+                self.unread.append(name)
         for name, proc in self.procs.items():
             try:
                 proc.wait(timeout=60)
@@ -428,9 +553,47 @@ class Workers:
         return {name: gen - 1 for name, gen in sorted(top.items())}
 
 
+class CpuLoad:
+    """``n`` busy-loop processes (``python -c "while True: pass"``), not niced: each takes a core's share from the
+    workers and the broker like any runnable process."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        self.procs = []
+
+
+async def cpu_load(plan: ChaosPlan, window_s: float, report: Report) -> None:
+    """Run :class:`CpuLoad` (``plan.load`` processes) for ``plan.load_share`` of the production window of
+    ``window_s`` seconds, from a random moment (seeded) that leaves it inside the window."""
+    if plan.load <= 0 or plan.load_share <= 0:
+        return
+    rng = random.Random(plan.seed + 3)
+    length = plan.load_share * window_s
+    await asyncio.sleep(rng.uniform(0.0, max(0.0, window_s - length)))  # a moment chosen, not a condition awaited
+    load = CpuLoad(plan.load)
+    load.start()
+    report.events_ms.append((int(time.time() * 1000), f"load {plan.load} busy loops"))
+    try:
+        await asyncio.sleep(length)
+    finally:
+        load.stop()
+        report.events_ms.append((int(time.time() * 1000), "load end"))
+
+
 async def chaos(plan: ChaosPlan, workers: Workers, bootstrap: str, window_s: float, report: Report,
                 producing: asyncio.Task[None]) -> None:
-    """Kill, stop and restart at random moments of the first ``window_s`` seconds; replace dead workers."""
+    """Kill, stop and restart at random moments of the first ``window_s`` seconds; replace dead workers. Each
+    event's wall time goes to ``report.events_ms``."""
     rng = random.Random(plan.seed + 1)
     events = ["kill"] * plan.kills + ["stop"] * plan.graceful_stops + ["broker"] * plan.broker_restarts
     # Random moments, at least 1 s apart, after the workers had 3 s to join.
@@ -445,14 +608,19 @@ async def chaos(plan: ChaosPlan, workers: Workers, bootstrap: str, window_s: flo
             workers.replace_dead()
             await asyncio.sleep(0.05)
         if event == "kill":
-            workers.kill(rng)
+            name = workers.kill(rng)  # its /metrics read first, then SIGKILL
             report.kills += 1
+            report.events_ms.append((int(time.time() * 1000), f"kill {name}"))
         elif event == "stop":
-            await asyncio.to_thread(workers.stop_one, rng)
+            now_ms = int(time.time() * 1000)
+            name = await asyncio.to_thread(workers.stop_one, rng)
             report.graceful_stops += 1
+            report.events_ms.append((now_ms, f"stop {name}"))
         else:
+            now_ms = int(time.time() * 1000)
             await asyncio.to_thread(brokers.restart, bootstrap)
             report.broker_restarts += 1
+            report.events_ms.append((now_ms, "broker restart"))
     while not producing.done():
         workers.replace_dead()
         await asyncio.sleep(0.1)
@@ -579,22 +747,13 @@ def verify_check(inputs: list[Any], echo: list[Any], aggregates: list[Any], topo
     return [echo_check, agg_check]
 
 
-def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
-                  contexts: list[Any] | None = None) -> OutputCheck:
-    """Every trade once in enriched, equal (every field, exactly) to a recomputation per alias in input order.
+def verify_trades(inputs: list[Any], enriched: list[Any], topic: str) -> OutputCheck:
+    """Every trade once in ``topic``'s records ``enriched``, equal (every field, exactly) to a recomputation per alias
+    in input order, and in input order per alias.
 
-    ``smc``, the joined SMC context (the trades of a task read the context in the order it arrives, so no
-    recomputation from the inputs can say which one a trade saw), is checked against ``contexts``, the committed
-    context records: per interval, a context of a kline closed before the trade, re-measured from its price, and
-    never older than the one the symbol's previous output saw (a context lost from the restored state, or a replayed
-    transaction that read another one, would go back).
+    The join's fields, ``smc`` and ``smc_stale``, are left out here: :mod:`tests.eos.join_check` checks them (the
+    chaos run against the quiet run and both against a batch recomputation).
     """
-    by_close = {}
-    for rec in contexts or ():
-        doc = orjson.loads(rec.value)
-        by_close[(doc["symbol"], doc["interval"], doc["close_time_ms"])] = doc["context"]
-    seen_as_of: dict[tuple[str, str], int] = {}
-    joined = 0
     params = TradesParams()
     states: dict[str, SymbolTrades] = {}
     expected: dict[tuple[str, int], dict[str, Any]] = {}
@@ -611,7 +770,7 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
         ident = (trade.symbol, trade.trade_id)
         expected[ident] = orjson.loads(orjson.dumps(doc))
         inputs_by_key[trade.symbol].append(ident)
-    check = OutputCheck(topo.enriched, records=len(enriched))
+    check = OutputCheck(topic, records=len(enriched))
     seen: Counter[tuple[str, int]] = Counter()
     by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for rec in enriched:
@@ -619,28 +778,16 @@ def verify_trades(inputs: list[Any], enriched: list[Any], topo: Topology,
         ident = (doc["symbol"], doc["trade_id"])
         seen[ident] += 1
         by_key[doc["symbol"]].append(ident)
-        for interval, value in (doc.pop("smc", None) or {}).items():
-            context = by_close.get((doc["symbol"], interval, value["as_of_ms"]))
-            key = (doc["symbol"], interval)
-            if (context is None or project(context, doc["price"]) != value or value["as_of_ms"] >= doc["time_ms"]
-                    or value["as_of_ms"] < seen_as_of.get(key, -1)):
-                check.wrong += 1
-                if len(check.examples) < 5:
-                    check.examples.append(f"trade {ident}: smc {interval} as of {value['as_of_ms']} "
-                                          f"(known: {context is not None}, last {seen_as_of.get(key)})")
-            seen_as_of[key] = max(seen_as_of.get(key, -1), value["as_of_ms"])
-            joined += 1
+        doc.pop("smc", None)
+        doc.pop("smc_stale", None)
         want = expected.get(ident)
         if want is not None and doc != want:
             check.wrong += 1
             if len(check.examples) < 5:
-                diff = {k: (doc.get(k), want.get(k)) for k in want if doc.get(k) != want.get(k)}
+                diff = {k: (doc.get(k), want.get(k)) for k in want.keys() | doc.keys() if doc.get(k) != want.get(k)}
                 check.examples.append(f"trade {ident}: {diff}")
     _count_ids(check, seen, set(expected))
     _order_violations(check, by_key, inputs_by_key)
-    if contexts is not None and joined < len(enriched) // 4:  # the join must be exercised, not vacuously right
-        check.wrong += 1
-        check.examples.append(f"only {joined} contexts joined over {len(enriched)} trades")
     return check
 
 
@@ -740,20 +887,23 @@ def verify_agent_state(inputs: list[Any], changelog: list[Any], topic: str) -> O
     return check
 
 
-def verify_by_replay(
-    settings: Settings, name: str, inputs: list[Any], outputs: dict[str, list[Any]]
-) -> list[OutputCheck]:
-    """Outputs against processor ``name`` run again in this process over ``inputs`` by the broker-less TestDriver
-    (each record at its own partition and offset).
+def replay(settings: Settings, name: str, inputs: list[Any]) -> TestDriver:
+    """Processor ``name`` run again in this process over ``inputs`` by the broker-less TestDriver (each record at its
+    own partition, offset and Kafka timestamp)."""
+    driver = TestDriver(settings=settings, processors=[name], commit_every=1000)
+    for rec in sorted(inputs, key=lambda r: (r.topic, r.partition, r.offset)):
+        driver.pipe(rec.topic, rec.value, rec.key, timestamp=rec.timestamp, headers=list(rec.headers or ()),
+                    partition=rec.partition, offset=rec.offset)
+    return driver
+
+
+def verify_by_replay(driver: TestDriver, outputs: dict[str, list[Any]]) -> list[OutputCheck]:
+    """Outputs against the processor :func:`replay` ran in ``driver``.
 
     The processor is deterministic given its input records and their offsets, so every output record must equal
     one expected record byte for byte: a surplus copy of an expected record is a duplicate, a missing one a loss,
     a record not expected at all is wrong (so a record whose values changed counts as wrong and as a loss).
     """
-    driver = TestDriver(settings=settings, processors=[name], commit_every=1000)
-    for rec in sorted(inputs, key=lambda r: (r.topic, r.partition, r.offset)):
-        driver.pipe(rec.topic, rec.value, rec.key, timestamp=rec.timestamp, headers=list(rec.headers or ()),
-                    partition=rec.partition, offset=rec.offset)
     expected: dict[str, Counter[tuple[bytes | None, bytes]]] = {
         t: Counter((r.key, r.value) for r in driver.all(t)) for t in outputs}
     checks = []
@@ -774,13 +924,22 @@ def verify_by_replay(
     return checks
 
 
-async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Report) -> None:
-    """Fill ``report`` with everything :func:`run_chaos` promises to check (after the workers stopped)."""
+async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Report,
+                 quiet: QuietTopology | None = None, quiet_settings: Settings | None = None) -> None:
+    """Fill ``report`` with everything :func:`run_chaos` promises to check (after the workers stopped); with the
+    quiet run's topology and settings, ``report.join`` too."""
     groups = topo.groups()
-    report.uncommitted_input = await uncommitted(bootstrap, groups, topo.inputs())
+    inputs = topo.inputs()
+    if quiet is not None:
+        groups |= {f"quiet {name}": group for name, group in quiet.groups().items()}
+        inputs |= {f"quiet {name}": topics for name, topics in quiet.inputs().items()}
+    report.uncommitted_input = await uncommitted(bootstrap, groups, inputs)
     outputs = [topo.echo, topo.aggregates, topo.enriched, topo.dead_letter, topo.klines, topo.signals, topo.alerts,
                topo.context, topo.agent_out,
                *(name for name, spec in required_topics(settings).items() if spec.compacted)]
+    if quiet is not None and quiet_settings is not None:
+        outputs += [quiet.context, quiet.enriched, quiet.klines, quiet.signals, quiet.alerts, quiet.dead_letter,
+                    *(name for name, spec in required_topics(quiet_settings).items() if spec.compacted)]
     # A transaction a killed worker left open is aborted by fencing or by its timeout (plus the broker's
     # 2 s abort sweep): give that time before calling it open.
     deadline = time.monotonic() + settings.kafka.transaction_timeout_ms / 1000 + 15
@@ -801,22 +960,38 @@ async def verify(bootstrap: str, topo: Topology, settings: Settings, report: Rep
     report.dead_letters = len(await read_topic(bootstrap, topo.dead_letter))
     replayed = {topic: [r for r in await read_topic(bootstrap, topic) if not is_progress(r.headers)]
                 for topic in (topo.klines, topo.signals, topo.alerts, topo.context)}
-    report.checks = [*verify_check(check_in, echo, aggregates, topo),
-                     verify_trades(trades_in, enriched, topo, replayed[topo.context])]
-    report.checks.extend(verify_by_replay(settings, "klines", trades_in, replayed))
+    report.checks = [*verify_check(check_in, echo, aggregates, topo), verify_trades(trades_in, enriched, topo.enriched)]
+    driver = replay(settings, "klines", trades_in)
+    report.checks.extend(verify_by_replay(driver, replayed))
     agent_in = [rec for rec in check_in if rec.topic == topo.check_input]
     report.checks.append(verify_agent(agent_in, await read_topic(bootstrap, topo.agent_out), topo.agent_out))
     changelog = changelog_topic(settings, check_app.AGENT)
     report.checks.append(verify_agent_state(agent_in, await read_topic(bootstrap, changelog), changelog))
+    if quiet is None or report.join is None:
+        return
+    quiet_enriched = await read_topic(bootstrap, quiet.enriched)
+    report.dead_letters += len(await read_topic(bootstrap, quiet.dead_letter))
+    report.checks.append(verify_trades(trades_in, quiet_enriched, quiet.enriched))
+    contexts = driver.all(topo.context)  # the batch recomputation of the klines processor's contexts
+    join = report.join
+    join.replayed_contexts = len(contexts)
+    quiet_contexts = [r for r in await read_topic(bootstrap, quiet.context) if not is_progress(r.headers)]
+    join.contexts = [check_contexts("chaos", replayed[topo.context], contexts),
+                     check_contexts("quiet", quiet_contexts, contexts)]
+    join.stale_events = report.stale_events
+    compare_runs(join, trades_in, enriched, quiet_enriched, expected_smc(trades_in, contexts),
+                 [(ms, what) for ms, what in report.events_ms if not what.startswith("load")], contexts)
 
 
 # ---- the run -----------------------------------------------------------------------------------------
-async def wait_drained(bootstrap: str, topo: Topology, timeout_s: float) -> None:
-    """Until both groups have committed the inputs to their ends (raises TimeoutError)."""
+async def wait_drained(bootstrap: str, groups: dict[str, str], inputs: dict[str, list[str]],
+                       timeout_s: float) -> None:
+    """Until every group (``groups``: processor -> group) has committed its inputs (``inputs``: processor -> topics)
+    to their ends (raises TimeoutError)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if await uncommitted(bootstrap, topo.groups(), topo.inputs()) == 0:
+            if await uncommitted(bootstrap, groups, inputs) == 0:
                 return
         except Exception:  # noqa: BLE001, S110 - the broker may be coming back from a restart
             pass
@@ -825,8 +1000,46 @@ async def wait_drained(bootstrap: str, topo: Topology, timeout_s: float) -> None
         await asyncio.sleep(0.5)
 
 
+async def run_workers(workers: Workers, count: int, groups: dict[str, str], inputs: dict[str, list[str]],
+                      bootstrap: str, timeout_s: float) -> None:
+    """Start ``count`` workers, replace any that exits on its own until the groups are drained
+    (:func:`wait_drained`), then stop them all."""
+    try:
+        for _ in range(count):
+            workers.start()
+        drain = asyncio.create_task(wait_drained(bootstrap, groups, inputs, timeout_s))
+        while not drain.done():
+            workers.replace_dead()
+            await asyncio.sleep(0.2)
+        await drain
+    finally:
+        workers.stop_all()
+
+
+async def run_quiet(bootstrap: str, topo: Topology, plan: ChaosPlan, workdir: Path) -> tuple[QuietTopology,
+                                                                                               Settings, JoinCheck]:
+    """The join run again, quietly (``plan.quiet_workers`` workers of the market app, no kills, no load; logs and
+    config in ``workdir/quiet``), over the raw trades ``topo`` stored: see :class:`QuietTopology`. Returns its
+    topology, its settings and a :class:`JoinCheck` holding its duration (filled by :func:`verify`)."""
+    quiet = QuietTopology.of(topo)
+    folder = workdir / "quiet"
+    folder.mkdir(exist_ok=True)
+    doc = quiet.config(topo.config(bootstrap, plan))
+    config = folder / "eos-quiet-config.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    settings = quiet.settings(doc)
+    await ensure_topics(settings, required_topics(settings))
+    workers = Workers(config, folder, app=MARKET_APP)
+    started = time.monotonic()
+    await run_workers(workers, plan.quiet_workers, quiet.groups(), quiet.inputs(), bootstrap, plan.drain_timeout_s)
+    join = JoinCheck(quiet_workers=plan.quiet_workers, quiet_seconds=time.monotonic() - started,
+                     quiet_exits=workers.exits)
+    return quiet, settings, join
+
+
 async def run_chaos(bootstrap: str, plan: ChaosPlan, workdir: Path) -> Report:
-    """Run ``plan`` on the broker at ``bootstrap``; worker logs and config go to ``workdir``."""
+    """Run ``plan`` on the broker at ``bootstrap``; worker logs and config go to ``workdir`` (the quiet run's to
+    ``workdir/quiet``)."""
     topo = Topology.new()
     config = workdir / "eos-config.yaml"
     config.write_text(yaml.safe_dump(topo.config(bootstrap, plan), sort_keys=False))
@@ -837,21 +1050,35 @@ async def run_chaos(bootstrap: str, plan: ChaosPlan, workdir: Path) -> Report:
     report = Report(mode=plan.mode)
     workers = Workers(config, workdir)
     started = time.monotonic()
+    loading: asyncio.Task[None] | None = None
     try:
         for _ in range(plan.workers):
             workers.start()
+        report.events_ms.append((int(time.time() * 1000), "start"))
         producing = asyncio.create_task(drive(bootstrap, sends, plan.rate))
+        loading = asyncio.create_task(cpu_load(plan, window_s, report))
         await chaos(plan, workers, bootstrap, window_s, report, producing)
         await producing
-        drain = asyncio.create_task(wait_drained(bootstrap, topo, plan.drain_timeout_s))
+        await loading
+        drain = asyncio.create_task(wait_drained(bootstrap, topo.groups(), topo.inputs(), plan.drain_timeout_s))
         while not drain.done():
             workers.replace_dead()
             await asyncio.sleep(0.2)
         await drain
     finally:
+        if loading is not None and not loading.done():
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
         workers.stop_all()
         report.seconds = time.monotonic() - started
         report.worker_exits = workers.exits
         report.rebalances = workers.rebalances()
-    await verify(bootstrap, topo, settings, report)
+        report.stale_events = workers.stale_total()
+    quiet = quiet_settings = None
+    if plan.quiet_run and plan.mode == "exactly_once":
+        quiet, quiet_settings, report.join = await run_quiet(bootstrap, topo, plan, workdir)
+    verifying = time.monotonic()
+    await verify(bootstrap, topo, settings, report, quiet, quiet_settings)
+    report.verify_seconds = time.monotonic() - verifying
     return report

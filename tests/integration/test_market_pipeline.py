@@ -15,6 +15,7 @@ import pytest
 
 from stream_processor.engine.settings import Settings
 from stream_processor.engine.worker import Worker
+from stream_processor.market.processors.klines import pattern_events
 from stream_processor.market.replay import replay
 from tests.conftest import FEEDS
 from tests.helpers import (
@@ -98,6 +99,6 @@ async def test_real_books_and_klines_through_the_broker_equal_the_batch_run(kafk
         assert (headers["pattern"].decode(), headers["interval"].decode()) == (value["type"], value["interval"])
         by_pattern[(value["type"], value["interval"])] += 1
     counted = {(s.labels["type"], s.labels["interval"]): s.value
-               for family in worker.metrics.pattern_events.collect() for s in family.samples
+               for family in pattern_events(worker.metrics.registry).collect() for s in family.samples
                if s.name.endswith("_total") and s.labels["processor"] == "klines"}
     assert sum(by_pattern.values()) >= 8 and counted == by_pattern
