@@ -47,18 +47,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # noqa: E402
 
+from stream_processor.engine.clients import PRODUCER_BATCH_BYTES  # noqa: E402
 from stream_processor.engine.registry import build_processor  # noqa: E402
-from stream_processor.engine.runner import PRODUCER_BATCH_BYTES  # noqa: E402
+from stream_processor.engine.restore import Markers  # noqa: E402
 from stream_processor.engine.settings import Settings  # noqa: E402
-from stream_processor.engine.state import Restored, TaskStores, _marker_topic, offset_marker, restore  # noqa: E402
+from stream_processor.engine.state import Restored, TaskStores, offset_marker, restore  # noqa: E402
 from stream_processor.engine.topics import (  # noqa: E402
     CHANGELOG_CONFIGS,
     changelog_topic,
@@ -86,26 +85,17 @@ async def restore_baseline(store: TaskStores, consumer: AIOKafkaConsumer, tp: To
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
         applied = 0
-        offsets: dict[str | None, int] = {}
-        positions: dict[str, int] = {}
-        stream_time = -1
+        markers = Markers()
         load = store.load
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for record in batch.get(tp, ()):
                 key = record.key
-                if key is not None and key[:1] == b"\x00":
-                    topic = _marker_topic(key)
-                    if topic is not False:
-                        marker = orjson.loads(record.value)  # type: ignore[arg-type]
-                        offsets[topic] = marker["offset"]
-                        if topic is not None:
-                            positions[topic] = marker.get("position", marker["offset"])
-                        stream_time = max(stream_time, marker.get("stream_time", -1))
-                        continue
+                if key is not None and key[:1] == b"\x00" and markers.read(key, record.value):
+                    continue
                 load(key, record.value)
                 applied += 1
-        return Restored(applied, offsets, end, positions, stream_time)
+        return markers.restored(applied, end)
     finally:
         consumer.assign([])
 

@@ -14,7 +14,8 @@ That order needs a record of every partition to compare. When one has nothing bu
 - if it is caught up, the task waits up to ``max_task_idle_ms`` for it (its *idle deadline*), then goes on without
   it: *enforced processing*, for as long as it stays empty. The records taken so carry the topics they went on
   without (:attr:`Run.enforced`, given to the processor as ``ProcessorContext.enforced``): a record of those topics
-  with an earlier timestamp may still come. ``max_task_idle_ms`` -1 never waits and enforces nothing.
+  with an earlier timestamp may still come. ``max_task_idle_ms`` -1 never waits: every record taken ahead of an
+  empty input is enforced.
 
 A *progress record* (header :data:`PROGRESS_HEADER`, no key, no value) is time passing on its partition: the task
 writing a topic to the input's partition number (``ProcessorSettings.copartitioned_outputs``) adds one per commit,
@@ -143,10 +144,8 @@ class PartitionGroup:
                 # Nothing buffered: its next records come at or after its partition time (the largest timestamp it
                 # has given), so a record before that does not wait for it.
                 key = (self._time[other], self._priority[other])
-                if self._max_idle_ms < 0:
-                    continue
                 if first_key >= key:
-                    if not self._idle_past(other, now_ms, force):
+                    if self._max_idle_ms >= 0 and not self._idle_past(other, now_ms, force):
                         return None
                     enforced.append(other.topic)
                     continue

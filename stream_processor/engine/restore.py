@@ -35,6 +35,32 @@ class Restored:
         return found
 
 
+@dataclass
+class Markers:
+    """The offset markers of a changelog partition as it is read: per input topic the last next offset and
+    position, and the largest stream time (ms) they carry."""
+
+    offsets: dict[str | None, int] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)
+    stream_time: int = -1
+
+    def read(self, key: bytes, value: bytes | None) -> bool:
+        """Take the record ``key``/``value`` if it is an offset marker (True), else leave it (False)."""
+        topic = _marker_topic(key)
+        if topic is False:
+            return False
+        marker = orjson.loads(value)  # type: ignore[arg-type]
+        self.offsets[topic] = marker["offset"]
+        if topic is not None:
+            self.positions[topic] = marker.get("position", marker["offset"])
+        self.stream_time = max(self.stream_time, marker.get("stream_time", -1))
+        return True
+
+    def restored(self, applied: int, end: int) -> Restored:
+        """The :class:`Restored` of a read that applied ``applied`` records up to ``end``."""
+        return Restored(applied, self.offsets, end, self.positions, self.stream_time)
+
+
 #: Records asked of each ``getmany`` while restoring.
 RESTORE_MAX_RECORDS = 10_000
 #: Keys whose last record :func:`restore` holds undecoded before it applies them (a bound on that buffer: about as
@@ -101,9 +127,7 @@ async def restore(
         if progress is not None:
             progress.update(start=await consumer.position(tp), position=await consumer.position(tp), end=end)
         applied = 0
-        offsets: dict[str | None, int] = {}
-        positions: dict[str, int] = {}
-        stream_time = -1
+        markers = Markers()
         last = _LastPerKey(store)
         pending, dropped = last.values, last.dropped
         while (position := await consumer.position(tp)) < end:
@@ -115,13 +139,7 @@ async def restore(
                 if key is None:  # every changelog record has a key
                     continue
                 if key[:1] == b"\x00":
-                    topic = _marker_topic(key)
-                    if topic is not False:
-                        marker = orjson.loads(record.value)  # type: ignore[arg-type]
-                        offsets[topic] = marker["offset"]
-                        if topic is not None:
-                            positions[topic] = marker.get("position", marker["offset"])
-                        stream_time = max(stream_time, marker.get("stream_time", -1))
+                    if markers.read(key, record.value):
                         continue
                     if key.startswith(META_KEY):  # small, and merged into the store's meta: applied in order
                         store.load(key, record.value)
@@ -140,6 +158,6 @@ async def restore(
             if len(pending) >= RESTORE_MAX_PENDING:
                 last.apply()
         last.apply()
-        return Restored(applied, offsets, end, positions, stream_time)
+        return markers.restored(applied, end)
     finally:
         consumer.assign([])

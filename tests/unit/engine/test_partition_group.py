@@ -125,11 +125,15 @@ def test_force_goes_on_without_caught_up_inputs_but_not_lagging_ones() -> None:
     assert group.next_run(0.0, force=True) is None
 
 
-def test_minus_one_never_waits_and_enforces_nothing() -> None:
+def test_minus_one_never_waits_and_says_so() -> None:
     group = PartitionGroup([A, B], max_idle_ms=-1, lag=lambda tp: 7)
     group.add(B, recs(4, 5))
-    run = group.next_run(0.0)
-    assert run is not None and run.tp == B and run.enforced == frozenset()
+    run = group.next_run(0.0)  # A has records on the broker, maybe earlier: B goes on without them, enforced
+    assert run is not None and run.tp == B and run.enforced == frozenset({"a"})
+    group.add(A, recs(9))
+    run = group.next_run(0.0)  # nothing left of B before A's 9, and B is empty: A goes on, enforced, at once
+    assert run is not None and run.tp == A and [r.timestamp for r in run.records] == [9]
+    assert run.enforced == frozenset({"b"})
 
 
 def test_limit_unread_and_clear() -> None:
