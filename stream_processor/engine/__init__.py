@@ -6,12 +6,13 @@ loaded through the ``stream_processor.processors`` entry points, application set
 """
 
 from .agent import Agent, Stream
-from .app import App, Topic, register_serde
+from .app import App
 from .processor import Processor, ProcessorContext, PunctuationType
 from .records import Record
 from .snapshot import Snapshot
 from .state import StoreSpec
 from .table import Table, WindowedTable
+from .topic import Topic, register_serde
 from .versioned import VersionedRecord, VersionedStore
 
 __all__ = ["Agent", "App", "Processor", "ProcessorContext", "PunctuationType", "Record", "Snapshot", "Stream",

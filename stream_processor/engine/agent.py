@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .app import App, Topic
+    from .app import App
+    from .topic import Topic
 
 _EMPTY = object()
 _WANT = object()  # yielded up to the driver: the agent asks for its next record

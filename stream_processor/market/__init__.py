@@ -3,7 +3,7 @@ Smart Money Concepts detectors, and the processors built on them (the types ``tr
 ``klines``, which the engine loads through this package's entry points). Importing it registers serdes for the
 market record types, so ``app.topic("raw_trades", value_type=Trade)`` decodes checked trades."""
 
-from ..engine.app import register_serde
+from ..engine.topic import register_serde
 from .models import BookTicker, DepthSnapshot, DepthUpdate, Kline, Trade
 from .processors.base import market_serde
 
