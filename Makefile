@@ -20,7 +20,7 @@ PYTEST := $(BIN)/pytest --strict-markers
 # deployment tests run one at a time: each pytest worker would start its own broker (slower: 89 s against 72 s for
 # the quick integration tests), and their timings assume the machine to themselves.
 JOBS ?= auto
-UNIT := -n $(JOBS) --dist loadscope -m unit tests/unit tests/engine tests/eos
+UNIT := -n $(JOBS) --dist loadscope -m unit tests/unit tests/engine tests/eos tests/faust_programs
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || { test -n "$(PYTHON)" && $(PYTHON) -m venv $(VENV); }

@@ -9,21 +9,29 @@ public names are re-exported here, so a Faust agent ports by changing ``import f
 from .engine import (
     Agent,
     App,
+    Event,
+    GlobalTable,
+    HoppingWindow,
     Processor,
     ProcessorContext,
     PunctuationType,
     Record,
+    SetTable,
     Snapshot,
     StoreSpec,
     Stream,
     Table,
     Topic,
+    TumblingWindow,
     VersionedRecord,
     VersionedStore,
     WindowedTable,
+    current_event,
     register_serde,
+    uuid,
 )
 from .engine.version import __version__ as __version__
 
-__all__ = ["Agent", "App", "Processor", "ProcessorContext", "PunctuationType", "Record", "Snapshot", "Stream",
-           "StoreSpec", "Table", "Topic", "VersionedRecord", "VersionedStore", "WindowedTable", "register_serde"]
+__all__ = ["Agent", "App", "Event", "GlobalTable", "HoppingWindow", "Processor", "ProcessorContext", "PunctuationType",
+           "Record", "SetTable", "Snapshot", "StoreSpec", "Stream", "Table", "Topic", "TumblingWindow",
+           "VersionedRecord", "VersionedStore", "WindowedTable", "current_event", "register_serde", "uuid"]

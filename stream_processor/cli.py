@@ -1,8 +1,13 @@
-"""The ``stream-processor`` command: worker, replay, topics, tail, check-config.
+"""The ``stream-processor`` command: worker, replay, topics, tail, check-config, and the app's own commands.
 
 ``-A module:attribute`` names the :class:`~stream_processor.engine.app.App` to run (Faust's ``faust -A app
 worker`` habit); without it, the market application (:mod:`stream_processor.market.app`), whose configuration is
-the packaged market YAML. ``--config`` names another configuration file for the app.
+the packaged market YAML. ``--config`` names another configuration file for the app. ``App.main()`` runs this
+command line with its app (``python app.py worker -l info``). Faust's worker options ``-l/--loglevel`` (also before
+the subcommand, as Faust takes it), ``-p/--web-port`` and ``-b/--web-bind`` are taken; a Faust subcommand not
+offered here (``send``, ``tables``, ...) stops with an error naming it and why (:data:`FAUST_COMMANDS`).
+
+``option`` and ``argument`` are click's, for ``@app.command(option(...))`` (Faust's ``faust.cli.option``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from .engine.exceptions import ConfigError
 from .engine.logs import configure as configure_logging
 from .engine.settings import Settings
 from .engine.version import __version__
+
+option = click.option
+argument = click.argument
 
 DEFAULT_APP = "stream_processor.market.app:app"
 DISTRIBUTION = "stream-processor"
@@ -49,6 +57,66 @@ def load_app(spec: str) -> Any:
     return app
 
 
+#: Faust's subcommands (faust/cli/) not offered here -> why.
+FAUST_COMMANDS = {
+    "send": "send a record with a producer of your own (kcat, or an @app.command that awaits topic.send)",
+    "tables": "a table is in its changelog topic: read it with `stream-processor -A app tail <app_id>-<agent>-...`",
+    "agents": "the worker's start line and /status list the agents and their topics",
+    "model": "Records are Python classes: read their fields in the code",
+    "models": "Records are Python classes: read their fields in the code",
+    "reset": "reset a group's offsets with kafka-consumer-groups --reset-offsets (its changelog is the state)",
+    "clean-versions": "there is no local table directory per version to clean: state is rebuilt from changelogs",
+    "livecheck": "faust.livecheck is not offered",
+    "completion": "click's shell completion: _STREAM_PROCESSOR_COMPLETE=bash_source stream-processor",
+}
+LOGLEVELS = {"crit": "CRITICAL", "critical": "CRITICAL", "error": "ERROR", "warn": "WARNING", "warning": "WARNING",
+             "info": "INFO", "debug": "DEBUG"}
+
+
+class AppGroup(click.Group):
+    """The command group: the built-in commands, then the app's ``@app.command`` functions; a Faust subcommand not
+    offered here is a usage error naming it (:data:`FAUST_COMMANDS`)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        commands = _app_commands(ctx)
+        found = commands.get(cmd_name) or commands.get(cmd_name.replace("_", "-"))
+        if found is not None:
+            return found
+        faust = FAUST_COMMANDS.get(cmd_name.replace("_", "-"))
+        if faust is not None:
+            raise click.UsageError(f"Faust's {cmd_name!r} command is not offered here: {faust}. Commands: "
+                                   f"{', '.join(self.list_commands(ctx))}", ctx)
+        return None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *sorted(_app_commands(ctx))]
+
+
+def _app_commands(ctx: click.Context) -> dict[str, click.Command]:
+    obj = ctx.find_root().obj
+    if obj is not None and not isinstance(obj, dict):
+        return dict(getattr(obj, "commands", {}))
+    spec = ctx.find_root().params.get("app_spec")
+    return dict(getattr(load_app(spec), "commands", {})) if spec else {}
+
+
+def _loglevel(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    level = LOGLEVELS.get(value.lower())
+    if level is None:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(sorted(LOGLEVELS))}")
+    return level
+
+
+loglevel_option = click.option("-l", "--loglevel", default=None, callback=_loglevel, metavar="LEVEL",
+                               help="Log level (Faust's: crit, error, warn, info, debug; case-insensitive); wins "
+                                    "over LOG_LEVEL and the YAML.")
+
+
 def _app(ctx: click.Context, config_path: Path | None) -> Any:
     obj = ctx.find_root().obj
     app = obj if not isinstance(obj, dict) else load_app(obj.get("app") or DEFAULT_APP)
@@ -58,16 +126,23 @@ def _app(ctx: click.Context, config_path: Path | None) -> Any:
     return app
 
 
-def _settings(config_path: Path | None, ctx: click.Context | None = None) -> Settings:
+def _settings(config_path: Path | None, ctx: click.Context | None = None,
+              monitoring: dict[str, Any] | None = None) -> Settings:
+    """The app's settings (exit 2 with one line on an error), with ``monitoring`` keys the command line gives (and
+    ``-l`` given before the subcommand) replacing theirs; logging configured from them."""
     ctx = ctx or click.get_current_context()
     try:
-        settings = _app(ctx, config_path).settings
+        settings: Settings = _app(ctx, config_path).settings
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
     except ValueError as exc:
         click.echo(f"app error: {exc}", err=True)
         sys.exit(2)
+    root_level = ctx.find_root().params.get("loglevel")
+    update = {k: v for k, v in {"log_level": root_level, **(monitoring or {})}.items() if v is not None}
+    if update:
+        settings = settings.model_copy(update={"monitoring": settings.monitoring.model_copy(update=update)})
     configure_logging(settings.monitoring.log_level, fmt=settings.monitoring.log_format)
     return settings
 
@@ -87,12 +162,13 @@ def _run[T](command: str, settings: Settings, coro: Coroutine[Any, Any, T]) -> T
         sys.exit(1)
 
 
-@click.group()
+@click.group(cls=AppGroup)
 @click.version_option(__version__, "--version", prog_name=DISTRIBUTION, message="%(prog)s %(version)s")
 @click.option("-A", "--app", "app_spec", default=None, metavar="MODULE:APP",
               help=f"The App to run (default {DEFAULT_APP}).")
+@loglevel_option
 @click.pass_context
-def main(ctx: click.Context, app_spec: str | None) -> None:
+def main(ctx: click.Context, app_spec: str | None, loglevel: str | None) -> None:
     """Exactly-once stream processing on Kafka: agents, tables and the market processors."""
     if ctx.obj is None or isinstance(ctx.obj, dict):
         ctx.obj = {"app": app_spec}
@@ -104,12 +180,19 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes to run, one per core: each a member of the groups, on ports metrics_port + 2i "
                    "and health_check_port + 2i.")
+@loglevel_option
+@click.option("-p", "--web-port", type=click.IntRange(0, 65535), default=None,
+              help="Port of the worker's web server (/health, /ready, /status): Faust's --web-port; wins over "
+                   "HEALTH_CHECK_PORT, the YAML and App(web_port=).")
+@click.option("-b", "--web-bind", default=None, help="Address the web servers listen on (monitoring.host).")
 @click.pass_context
-def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, ...], processes: int) -> None:
+def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, ...], processes: int,
+           loglevel: str | None, web_port: int | None, web_bind: str | None) -> None:
     """Run the app's agents and the configured processors until SIGTERM or SIGINT."""
     from .engine.worker import Worker
 
-    settings = _settings(config_path, ctx)
+    given = {"log_level": loglevel, "health_check_port": web_port, "host": web_bind}
+    settings = _settings(config_path, ctx, {k: v for k, v in given.items() if v is not None})
     if processes > 1:
         from .engine.supervisor import Supervisor, check_ports, child_command
 
@@ -123,7 +206,9 @@ def worker(ctx: click.Context, config_path: Path | None, processors: tuple[str, 
         else:  # an App's own main(): the children run the same script, without --processes
             command = [sys.executable, *_without_processes(sys.argv)]
         sys.exit(Supervisor(settings, command, processes).run())
-    worker = Worker(settings, list(processors) or None, app=_app(ctx, None))
+    app = _app(ctx, None)
+    app._settings = settings  # noqa: SLF001 - the command line's ports and level, for the app's services too
+    worker = Worker(settings, list(processors) or None, app=app)
     worker.hard_exit_s = settings.shutdown_timeout_ms / 1000 + 5
     asyncio.run(worker.run())
 

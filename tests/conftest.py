@@ -23,7 +23,8 @@ FEEDS = SHARED_DATA / "feeds" / "binance-hftbacktest"
 
 # The markers, given by pytest_collection_modifyitems; `make check` runs `-m unit`, `make test` everything.
 MARKERS = {
-    "unit": "no broker, no network, no server processes: tests/unit/**, tests/engine/** and tests/eos/** unless "
+    "unit": "no broker, no network, no server processes: tests/unit/**, tests/engine/**, tests/eos/** and "
+            "tests/faust_programs/** unless "
             "they use the broker (`make check` runs these, in parallel)",
     "broker": "needs a real Kafka broker: tests/integration/** and any test using kafka_bootstrap (the chaos harness)",
     "slow": "over about 5 s on the 2-core CI machine (measured: @pytest.mark.slow, tests/conftest.py's SLOW)",
@@ -33,12 +34,14 @@ MARKERS = {
 }
 # Where a test lives -> its kind (tests/<folder>/...); a test using kafka_bootstrap is also ``broker`` wherever it is,
 # and then not ``unit``.
-FOLDERS = {"unit": "unit", "engine": "unit", "integration": "broker", "eos": "unit", "deployment": "deploy"}
+FOLDERS = {"unit": "unit", "engine": "unit", "integration": "broker", "eos": "unit", "faust_programs": "unit",
+           "deployment": "deploy"}
 # Tests over ~5 s (2-core machine, `make test`'s --durations: the call, without the session's broker start) in files
 # that were being rewritten when this was measured: marked ``slow`` here, as @pytest.mark.slow does in the other test
 # files. A path selects a file, a node id one test (with its parameters), as in KAFKA39.
 SLOW = (
     "tests/eos/test_exactly_once.py",  # 35-45 s each
+    "tests/faust_programs/test_broker.py",  # ~15 s: a worker killed with kill -9 and restarted
     "tests/integration/test_trades_pipeline.py::test_real_trades_enriched_exactly_once_across_a_restart",  # 13-35 s
     "tests/integration/test_examples.py::test_trades_with_book_join_each_trade_with_a_book_written_before",  # 7-11 s
     "tests/integration/test_examples.py::test_trade_counts_count_each_minute_of_trade_time",  # 6-8 s

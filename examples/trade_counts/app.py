@@ -36,8 +36,11 @@ def make_app(settings: Mapping[str, Any] | None = None, topics: Mapping[str, str
     out = app.topic(name.get("trade_counts", "trade_counts"))
     window_ms = int(WINDOW_S * 1000)
     # Windows by the trade's time (not the Kafka timestamp, which is when the connector published it).
-    counts = app.Table("trade_counts", default=int).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field("time_ms")
-    volume = app.Table("volume", default=float).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field("time_ms")
+    # Faust's window times are seconds: the trade's time_ms / 1000.
+    counts = app.Table("trade_counts", default=int).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field(
+        lambda trade: trade.time_ms / 1000)
+    volume = app.Table("volume", default=float).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field(
+        lambda trade: trade.time_ms / 1000)
 
     @app.agent(trades, sink=[out])
     async def trade_counts(stream: Any) -> Any:
@@ -52,8 +55,8 @@ def make_app(settings: Mapping[str, Any] | None = None, topics: Mapping[str, str
                 "symbol": trade.symbol,
                 "window_start_ms": start,
                 "window_end_ms": start + window_ms,
-                "trades": counts[key].current(),
-                "volume": volume[key].current(),
+                "trades": counts[key].value(),
+                "volume": volume[key].value(),
                 "trade_id": trade.trade_id,
                 "time_ms": trade.time_ms,
             }

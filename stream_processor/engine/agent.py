@@ -29,15 +29,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
+import sys
 import types
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import processor as _processor
+from .channels import AgentChannel, encode_response, reply_topic_name, request_of, wants_replies
 from .exceptions import RecordError
 from .kafka_internals import release_future
-from .processor import Processor, ProcessorContext, PunctuationType, encode_value
+from .processor import Processor, ProcessorContext, PunctuationType
 from .state import StoreSpec
+from .stream import EMPTY, TICK, WANT, Repartition, Stream, field_of, key_function, through_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,162 +51,15 @@ if TYPE_CHECKING:
     from .app import App
     from .topic import Topic
 
-_EMPTY = object()
-_WANT = object()  # yielded up to the driver: the agent asks for its next record
-_TICK = object()  # delivered to a waiting stream.take(): a wall-clock moment passed
-
+__all__ = ["Agent", "AgentDriver", "AgentProcessor", "Stream"]
 
 class _AgentClosed(BaseException):  # noqa: N818 - a signal
     """Ends an agent instance where it waits (GeneratorExit thrown there leaves a nested async generator, such as
     ``stream.filter``, marked as running, and the loop's finalizer then fails to close it)."""
 
 
-class Stream:
-    """An agent's input: the records of one partition (task), in offset order; iterate with ``async for``.
-
-    ``stream.current_event`` is the :class:`~stream_processor.engine.processor.ProcessorContext` of the record
-    being processed (its ``topic``, ``partition``, ``offset``, ``timestamp``, ``key``, ``headers``);
-    ``stream.params`` the agent's validated ``params`` from the YAML.
-    """
-
-    def __init__(self, driver: AgentDriver | None, ctx: ProcessorContext | None, params: Any = None) -> None:
-        self._driver = driver
-        self._pending: Any = _EMPTY
-        self._ticks = False  # a take() with ``within`` is waiting: deliver ticks
-        self.current_event = ctx
-        self.params = params
-        self.group_by_calls: list[tuple[Any, str | None]] = []
-
-    def __aiter__(self) -> Stream:
-        return self
-
-    def __anext__(self) -> Any:
-        return self._next()
-
-    @types.coroutine
-    def _next(self) -> Any:
-        while True:
-            while self._pending is _EMPTY:
-                yield _WANT
-            value, self._pending = self._pending, _EMPTY
-            if value is not _TICK:
-                return value
-
-    @types.coroutine
-    def _next_or_tick(self) -> Any:
-        self._ticks = True
-        try:
-            while self._pending is _EMPTY:
-                yield _WANT
-        finally:
-            self._ticks = False
-        value, self._pending = self._pending, _EMPTY
-        return value
-
-    async def items(self) -> AsyncIterator[tuple[Any, Any]]:
-        """``(key, value)`` pairs, None without a key. The key is as its topic's ``key_type`` says: ``bytes`` raw (as
-        Faust gives it by default), otherwise str (UTF-8; bytes when not UTF-8)."""
-        async for value in self:
-            ctx = self.current_event
-            key = ctx.key if ctx is not None else None
-            yield (key if key is None or self._key_type(ctx) is bytes else _key_text(key)), value
-
-    def _key_type(self, ctx: ProcessorContext | None) -> Any:
-        if self._driver is None or ctx is None or ctx.topic is None:
-            return None
-        topic = self._driver.agent.app.topics.get(ctx.topic)
-        return topic.key_type if topic is not None else None
-
-    async def events(self) -> AsyncIterator[Any]:
-        """The values with their context: ``(ctx, value)`` pairs (Faust's events, as the context's view)."""
-        async for value in self:
-            yield self.current_event, value
-
-    async def filter(self, predicate: Callable[[Any], bool]) -> AsyncIterator[Any]:
-        """The values for which ``predicate(value)`` is true."""
-        async for value in self:
-            if predicate(value):
-                yield value
-
-    async def map(self, fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
-        """``fn(value)`` of every value."""
-        async for value in self:
-            yield fn(value)
-
-    async def take(self, max_: int, within: float) -> AsyncIterator[list[Any]]:
-        """Lists of up to ``max_`` values, a shorter one once ``within`` seconds passed since its first value.
-
-        A batch's records are committed only after it is yielded (and what the agent does with it is in the
-        transaction): a crash while it fills re-reads them. The ``within`` deadline is checked on each record and
-        every 100 ms (at the commit cadence), so a partition that goes quiet still gets its last batch.
-        """
-        if max_ < 1 or within <= 0:
-            raise ValueError(f"take needs max_ >= 1 and within > 0, got {max_}, {within}")
-        ctx = self.current_event
-        buffer: list[Any] = []
-        deadline = 0.0
-        if ctx is not None and self._driver is not None:
-            self._driver.want_ticks(int(min(within, 0.1) * 1000))
-        while True:
-            value = await self._next_or_tick()
-            now = _processor.wall_clock_ms() / 1000
-            if value is not _TICK:
-                if not buffer:
-                    deadline = now + within
-                if ctx is not None and ctx.topic is not None and ctx.offset is not None:
-                    ctx.held.setdefault(ctx.topic, ctx.offset)
-                buffer.append(value)
-            if buffer and (len(buffer) >= max_ or now >= deadline):
-                batch, buffer = buffer, []
-                yield batch  # the agent's body handles it before asking for more: only then are its records done
-                if ctx is not None:
-                    ctx.held.clear()
-
-    def group_by(self, key: Any, name: str | None = None) -> Any:
-        """Re-key the stream through the agent's repartition topic, exactly once: each value is sent, keyed by
-        ``key(value)`` (a function, or an attribute/field name), to ``<app_id>-<agent>-<name>-repartition`` in its
-        input record's transaction, and the agent's body processes it from there, on the partition of its new key
-        (so its tables are partitioned by it). Must be called before the first record (``async for v in
-        stream.group_by(...)``), once per agent.
-        """
-        self.group_by_calls.append((key, name))
-        if self._driver is None:
-            return self  # the registration probe: it only records the call
-        return self._driver.group_by(self, key)
-
-
-def _key_text(key: bytes | None) -> Any:
-    if key is None:
-        return None
-    try:
-        return key.decode()
-    except UnicodeDecodeError:
-        return key
-
-
-class _Repartition:
-    """What ``stream.group_by`` gives the first stage of a re-keyed agent: it forwards every record to the
-    repartition topic and never returns one to the body."""
-
-    def __init__(self, stream: Stream, key: Callable[[Any], Any], topic: str, ctx: ProcessorContext) -> None:
-        self.stream, self.key, self.topic, self.ctx = stream, key, topic, ctx
-
-    def __aiter__(self) -> _Repartition:
-        return self
-
-    async def __anext__(self) -> Any:
-        while True:
-            value = await self.stream._next()  # noqa: SLF001
-            self.ctx.send(self.topic, encode_value(value), self.key(value))
-
-
-def key_function(key: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
-    """A function of a value from ``group_by``'s ``key``: a callable as it is, a name as an attribute or field."""
-    if callable(key):
-        return key
-    if isinstance(key, str):
-        return lambda value: value[key] if isinstance(value, dict) else getattr(value, key)
-    raise TypeError(f"group_by key must be a function or a field name, got {key!r}")
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SINKS = object()  # an async sink awaits: finish it before the agent goes on
 
 
 class AgentDriver:
@@ -213,7 +70,9 @@ class AgentDriver:
         self.processor = processor
         self.ctx = ctx
         self.current: Any = None
+        self.request: tuple[str, str] | None = None  # (reply_to, correlation_id) of the record being processed
         self.stream = Stream(self, ctx, processor.params)
+        self._sink_waits: list[tuple[Any, Any]] = []  # async sinks suspended: (coroutine, what it awaits)
         self._tick_punctuator: Any = None
         self.stopped = False
         self._start()
@@ -224,7 +83,7 @@ class AgentDriver:
         self.is_gen = inspect.isasyncgen(gen)
         self.gen = gen
         self.step: Any = gen.__anext__() if self.is_gen else gen
-        self.stream._pending = _EMPTY  # noqa: SLF001
+        self.stream._pending = EMPTY  # noqa: SLF001
 
     def _failed(self, exc: BaseException) -> BaseException:
         """The agent raised ``exc`` (its instance is over): start a new one for the next record, and say what the
@@ -239,8 +98,20 @@ class AgentDriver:
 
     def group_by(self, stream: Stream, key: Any) -> Any:
         if self.processor.stage == "repartition":
-            return _Repartition(stream, key_function(key), self.agent.repartition_topic, self.ctx)
+            return Repartition(stream, key_function(key), self.agent.repartition_topic, self.ctx,
+                               self._second_stage_encode())
+        stream._processors = []  # noqa: SLF001 - those added before belong to the first stage
         return stream  # the body stage reads the repartition topic: records are already keyed
+
+    def _second_stage_encode(self) -> Any:
+        """How a value is written for the second stage, which decodes with the through topic's or the input's codec."""
+        return (self.agent.through or self.agent.topics[0]).encode_value
+
+    def through(self, stream: Stream) -> Any:
+        if self.processor.stage == "repartition":
+            return Repartition(stream, None, self.agent.repartition_topic, self.ctx, self._second_stage_encode())
+        stream._processors = []  # noqa: SLF001 - those added before ran before the forward
+        return stream
 
     def want_ticks(self, interval_ms: int) -> None:
         if self._tick_punctuator is None:
@@ -248,57 +119,58 @@ class AgentDriver:
 
     def _tick(self, now_ms: int) -> None:
         if self.stream._ticks and not self.stopped:  # noqa: SLF001
-            self.stream._pending = _TICK  # noqa: SLF001
+            self.stream._pending = TICK  # noqa: SLF001
             pending = self._run()
             if pending is not None:
                 pending.close()
                 raise RuntimeError(f"agent {self.agent.name} awaited I/O while handling a take() deadline")
 
-    def deliver(self, value: Any) -> Any:
-        """Hand ``value`` to the agent and run it until it asks for the next record; None, or an awaitable to
-        finish (the agent awaits real I/O). Raises whatever the agent raised."""
+    def deliver(self, value: Any, raw: bytes | None = None, request: tuple[str, str] | None = None) -> Any:
+        """Hand ``value`` (decoded from ``raw``; ``request``: the ``(reply_to, correlation_id)`` of an ``ask``) to the
+        agent and run it until it asks for the next record; None, or an awaitable to finish (the agent awaits real
+        I/O). Raises whatever the agent raised."""
         if self.stopped:
             return None
-        self.current = value
+        ctx = self.ctx
+        self.current, self.request = value, request
+        self.stream.set_record((ctx.topic, ctx.partition, ctx.offset, ctx.timestamp, ctx.key, ctx.headers, raw, value))
         self.stream._pending = value  # noqa: SLF001
         return self._run()
 
     def _advance(self) -> Any:
-        """Run the instance until it asks for its next record or ends (:data:`_WANT`), or awaits something else (that
-        is returned); what it yields meanwhile goes to the sinks. Raises what it raised (see :meth:`_failed`)."""
+        """Run the instance until it asks for its next record or ends (:data:`WANT`), or awaits something else (that
+        is returned; :data:`_SINKS`: an async sink awaits); what it yields meanwhile goes to the sinks. Raises what it
+        raised (see :meth:`_failed`)."""
         while True:
             try:
                 return self.step.send(None)
             except StopIteration as stop:
                 if not self.is_gen:
                     self._stopped()
-                    return _WANT
-                self._emit(stop.value)
+                    return WANT
                 self.step = self.gen.__anext__()
+                self._emit(stop.value)
+                if self._sink_waits:
+                    return _SINKS
             except StopAsyncIteration:
                 self._stopped()
-                return _WANT
+                return WANT
             except Exception as exc:
                 raise self._failed(exc)  # noqa: B904 - the same exception, or one that carries it
 
     def _run(self) -> Any:
         signal = self._advance()
-        return None if signal is _WANT else self._wait(signal)
+        return None if signal is WANT else self._wait(signal)
 
     async def _wait(self, signal: Any) -> None:
         """The agent awaits ``signal`` (an asyncio future, or None for a bare yield): wait, then go on."""
-        while signal is not _WANT:
-            if signal is None:
-                await asyncio.sleep(0)
+        while signal is not WANT:
+            if signal is _SINKS:
+                while self._sink_waits:
+                    coro, awaited = self._sink_waits.pop(0)
+                    await _finish(coro, awaited)
             else:
-                release_future(signal)  # we are the task awaiting it
-                try:
-                    await signal
-                except asyncio.CancelledError:
-                    if not signal.done():
-                        raise  # we are cancelled (the record's time is up), not the future
-                except Exception:  # noqa: BLE001, S110 - the agent sees the outcome when it resumes
-                    pass
+                await _settle(signal)
             signal = self._advance()
 
     def _stopped(self) -> None:
@@ -307,17 +179,56 @@ class AgentDriver:
                     "reopens", self.agent.name, self.ctx.task)
 
     def _emit(self, value: Any) -> None:
+        """Send a yielded value to every sink (topics and agents: in the transaction, keyed like the input record;
+        functions: called, async ones awaited before the agent goes on) and, for an ``ask``, reply."""
         ctx = self.ctx
         key = ctx.key
+        if self.request is not None:
+            reply_to, correlation_id = self.request
+            event = self.stream.current_event
+            ctx.send(reply_to, encode_response(event.key if event is not None else key, value, correlation_id))
         for sink in self.processor.sinks:
             if hasattr(sink, "encode_value"):
                 ctx.send(sink.name, sink.encode_value(value), key)
-            else:
-                sink(value)
+                continue
+            result = sink(value)
+            if inspect.isawaitable(result):
+                coro = result.__await__()
+                try:
+                    awaited = coro.send(None)
+                except StopIteration:
+                    continue  # it did not suspend: done
+                self._sink_waits.append((coro, awaited))
 
     def close(self) -> None:
         """Stop the agent's instance where it waits."""
         _end_instance(self.gen, self.step)
+
+
+async def _settle(signal: Any) -> None:
+    """Wait for what a coroutine driven by hand yielded (an asyncio future, or None for a bare yield)."""
+    if signal is None:
+        await asyncio.sleep(0)
+        return
+    release_future(signal)  # we are the task awaiting it
+    try:
+        await signal
+    except asyncio.CancelledError:
+        if not signal.done():
+            raise  # we are cancelled (the record's time is up), not the future
+    except Exception:  # noqa: BLE001, S110 - the coroutine sees the outcome when it resumes
+        pass
+
+
+async def _finish(coro: Any, awaited: Any) -> None:
+    """Run an async sink's coroutine (its ``__await__`` iterator, suspended on ``awaited``) to its end. Raises what
+    it raised."""
+    while True:
+        await _settle(awaited)
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            return
 
 
 def _end_instance(gen: Any, step: Any) -> None:
@@ -335,21 +246,39 @@ def _end_instance(gen: Any, step: Any) -> None:
             pass
 
 
-class Agent:
-    """A registered agent (see :meth:`App.agent`); calling it calls the function."""
+class Agent(AgentChannel):
+    """A registered agent (see :meth:`App.agent`); calling it calls the function. It is also a channel (see
+    :mod:`~stream_processor.engine.channels`: ``send``, ``cast``, ``ask``, ``map``, ``join``, ``kvmap``).
 
-    def __init__(self, app: App, fun: Callable[..., Any], topics: list[Topic], name: str, sinks: list[Any],
-                 tables: list[Any] | None, params: type[BaseModel] | None) -> None:
+    ``topics`` None: the agent reads its own topic, ``<app id>-<module>.<qualname>`` as Faust's
+    ``Agent._prepare_channel`` names it (``<app id>-<name>`` when ``name`` is not the function's ``__name__``),
+    declared with ``key_type``/``value_type``. ``sinks``: topics, agents, functions or async functions.
+
+    Raises TypeError: a sink is none of those.
+    """
+
+    def __init__(self, app: App, fun: Callable[..., Any], topics: list[Topic] | None, name: str, sinks: list[Any],
+                 tables: list[Any] | None, params: type[BaseModel] | None, *, key_type: type | None = None,
+                 value_type: type | None = None) -> None:
+        for sink in sinks:
+            if not (hasattr(sink, "encode_value") or callable(sink)):
+                raise TypeError(f"agent {name}: sink {sink!r} is not a topic, an agent or a function")
         self.app = app
         self.fun = fun
-        self.topics = topics
         self.name = name
+        if topics is None:
+            topics = [app.topic(f"{app.id}-{_faust_name(fun) if name == fun.__name__ else name}",
+                                value_type=value_type, key_type=key_type)]
+        self.topics = topics
         self.sinks = sinks
         self.declared_tables = tables
         self.params_model = params
         self.group_by: tuple[Any, str] | None = None
+        self.through: Topic | None = None  # stream.through's topic: the second stage reads it
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
+        if wants_replies(app):  # it may answer ask(): its replies go to the app's reply topic
+            app.topic(reply_topic_name(app))
 
     def __repr__(self) -> str:
         return f"<Agent {self.name}: {[t.name for t in self.topics]}>"
@@ -359,13 +288,17 @@ class Agent:
 
     @property
     def repartition_topic(self) -> str:
+        """The topic between the two stages: ``stream.through``'s, or ``<app_id>-<agent>-<name>-repartition``."""
+        if self.through is not None:
+            return self.through.name
         assert self.group_by is not None
         return f"{self.app.id}-{self.name}-{self.group_by[1]}-repartition"
 
     def probe(self) -> None:
-        """Start the function on a recording stream until it asks for its first record: learns ``group_by``."""
+        """Start the function on a recording stream until it asks for its first record: learns ``group_by`` and
+        ``through``. Raises ValueError: called more than once, both, or group_by with an unnamed lambda."""
         params = self.params_model.model_construct() if self.params_model is not None else None
-        stream = Stream(None, None, params)
+        stream = Stream(None, None, params, app=self.app)
         gen = self.fun(stream)
         step = gen.__anext__() if inspect.isasyncgen(gen) else gen
         try:
@@ -374,12 +307,16 @@ class Agent:
             pass
         finally:
             _end_instance(gen, step)
-        if len(stream.group_by_calls) > 1:
-            raise ValueError(f"agent {self.name}: group_by is called {len(stream.group_by_calls)} times; once only")
+        calls = len(stream.group_by_calls) + len(stream.through_calls)
+        if calls > 1:
+            raise ValueError(f"agent {self.name}: group_by/through is called {calls} times; once only")
+        if stream.through_calls:
+            self.through = through_topic(self.app, stream.through_calls[0])
+            self.group_by = (None, self.through.name)
         if stream.group_by_calls:
             key, name = stream.group_by_calls[0]
             if name is None:
-                name = key if isinstance(key, str) else getattr(key, "__name__", None)
+                name = field_of(key) or getattr(key, "__name__", None)
                 if not name or name == "<lambda>":
                     raise ValueError(f"agent {self.name}: group_by with a lambda needs name=...")
             self.group_by = (key, name)
@@ -395,6 +332,17 @@ class Agent:
             if isinstance(obj, Table | WindowedTable):
                 found.setdefault(obj.name, obj)
         return list(found.values())
+
+
+def _faust_name(fun: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``fun``, ``__main__`` as the script's name (as mode's ``canonshortname``); characters
+    Kafka refuses in a topic name (a nested function's ``<locals>``) as ``_`` (Faust's worker could not create that
+    topic at all)."""
+    module = fun.__module__
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        module = Path(main_file).stem if main_file else module
+    return _TOPIC_UNSAFE.sub("_", f"{module}.{fun.__qualname__}")
 
 
 def _referenced(fun: Callable[..., Any]) -> Iterable[Any]:
@@ -438,7 +386,7 @@ class AgentProcessor(Processor):
         # declared with, a renamed one gets that of the agent's first topic.
         inputs = settings.input_topics
         if stage == "body" and agent.group_by is not None:  # the repartition topic holds the input's values
-            self._codecs = dict.fromkeys(inputs, agent.topics[0])
+            self._codecs = dict.fromkeys(inputs, agent.through or agent.topics[0])
         else:  # renamed in the YAML: the serde goes by position (the first topic's if the count differs)
             declared = agent.topics if len(inputs) == len(agent.topics) else agent.topics[:1] * len(inputs)
             self._codecs = {t: app.topics.get(t, d) for t, d in zip(inputs, declared, strict=True)}
@@ -453,6 +401,8 @@ class AgentProcessor(Processor):
         self._outputs = sorted({*settings.output_topics,
                                 *(t for t in app.topics if t not in self._codecs and t not in self.renamed)})
         self._tables = agent.tables() if stage == "body" else []
+        self._raw: bytes | None = None  # the record being decoded and processed: its value bytes
+        self._request: tuple[str, str] | None = None  # and its ask's (reply_to, correlation_id)
 
     @property
     def output_topics(self) -> list[str]:
@@ -462,13 +412,22 @@ class AgentProcessor(Processor):
         return [table.spec for table in self._tables]
 
     def decode(self, value: bytes | None, key: bytes | None, timestamp_ms: int | None, topic: str) -> Any:
-        return self._codecs[topic].decode_value(value, key, timestamp_ms)
+        """The value as its topic declares; a Faust ``ReqRepRequest`` envelope (an ``ask``) is unwrapped first and
+        its reply address kept for :meth:`process`."""
+        codec = self._codecs[topic]
+        request = request_of(value, codec.value_type)
+        self._request = None
+        if request is not None:
+            value, reply_to, correlation_id = request
+            self._request = (reply_to, correlation_id)
+        self._raw = value
+        return codec.decode_value(value, key, timestamp_ms)
 
     def init(self, ctx: ProcessorContext) -> None:
         ctx.agent_state = AgentDriver(self.agent, self, ctx)
 
     def process(self, record: Any, ctx: ProcessorContext) -> Any:
-        return ctx.agent_state.deliver(record)
+        return ctx.agent_state.deliver(record, self._raw, self._request)
 
     def close(self, ctx: ProcessorContext) -> None:
         driver, ctx.agent_state = ctx.agent_state, None

@@ -41,12 +41,19 @@ from pydantic import BaseModel
 
 from . import processor as _processor
 from .agent import Agent, AgentProcessor
+from .app_services import SIGNALS, AppTask, Page, Signal, click_command, discover, run_services
+from .channels import close_replies
+from .durations import Duration, to_seconds
+from .faust_conf import FaustConf
+from .global_table import GlobalTable, global_table_method
 from .processor import Processor
 from .registry import ProcessorType
 from .security import client_options
+from .set_table import SetTable, set_table_method
 from .settings import DEFAULT_BROKER, ProcessorSettings, Settings, load_settings
-from .table import Table
-from .topic import Topic, _decoder
+from .shared_tables import finalize_agents
+from .table import Table, table_method
+from .topic import Topic
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +72,17 @@ class App:
     neither: the defaults and the environment only (see the module docstring). ``sections``: models of the app's
     own top-level sections of that document, by key (``{"alerting": AlertingSettings}``), validated with the rest and
     read with ``app.settings.section(key)`` (see :class:`~stream_processor.engine.settings.Settings`).
+
+    ``**faust``: Faust's ``App(...)`` keywords (``broker``, ``store``, ``version``, ``topic_partitions``, ``web_port``,
+    ``processing_guarantee``, ...), read into :attr:`conf` (see :mod:`~stream_processor.engine.faust_conf`: each is
+    applied, accepted with no effect and logged at start, or refused with TypeError). Precedence: the environment,
+    then the YAML (``config``/``settings``), then these arguments, then the defaults.
     """
 
     def __init__(self, id: str, config: str | Path | None = None, settings: Mapping[str, Any] | None = None, *,  # noqa: A002 - Faust's name
-                 sections: Mapping[str, type[BaseModel]] | None = None) -> None:
-        self.id = id
+                 sections: Mapping[str, type[BaseModel]] | None = None, **faust: Any) -> None:
+        self.conf = FaustConf(id, faust)
+        self.id = self.conf.id
         self.config = Path(config) if config is not None else None
         self.settings_doc = settings
         self.sections: dict[str, type[BaseModel]] = dict(sections or {})
@@ -79,6 +92,15 @@ class App:
         self.types: dict[str, ProcessorType] = {}
         self.timers: list[tuple[str, Callable[[], float], Callable[[], Any]]] = []
         self.settings_hooks: list[Callable[[Settings], None]] = []
+        self.tasks: list[AppTask] = []
+        self.commands: dict[str, Any] = {}  # click commands of @app.command, by name
+        self.pages: list[Page] = []
+        self.pages_served = False  # the worker's web server serves them (app_services.page_routes)
+        self.signals = {name: Signal(name) for name in SIGNALS}
+        for name, signal in self.signals.items():
+            setattr(self, name, signal)
+        self.needs_leader = False  # an on_leader timer or task: the worker joins the leader group
+        self.elector: Any = None  # the worker's LeaderElector while it runs
         self._settings: Settings | None = None
         self._producer: Any = None
         self._finalized = False
@@ -88,43 +110,63 @@ class App:
 
     # ---- declarations -------------------------------------------------------------------------------
     def topic(self, name: str, value_type: type | None = None, key_type: type | None = None,
-              partitions: int | None = None) -> Topic:
-        """The topic ``name`` (the same object when declared twice with the same types)."""
+              partitions: int | None = None, value_serializer: Any = None, key_serializer: Any = None) -> Topic:
+        """The topic ``name`` (the same object when declared twice with the same types). ``value_serializer`` /
+        ``key_serializer``: ``'json'`` or ``'raw'`` (default: the App's, see :mod:`~.codecs`)."""
         existing = self.topics.get(name)
         if existing is not None:
             if value_type is not None and existing.value_type not in (None, value_type):
                 raise ValueError(f"topic {name!r} is already declared with value_type {existing.value_type!r}")
             if value_type is not None and existing.value_type is None:  # declared untyped first (app.filter, a sink)
-                existing.value_type, existing._decode = value_type, _decoder(value_type)  # noqa: SLF001
+                existing.value_type = value_type
             if key_type is not None and existing.key_type is None:
                 existing.key_type = key_type
             if partitions is not None and existing.partitions is None:
                 existing.partitions = partitions
+            if value_serializer is not None and existing.value_serializer is None:
+                existing.value_serializer = value_serializer
+            if key_serializer is not None and existing.key_serializer is None:
+                existing.key_serializer = key_serializer
             return existing
-        topic = self.topics[name] = Topic(self, name, value_type, key_type, partitions)
+        topic = self.topics[name] = Topic(self, name, value_type, key_type, partitions, value_serializer,
+                                          key_serializer)
         return topic
 
     def Table(self, name: str, default: Callable[[], Any] | None = None, value_type: type | None = None,  # noqa: N802 - Faust's name
-              help: str | None = None, on_error: str | None = None) -> Table:  # noqa: A002
-        """A changelog-backed table (see :mod:`stream_processor.engine.table`)."""
-        if name in self.tables:
-            raise ValueError(f"table {name!r} is already declared")
-        table = self.tables[name] = Table(name, default, value_type, help, on_error)
-        return table
+              help: str | None = None, on_error: str | None = None, **faust: Any) -> Table:  # noqa: A002
+        """A changelog-backed table (see :mod:`stream_processor.engine.table`); Faust's keywords
+        (``on_window_close``, ``key_type``, ``partitions``) too."""
+        return table_method(self, name, default, value_type, help, on_error, **faust)
 
-    def agent(self, channel: Topic | str | list[Topic | str], *, name: str | None = None,
+    def SetTable(self, name: str, **kwargs: Any) -> SetTable:  # noqa: N802 - Faust's name
+        """A table of sets (faust.SetTable, see :mod:`~.set_table`)."""
+        return set_table_method(self, name, **kwargs)
+
+    def GlobalTable(self, name: str, **kwargs: Any) -> GlobalTable:  # noqa: N802 - Faust's name
+        """A table every worker reads whole (faust.GlobalTable, see :mod:`~.global_table`)."""
+        return global_table_method(self, name, **kwargs)
+
+    def agent(self, channel: Topic | str | list[Topic | str] | None = None, *, name: str | None = None,
               sink: list[Any] | None = None, tables: list[Any] | None = None, params: type | None = None,
-              concurrency: int = 1) -> Callable[[Callable[..., Any]], Agent]:
+              concurrency: int = 1, key_type: type | None = None, value_type: type | None = None,
+              isolated_partitions: bool = False, **_faust: Any) -> Callable[[Callable[..., Any]], Agent]:
         """Register an async function over a stream of ``channel``'s records (see :mod:`~.agent`).
 
-        ``sink``: topics (or agents, or plain callables) every ``yield``-ed value goes to, keyed like the input
-        record. ``tables``: the tables it uses (default: those its code names). ``params``: a pydantic model for its
-        YAML ``params``. Several topics must be co-partitioned.
+        ``channel`` None (``@app.agent()``): the agent has a topic of its own, created by the Agent as Faust does,
+        with ``key_type``/``value_type`` (only used then). ``sink``: topics (or agents, or plain callables) every
+        ``yield``-ed value goes to, keyed like the input record. ``tables``: the tables it uses (default: those its
+        code names). ``params``: a pydantic model for its YAML ``params``. Several topics must be co-partitioned.
+        Faust's ``supervisor_strategy``/``use_reply_headers`` have no effect; ``isolated_partitions`` is what every
+        agent here is (one instance per partition), so it changes nothing either.
         """
+        del isolated_partitions  # one instance per input partition is how every agent runs here
         if concurrency != 1:
             raise ValueError("concurrency must be 1: one instance per partition is what makes an agent exactly once")
-        topics = [self.topic(c) if isinstance(c, str) else c
-                  for c in (channel if isinstance(channel, list) else [channel])]
+        topics: list[Topic] | None = None
+        if channel is not None:
+            topics = [self.topic(c) if isinstance(c, str) else c
+                      for c in (channel if isinstance(channel, list) else [channel])]
+        types = {k: v for k, v in (("key_type", key_type), ("value_type", value_type)) if v is not None}
         sinks = [self.topic(s) if isinstance(s, str) else s for s in (sink or [])]
 
         def register(fun: Callable[..., Any]) -> Agent:
@@ -134,7 +176,7 @@ class App:
             agent_name = name or fun.__name__
             if agent_name in self.agents or agent_name in self.types:
                 raise ValueError(f"agent {agent_name!r} is already registered")
-            agent = Agent(self, fun, topics, agent_name, sinks, tables, params)
+            agent = Agent(self, fun, topics, agent_name, sinks, tables, params, **types)
             self.agents[agent_name] = agent
             return agent
 
@@ -162,31 +204,99 @@ class App:
 
         return register
 
-    def timer(self, interval: float, *, on_leader: bool = False) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-        """Run an async function every ``interval`` seconds of wall-clock time while the worker runs.
+    def timer(self, interval: Duration, *, on_leader: bool = False, name: str | None = None,
+              **_faust: Any) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Run an async function every ``interval`` (a Faust duration: timedelta, seconds, ``'5s'``, see
+        :mod:`~.durations`) of wall-clock time while the worker runs; the first call one interval after the start.
 
-        Timers run outside any partition's transaction: they must not use tables, and what they send goes out at
-        least once (see :meth:`Topic.send`). For a punctuation inside a partition's transaction, use a processor's
-        ``context.schedule``. ``on_leader`` is accepted for Faust compatibility and ignored: every worker runs it.
+        ``on_leader``: only on the worker that leads the app's group (:mod:`~.leader`; Faust's ``app.is_leader()``),
+        so one worker of the app runs it at a time. Timers run outside any partition's transaction: what they send
+        goes out at least once (see :meth:`Topic.send`). For a punctuation inside a partition's transaction, use a
+        processor's ``context.schedule``. ``traced``/``max_drift_correction`` (Faust's) have no effect. Raises
+        ValueError: the interval is not a positive duration.
         """
-        if interval <= 0:
-            raise ValueError(f"timer interval must be positive, got {interval}")
+        seconds = -1.0 if isinstance(interval, int | float) and interval <= 0 else to_seconds(interval, what="timer")
+        if seconds <= 0:
+            raise ValueError(f"timer interval must be positive, got {interval!r}")
 
         def register(fun: Callable[[], Any]) -> Callable[[], Any]:
-            self.timers.append((fun.__name__, lambda: interval, fun))
+            self.timers.append((name or fun.__name__, lambda: seconds, self._leading(fun, on_leader)))
             return fun
 
         return register
 
-    def crontab(self, cron_format: str, *, timezone: dt.tzinfo | None = None,
-                on_leader: bool = False) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-        """Run an async function at the times of ``cron_format`` (``"*/5 * * * *"``; in ``timezone``, default UTC);
-        like :meth:`timer` otherwise. Raises ValueError for a malformed expression."""
+    def _leading(self, fun: Callable[[], Any], on_leader: bool) -> Callable[[], Any]:
+        """``fun``, or for ``on_leader`` a wrapper that calls it only while this worker leads (faust's timer)."""
+        if not on_leader:
+            return fun
+        self.needs_leader = True
+
+        async def when_leader() -> Any:
+            return await fun() if self.is_leader() else None
+
+        when_leader.__name__ = fun.__name__
+        return when_leader
+
+    def is_leader(self) -> bool:
+        """True while this worker leads the app's group (:mod:`~.leader`); outside a worker (the test driver, a
+        command) True: one process is the whole group."""
+        return bool(self.elector.is_leader) if self.elector is not None else True
+
+    def task(self, fun: Callable[..., Any] | None = None, *, on_leader: bool = False, traced: bool = True) -> Any:
+        """Run an async function once when the worker starts (``on_leader``: once this worker first becomes the
+        leader), outside any transaction (its sends at least once); it gets the app when it takes a parameter
+        (faust.app.base.App.task). Usable as ``@app.task`` or ``@app.task(on_leader=True)``."""
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            if not inspect.iscoroutinefunction(f):
+                raise TypeError(f"app.task {f.__name__}: must be an async def function")
+            self.needs_leader = self.needs_leader or on_leader
+            self.tasks.append(AppTask(f.__name__, f, on_leader))
+            return f
+
+        return register(fun) if fun is not None else register
+
+    def command(self, *options: Any, name: str | None = None, **_faust: Any) -> Callable[[Callable[..., Any]], Any]:
+        """A subcommand of the app's command line (``python app.py <name>``, ``stream-processor -A app <name>``)
+        running an async function, with click ``options`` (``stream_processor.cli.option``/``argument``, Faust's
+        ``faust.cli.option``); see :func:`~.app_services.click_command`. Returns the function."""
+        def register(fun: Callable[..., Any]) -> Callable[..., Any]:
+            command = click_command(self, fun, options, name)
+            self.commands[str(command.name)] = command
+            return fun
+
+        return register
+
+    def page(self, path: str, *, name: str | None = None, **_faust: Any) -> Callable[[Any], Any]:
+        """Faust's web view ``async def view(web, request, **match_info)`` at ``path`` (aiohttp's syntax:
+        ``/count/{word}/``), on the worker's web server (see :func:`~.app_services.page_routes`; logged at start when
+        the server does not serve them). Returns the view. Raises TypeError for a View class (not offered)."""
+        def register(fun: Any) -> Any:
+            if not inspect.iscoroutinefunction(fun):
+                raise TypeError(f"app.page {path}: an async def view function (Faust's View classes are not offered)")
+            self.pages.append(Page(path, fun, str(name or fun.__name__), getattr(fun, "_sp_route", None)))
+            return fun
+
+        return register
+
+    def table_route(self, table: Any, shard_param: str | None = None, **_faust: Any) -> Callable[[Any], Any]:
+        """Faust's routing of a view to the worker holding a table key: accepted; the view answers 501 naming why
+        (see :data:`~.app_services.ROUTED`)."""
+        return _routed("table")
+
+    def topic_route(self, topic: Any, shard_param: str | None = None, **_faust: Any) -> Callable[[Any], Any]:
+        """Faust's routing of a view by a topic's partition: accepted; answers 501 as :meth:`table_route`."""
+        return _routed("topic")
+
+    def crontab(self, cron_format: str, *, timezone: dt.tzinfo | None = None, on_leader: bool = False,
+                **_faust: Any) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Run an async function at the times of ``cron_format`` (``"*/5 * * * *"``; in ``timezone``, default
+        ``app.conf.timezone``, UTC unless App(timezone=) says otherwise); like :meth:`timer` otherwise (``on_leader``
+        included). Raises ValueError for a malformed expression."""
         from croniter import croniter
 
         if not croniter.is_valid(cron_format):
             raise ValueError(f"not a cron expression: {cron_format!r}")
-        tz = timezone or dt.UTC
+        tz = timezone or self.conf.timezone
 
         def register(fun: Callable[[], Any]) -> Callable[[], Any]:
             def delay() -> float:
@@ -194,7 +304,7 @@ class App:
                 following: dt.datetime = croniter(cron_format, now).get_next(dt.datetime)
                 return max(0.0, (following - now).total_seconds())
 
-            self.timers.append((fun.__name__, delay, fun))
+            self.timers.append((fun.__name__, delay, self._leading(fun, on_leader)))
             return fun
 
         return register
@@ -257,29 +367,25 @@ class App:
     def finalize(self) -> None:
         """Check the registrations and register every agent as a processor type (done once, before running).
 
-        Raises ValueError: two agents use one table, or an agent's group_by is malformed.
+        Agents that share a table run as one processor (see :mod:`~.shared_tables`). Raises ValueError: an
+        agent's group_by is malformed, or agents sharing a table re-key their input.
         """
         if self._finalized:
             return
-        owners: dict[str, str] = {}
-        for agent in self.agents.values():
-            agent.probe()
-            for table in agent.tables():
-                other = owners.setdefault(table.name, agent.name)
-                if other != agent.name:
-                    raise ValueError(f"table {table.name!r} is used by agents {other!r} and {agent.name!r}: a table "
-                                     "is partitioned like one agent's input; give each agent its own")
-            self._register_agent(agent)
+        discover(self.conf.autodiscover, self.conf.origin)
+        finalize_agents(self, self._register_agent, AgentSettings,
+                        self.conf.agent_defaults(ProcessorSettings.model_fields))
         self._finalized = True
 
     def _register_agent(self, agent: Agent) -> None:
         inputs = [t.name for t in agent.topics]
+        conf = self.conf.agent_defaults(ProcessorSettings.model_fields)
         sinks = [s.name if isinstance(s, Topic) else s.topics[0].name for s in agent.sinks
                  if isinstance(s, Topic | Agent)]
         if agent.group_by is None:
             self.types[agent.name] = ProcessorType(
-                agent.name, AgentSettings, _agent_factory(agent), {"input_topics": inputs, "output_topics": sinks},
-                implicit=True)
+                agent.name, AgentSettings, _agent_factory(agent),
+                {"input_topics": inputs, "output_topics": sinks, **conf}, implicit=True)
             return
         repartition = agent.repartition_topic
         partitions = max((self.topics[t].partitions or 0) for t in inputs) or None
@@ -287,20 +393,21 @@ class App:
         stage1 = f"{agent.name}-repartition"
         self.types[stage1] = ProcessorType(
             stage1, AgentSettings, _agent_factory(agent, "repartition"),
-            {"input_topics": inputs, "output_topics": [repartition]}, implicit=True)
+            {"input_topics": inputs, "output_topics": [repartition], **conf}, implicit=True)
         self.types[agent.name] = ProcessorType(
-            agent.name, AgentSettings, _agent_factory(agent), {"input_topics": [repartition], "output_topics": sinks},
-            implicit=True)
+            agent.name, AgentSettings, _agent_factory(agent),
+            {"input_topics": [repartition], "output_topics": sinks, **conf}, implicit=True)
 
     @property
     def settings(self) -> Settings:
         """The validated configuration (loaded once). Raises ConfigError naming the file and key."""
         if self._settings is None:
             self.finalize()
-            topics = {name: {"partitions": t.partitions} for name, t in self.topics.items() if t.partitions}
-            defaults: dict[str, Any] = {"app_id": self.id}
+            n = self.conf.topic_partitions  # App(topic_partitions=): topics declared without partitions
+            topics = {name: {"partitions": t.partitions or n} for name, t in self.topics.items() if t.partitions or n}
+            defaults = self.conf.settings_defaults()
             if self.config is None:
-                defaults["kafka"] = {"bootstrap_servers": [DEFAULT_BROKER]}
+                defaults.setdefault("kafka", {}).setdefault("bootstrap_servers", [DEFAULT_BROKER])
             settings = load_settings(self.config, types=self.types, doc=self.settings_doc, defaults=defaults,
                                      extra_topics=topics, sections=self.sections)
             # A repartition topic gets its agent's input partitions, as the YAML (or the code) gives them.
@@ -332,27 +439,13 @@ class App:
         return await self._producer.send_and_wait(topic, value, key=key, headers=headers, partition=partition)
 
     async def run_timers(self, stopping: asyncio.Event) -> None:
-        """Run every timer until ``stopping`` is set (the worker calls this)."""
-        if not self.timers:
-            await stopping.wait()
-            return
-
-        async def loop(name: str, delay: Callable[[], float], fun: Callable[[], Any]) -> None:
-            while not stopping.is_set():
-                try:
-                    await asyncio.wait_for(stopping.wait(), delay())
-                    return
-                except TimeoutError:
-                    pass
-                try:
-                    await fun()
-                except Exception:  # noqa: BLE001 - a failing timer is logged and tried again next time
-                    log.exception("timer %s failed", name)
-
-        await asyncio.gather(*(loop(*t) for t in self.timers))
+        """Run the app's tasks once and its timers until ``stopping`` is set, with leader election when an
+        ``on_leader`` one needs it (the worker calls this; see :func:`~.app_services.run_services`)."""
+        await run_services(self, stopping)
 
     async def close(self) -> None:
-        """Stop the timers' producer."""
+        """Stop the reply consumer (``agent.ask``) and the timers' producer."""
+        await close_replies(self)
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
@@ -362,6 +455,14 @@ class App:
         from ..cli import main
 
         main(argv, obj=self)
+
+
+def _routed(kind: str) -> Callable[[Any], Any]:
+    def mark(fun: Any) -> Any:
+        fun._sp_route = kind  # noqa: SLF001 - read by App.page, which Faust stacks above it
+        return fun
+
+    return mark
 
 
 def _topic_name(topic: Topic | str) -> str:

@@ -94,6 +94,10 @@ def health_app(worker: Worker) -> web.Application:
     app.router.add_get("/ready", ready)
     app.router.add_get("/status", status)
     app.on_cleanup.append(close_view)
+    if getattr(worker, "app", None) is not None and worker.app.pages:  # the App's web views (app.page)
+        from .app_services import page_routes
+
+        app.add_routes(page_routes(worker.app))
     return app
 
 

@@ -3,6 +3,7 @@ applied (see :func:`restore`), the offset markers collected."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ from .state import META_KEY, _marker_topic
 
 if TYPE_CHECKING:
     from .state import TaskStores
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Restored:
@@ -112,18 +115,21 @@ async def restore(
 
     Only the last record of each key is decoded (see :class:`_LastPerKey`): what is not yet compacted costs a read,
     not a decode, and the store ends as a compacted changelog would leave it.
+
+    Stores on disk (``store: rocksdb://``) with ``start`` None start from their clean close's checkpoint
+    (:meth:`TaskStores.resume`) when it lies within the changelog partition (log start <= it <= end); otherwise
+    they are wiped and rebuilt from the beginning, as memory stores always are.
     """
-    if start is None:
-        store.clear()
-    else:
-        store.take_dirty()
     consumer.assign([tp])
     try:
+        end = (await consumer.end_offsets([tp]))[tp]
+        start = await _start(store, consumer, tp, start, end)
         if start is None:
+            store.clear()
             await consumer.seek_to_beginning(tp)
         else:
+            store.take_dirty()
             consumer.seek(tp, start)
-        end = (await consumer.end_offsets([tp]))[tp]
         if progress is not None:
             progress.update(start=await consumer.position(tp), position=await consumer.position(tp), end=end)
         applied = 0
@@ -158,6 +164,23 @@ async def restore(
             if len(pending) >= RESTORE_MAX_PENDING:
                 last.apply()
         last.apply()
+        store.loaded()
         return markers.restored(applied, end)
     finally:
         consumer.assign([])
+
+
+async def _start(store: TaskStores, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None,
+                 end: int) -> int | None:
+    """Where :func:`restore` reads from: ``start`` if given, else the checkpoint of the stores' files if it is within
+    the changelog partition, else None (from the beginning, the stores cleared)."""
+    checkpoint = store.resume()  # taken even when unused: the files are about to change
+    if start is not None or checkpoint is None:
+        return start
+    begin = (await consumer.beginning_offsets([tp]))[tp]
+    if begin <= checkpoint <= end:
+        return checkpoint
+    log.warning("%s: the stores' files say they reflect the changelog up to offset %d, outside its offsets %d..%d "
+                "(topic re-created or records deleted?): wiped and restored from the beginning", tp, checkpoint, begin,
+                end)
+    return None

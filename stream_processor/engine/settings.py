@@ -183,6 +183,19 @@ class ProcessorSettings(_Strict):
     # up to this long while it has none (KIP-353); past that its task goes on without it ("enforced processing":
     # counted, and the records processed so say so in ProcessorContext.enforced). -1: never wait.
     max_task_idle_ms: int = Field(default=0, ge=-1)
+    # Where the tasks' stores keep their keys (Faust's App(store=...)): "memory://" (a dict per store), or
+    # "rocksdb://" (RocksDB on disk, one database per task, under <working directory>/<app_id>-data/rocksdb) or
+    # "rocksdb:///a/dir" (under /a/dir); the changelog stays the source of truth either way (see
+    # stream_processor.engine.rocksdb_store).
+    store: str = "memory://"
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value == "memory://" or value.startswith("rocksdb://"):
+            return value
+        raise ValueError(f"store {value!r} must be 'memory://' or 'rocksdb://' (optionally 'rocksdb:///a/dir', "
+                         "the directory of its files)")
 
     def sends_to(self) -> list[str]:
         """Every topic the processor may send to: ``output_topics`` and any its type's ``params`` name (a type with

@@ -21,14 +21,17 @@ processor reads and writes a store only through its methods (:class:`ChangelogSt
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from .exceptions import StateRecordError, StateRestoreError
 from .records import decode_state, encode_state
+
+if TYPE_CHECKING:
+    from .rocksdb_store import TaskFiles
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ class ChangelogStore:
     def __init__(self, from_state: Callable[[Any], Any] | StoreSpec | None = None, on_error: str = "reset") -> None:
         spec = from_state if isinstance(from_state, StoreSpec) else StoreSpec(from_state=from_state)
         self.spec = spec
-        self.data: dict[str, Any] = {}
+        self.data: MutableMapping[str, Any] = {}  # a dict; on disk a RocksData (engine/rocksdb_store.py)
         self.dirty: set[Any] = set()
         self.resets = 0  # snapshots dropped because they could not be read (on_error "reset")
         self.meta: dict[str, Any] = {}  # a windowed table's latest time; spec.keep_meta entries are in the changelog
@@ -321,21 +324,54 @@ class TaskStores:
     ``history_ms`` gives a :class:`VersionedStore`.
 
     ``on_error``: what a snapshot that cannot be read does in stores whose spec does not say (the processor's
-    ``state_errors``).
+    ``state_errors``). ``files``: the task's RocksDB database (the processor's ``store: rocksdb://``, see
+    :mod:`stream_processor.engine.rocksdb_store`), which then holds the key-value stores (versioned ones stay in
+    memory); None: every store in memory.
     """
 
-    __slots__ = ("stores", "_by_prefix")
+    __slots__ = ("stores", "files", "_by_prefix")
 
-    def __init__(self, specs: list[StoreSpec], on_error: str = "reset") -> None:
-        self.stores: dict[str, ChangelogStore] = {
-            spec.name: (ChangelogStore if spec.history_ms is None else _versioned())(spec, on_error)
-            for spec in specs
-        }
+    def __init__(self, specs: list[StoreSpec], on_error: str = "reset", files: TaskFiles | None = None) -> None:
+        self.files = files
+        self.stores: dict[str, ChangelogStore] = {spec.name: self._new(spec, on_error) for spec in specs}
         self._by_prefix = {spec.name.encode(): store for spec, store in zip(specs, self.stores.values(),
                                                                             strict=True)}
 
+    def _new(self, spec: StoreSpec, on_error: str) -> ChangelogStore:
+        if spec.history_ms is not None:
+            return _versioned()(spec, on_error)
+        if self.files is None:
+            return ChangelogStore(spec, on_error)
+        from .rocksdb_store import RocksStore
+
+        return RocksStore(spec, on_error, self.files)
+
     def __getitem__(self, name: str) -> ChangelogStore:
         return self.stores[name]
+
+    def resume(self) -> int | None:
+        """The changelog offset from which the stores on disk are brought up to date (their clean close's
+        checkpoint, taken: a crash from now on leaves none), their metadata loaded; None: read the changelog from
+        the beginning (memory stores, or no checkpoint)."""
+        if self.files is None:
+            return None
+        offset = self.files.take_checkpoint()
+        if offset is not None:
+            for store in self.stores.values():
+                getattr(store, "resume", _nothing)()
+        return offset
+
+    def loaded(self) -> None:
+        """The restore is over: write what the stores on disk still hold in their restore batches."""
+        for store in self.stores.values():
+            getattr(store, "loaded", _nothing)()
+
+    def close(self, checkpoint: int | None = None) -> None:
+        """Close the stores' files (nothing for memory stores); ``checkpoint``: the changelog offset from which they
+        are up to date, given only when every write to them belongs to a committed transaction (the task closed
+        with nothing open or in flight), see :class:`~stream_processor.engine.rocksdb_store.TaskFiles`."""
+        if self.files is not None:
+            self.files.close(checkpoint)
 
     @property
     def dirty(self) -> bool:
@@ -352,6 +388,9 @@ class TaskStores:
         return sum(len(store.data) for store in self.stores.values())
 
     def clear(self) -> None:
+        """Forget every key of every store (and wipe the stores' files)."""
+        if self.files is not None:
+            self.files.wipe()
         for store in self.stores.values():
             store.clear()
 
@@ -399,6 +438,10 @@ class TaskStores:
         store = self._by_prefix.get(b"")
         if store is not None:
             store.load(key, value)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _versioned() -> type[ChangelogStore]:

@@ -13,25 +13,25 @@ written with it, as Faust does), or objects of ``value_type`` when it has ``to_s
 version and migrate the state, see :class:`~stream_processor.engine.state.StoreSpec`). A mutable value read
 from the table (a dict, a list, an object) is written back at the next commit even when changed in place.
 
-Windowed tables (:meth:`Table.tumbling`, :meth:`Table.hopping`) keep one value per key and window; a window older
-than ``expires`` (past its end, relative to the latest time the table has seen in that partition) reads as the
-default and is deleted (tombstoned) at the next commit.
+Windowed tables (:meth:`Table.tumbling`, :meth:`Table.hopping`) are Faust's, times in seconds: see
+:mod:`~stream_processor.engine.windows`; ``on_window_close`` is called as a window expires.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
 
-from . import processor as _processor
 from .processor import current_context
 from .state import ChangelogStore, StoreSpec
 
 _IMMUTABLE = (int, float, str, bool, type(None), tuple, bytes, frozenset)
 _MISSING = object()
-WINDOW_SEP = "\x1e"
+WINDOW_SEP = "\x1e"  # the windows' key layout before Faust's (``key\x1e<start ms>``): read by nothing here now;
+# tests/eos/harness.py imports it until it builds keys with windows.window_store_key
 
 
 def _skey(key: Any) -> str:
@@ -53,17 +53,26 @@ def _tuples(value: Any) -> Any:
 class Table(MutableMapping[Any, Any]):
     """A changelog-backed table (see the module docstring); create it with :meth:`App.Table`.
 
-    ``default``: called for a missing key (like ``collections.defaultdict``; None: KeyError).
+    ``default``: called for a missing key (like ``collections.defaultdict``; None: KeyError). ``on_window_close``:
+    ``callback(key, value)`` (sync or async) for each window of a windowed table as it expires (see
+    :mod:`~stream_processor.engine.windows`); ``key_type``, ``partitions``: accepted as Faust takes them (keys keep
+    their Python type; a table has its agent's input partitions).
     """
 
     def __init__(self, name: str, default: Callable[[], Any] | None = None, value_type: type | None = None,
-                 help: str | None = None, on_error: str | None = None) -> None:  # noqa: A002 - Faust's name
+                 help: str | None = None, on_error: str | None = None, *,  # noqa: A002 - Faust's name
+                 key_type: type | None = None, partitions: int | None = None,
+                 on_window_close: Callable[[Any, Any], Any] | None = None) -> None:
         if not name or "\x00" in name:
             raise ValueError(f"table name {name!r} must be non-empty, without NUL")
         self.name = name
         self.default = default
         self.value_type = value_type
+        self.key_type = key_type
+        self.partitions = partitions
         self.help = help
+        self.on_window_close = on_window_close
+        self.window: HoppingWindow | None = None
         snapshots = value_type is not None and callable(getattr(value_type, "from_state", None))
         self.spec = StoreSpec(name=name, value_type=value_type if snapshots else None, on_error=on_error)
 
@@ -115,197 +124,68 @@ class Table(MutableMapping[Any, Any]):
     def __len__(self) -> int:
         return len(self._store())
 
-    def tumbling(self, size: float, expires: float | None = None) -> WindowedTable:
-        """This table as tumbling windows of ``size`` seconds, kept ``expires`` seconds past their end (default:
-        ``size``)."""
-        return WindowedTable(self, size, size, expires)
+    def as_ansitable(self, title: str = "{table.name}", *, key: str = "Key", value: str = "Value",
+                     sort: bool = False, sortkey: Callable[[Any], Any] = operator.itemgetter(0),
+                     target: Any = None) -> str:
+        """The table as faust's ``Table.as_ansitable`` draws it (terminaltables' AsciiTable of ``(key, value)``
+        rows, ``title`` formatted with ``table=self`` and title-cased); ``target`` is accepted (Faust draws with
+        box characters on a terminal: here always ASCII)."""
+        rows = sorted(self.items(), key=sortkey) if sort else list(self.items())
+        return ascii_table([(_title(key), _title(value)), *rows], _title(title.format(table=self)))
 
-    def hopping(self, size: float, step: float, expires: float | None = None) -> WindowedTable:
-        """This table as hopping windows of ``size`` seconds every ``step`` seconds, kept ``expires`` seconds past
-        their end (default: ``size``)."""
-        return WindowedTable(self, size, step, expires)
+    def using_window(self, window: HoppingWindow, *, key_index: bool = False) -> WindowedTable:
+        """This table as windows of ``window`` (Faust's ``Table.using_window``): its store keeps the windows' times
+        in the changelog. Raises NotImplementedError for ``key_index=True`` (not offered)."""
+        if key_index:
+            raise NotImplementedError(f"table {self.name!r}: key_index=True (keys/items/len of a windowed table) "
+                                      "is not offered")
+        self.window = window
+        self.spec = window_spec(self)
+        return WindowedTable(self, window)
 
+    def tumbling(self, size: Duration, expires: Duration | None = None, key_index: bool = False) -> WindowedTable:
+        """This table as tumbling windows of ``size`` (a duration: timedelta, seconds, ``"10s"``), expiring
+        ``expires`` after their end (None: never, as Faust), see :mod:`~stream_processor.engine.windows`."""
+        return self.using_window(TumblingWindow(size, expires), key_index=key_index)
 
-class WindowedTable:
-    """Windowed values per key (Faust's WindowWrapper): ``table[key]`` is a :class:`WindowSet`.
-
-    ``table[key] += n`` adds to every window containing the current time (one for tumbling windows, ``size /
-    step`` for hopping ones); ``table[key].current()`` reads the latest-starting window containing it,
-    ``.now()`` the one containing the wall clock, ``.delta(s)`` the one containing the current time minus ``s``
-    seconds, ``.value()`` = ``.current()``. The current time is the record's Kafka timestamp (default, also
-    :meth:`relative_to_stream`), a field of the record's value (:meth:`relative_to_field`: an attribute name, or a
-    function of the value, giving ms since the epoch), or the wall clock (:meth:`relative_to_now`). Windows are
-    ``[start, start + size)`` in ms, aligned to the epoch.
-    """
-
-    def __init__(self, table: Table, size: float, step: float, expires: float | None,
-                 relative: Callable[[], int] | None = None) -> None:
-        if size <= 0 or step <= 0 or step > size:
-            raise ValueError(f"windows need 0 < step <= size, got size {size}, step {step}")
-        self.table = table
-        self.name = table.name
-        self.size_ms = int(size * 1000)
-        self.step_ms = int(step * 1000)
-        self.expires_ms = int((expires if expires is not None else size) * 1000)
-        self._relative = relative or _stream_time
-        self.spec = StoreSpec(name=table.name, value_type=table.spec.value_type, on_error=table.spec.on_error,
-                              expire=self._expire, keep_meta=("latest",))
-
-    def __repr__(self) -> str:
-        return f"<WindowedTable {self.name} size={self.size_ms}ms step={self.step_ms}ms>"
-
-    def _copy(self, relative: Callable[[], int]) -> WindowedTable:
-        return WindowedTable(self.table, self.size_ms / 1000, self.step_ms / 1000, self.expires_ms / 1000, relative)
-
-    def relative_to_stream(self) -> WindowedTable:
-        """Windows by the record's Kafka timestamp (the default)."""
-        return self._copy(_stream_time)
-
-    def relative_to_now(self) -> WindowedTable:
-        """Windows by the wall clock."""
-        return self._copy(_wall_clock)
-
-    def relative_to_field(self, field: str | Callable[[Any], int]) -> WindowedTable:
-        """Windows by a time in the record's value (ms since the epoch): an attribute or key name, or a function."""
-        get = field if callable(field) else _field_getter(field)
-
-        def relative() -> int:
-            return int(get(_current_value()))
-
-        return self._copy(relative)
-
-    def ranges(self, t: int) -> list[int]:
-        """Start times (ms) of the windows containing ``t``, ascending."""
-        step = self.step_ms
-        last = t - t % step
-        return list(range(last, t - self.size_ms, -step))[::-1]
-
-    def _horizon(self, store: ChangelogStore) -> int:
-        """Windows starting at or before this are past ``expires`` (relative to the latest time seen)."""
-        return int(store.meta.get("latest", -1)) - self.size_ms - self.expires_ms
-
-    def _stale(self, store: ChangelogStore, start: int) -> bool:
-        return start <= self._horizon(store)
-
-    def _see(self, store: ChangelogStore, t: int) -> None:
-        if t > store.meta.get("latest", -1):
-            store.meta["latest"] = t
-
-    def _get(self, store: ChangelogStore, key: Any, start: int) -> Any:
-        if self._stale(store, start):
-            return self._default()
-        value = store.get(f"{_skey(key)}{WINDOW_SEP}{start}", _MISSING)
-        return self._default() if value is _MISSING else value
-
-    def _default(self) -> Any:
-        if self.table.default is None:
-            return None
-        return self.table.default()
-
-    def _set(self, store: ChangelogStore, key: Any, start: int, value: Any) -> None:
-        if self._stale(store, start):
-            return  # a late write to an expired window is dropped (it reads as the default)
-        store.put(f"{_skey(key)}{WINDOW_SEP}{start}", value)
-
-    def __getitem__(self, key: Any) -> WindowSet:
-        store = self.table._store()  # noqa: SLF001
-        t = self._relative()
-        self._see(store, t)
-        return WindowSet(self, store, key, t)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if isinstance(value, WindowSet):
-            return  # ``table[k] += n``: the WindowSet already applied it
-        store = self.table._store()  # noqa: SLF001
-        t = self._relative()
-        self._see(store, t)
-        for start in self.ranges(t):
-            self._set(store, key, start, value)
-
-    def __delitem__(self, key: Any) -> None:
-        store = self.table._store()  # noqa: SLF001
-        prefix = _skey(key) + WINDOW_SEP
-        for skey in [k for k in store.keys() if k.startswith(prefix)]:
-            store.delete(skey)
-
-    def _expire(self, store: ChangelogStore) -> None:
-        """Delete (tombstone) every window past ``expires``; run before each commit."""
-        latest = store.meta.get("latest", -1)
-        if latest < 0 or store.meta.get("swept") == latest:
-            return
-        store.meta["swept"] = latest
-        horizon = self._horizon(store)
-        for skey in [k for k in store.keys() if int(k.rpartition(WINDOW_SEP)[2]) <= horizon]:
-            store.delete(skey)
+    def hopping(self, size: Duration, step: Duration, expires: Duration | None = None,
+                key_index: bool = False) -> WindowedTable:
+        """This table as hopping windows of ``size`` every ``step`` (durations), expiring ``expires`` after their
+        end (None: never, as Faust), see :mod:`~stream_processor.engine.windows`."""
+        return self.using_window(HoppingWindow(size, step, expires), key_index=key_index)
 
 
-class WindowSet:
-    """The windows of one key at one time (see :class:`WindowedTable`)."""
-
-    __slots__ = ("wtable", "store", "key", "t")
-
-    def __init__(self, wtable: WindowedTable, store: ChangelogStore, key: Any, t: int) -> None:
-        self.wtable, self.store, self.key, self.t = wtable, store, key, t
-
-    def _at(self, t: int) -> Any:
-        return self.wtable._get(self.store, self.key, self.wtable.ranges(t)[-1])  # noqa: SLF001
-
-    def current(self) -> Any:
-        """The value of the latest-starting window containing the current time."""
-        return self._at(self.t)
-
-    def value(self) -> Any:
-        """Same as :meth:`current`."""
-        return self._at(self.t)
-
-    def now(self) -> Any:
-        """The value of the latest-starting window containing the wall clock."""
-        return self._at(_processor.wall_clock_ms())
-
-    def delta(self, seconds: float) -> Any:
-        """The value of the latest-starting window containing the current time minus ``seconds``."""
-        return self._at(self.t - int(seconds * 1000))
-
-    def _apply(self, op: Callable[[Any, Any], Any], other: Any) -> WindowSet:
-        w = self.wtable
-        for start in w.ranges(self.t):
-            w._set(self.store, self.key, start, op(w._get(self.store, self.key, start), other))  # noqa: SLF001
-        return self
-
-    def __iadd__(self, other: Any) -> WindowSet:
-        return self._apply(lambda a, b: a + b, other)
-
-    def __isub__(self, other: Any) -> WindowSet:
-        return self._apply(lambda a, b: a - b, other)
-
-    def __imul__(self, other: Any) -> WindowSet:
-        return self._apply(lambda a, b: a * b, other)
-
-    def __repr__(self) -> str:
-        return f"<WindowSet {self.wtable.name}[{self.key!r}] at {self.t}: {self.current()!r}>"
+def _title(text: str) -> str:
+    """mode's ``text.title``: ``"foo-bar baz"`` -> ``"Foo Bar Baz"``."""
+    return " ".join(p.capitalize() for p in text.replace("-", " ").replace("_", " ").split())
 
 
-def _stream_time() -> int:
-    ctx = current_context.get()
-    if ctx is None or ctx.timestamp is None:
-        raise RuntimeError("a windowed table is only usable while an agent processes a record")
-    return ctx.timestamp
+def ascii_table(rows: list[tuple[Any, Any]], title: str = "") -> str:
+    """terminaltables' ``AsciiTable(rows, title=title).table`` for one-line cells (``str`` of each): a header
+    row, a rule under it, the title over the top border when it fits."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    top = "+" + title + rule[1 + len(title):] if title and len(title) <= len(rule) - 2 else rule
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    body = [rule, *lines[1:]] if len(lines) > 1 else []  # no rows: the header's rule is the bottom border
+    return "\n".join([top, lines[0], *body, rule])
 
 
-def _wall_clock() -> int:
-    return _processor.wall_clock_ms()
+def table_method(app: Any, name: str, default: Callable[[], Any] | None = None, value_type: type | None = None,
+                 help: str | None = None, on_error: str | None = None, **faust: Any) -> Table:  # noqa: A002
+    """``app.Table(name, ...)`` with Faust's keywords (``on_window_close``, ``key_type``, ``partitions``): a
+    :class:`Table` registered in ``app.tables``. Raises ValueError for a name already declared, TypeError for a
+    keyword :class:`Table` does not take."""
+    if name in app.tables:
+        raise ValueError(f"table {name!r} is already declared")
+    table = app.tables[name] = Table(name, default, value_type, help, on_error, **faust)
+    return table
 
 
-def _current_value() -> Any:
-    ctx = current_context.get()
-    driver = ctx.agent_state if ctx is not None else None
-    if driver is None or driver.current is None:
-        raise RuntimeError("relative_to_field: no record is being processed")
-    return driver.current
+# The windows, in their own modules (re-exported: where they always were).
+from .durations import Duration  # noqa: E402
+from .window_set import WindowedTable, WindowSet  # noqa: E402
+from .windows import HoppingWindow, TumblingWindow, window_spec  # noqa: E402
 
-
-def _field_getter(name: str) -> Callable[[Any], Any]:
-    def get(value: Any) -> Any:
-        return value[name] if isinstance(value, dict) else getattr(value, name)
-
-    return get
+__all__ = ["Table", "WindowSet", "WindowedTable", "ascii_table", "table_method"]

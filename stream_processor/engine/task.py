@@ -24,6 +24,7 @@ from .checkpoint import Checkpoint, CheckpointState, Sealed, transactional_id
 from .collector import RecordCollector, Refused
 from .partition_group import PROGRESS_HEADER, PartitionGroup
 from .processor import Processor, ProcessorContext
+from .rocksdb_store import task_files
 from .settings import ProcessorSettings, Settings
 from .state import TaskStores, restore
 from .task_processing import (
@@ -163,7 +164,8 @@ class Task(Processing):
                 assert previous is not None and self.stores is not None
                 stores, changelog_from = self.stores, previous.changelog_position
             else:
-                stores, changelog_from = TaskStores(env.processor.stores(), env.psettings.state_errors), None
+                files = task_files(env.psettings.store, env.settings.app_id, env.changelog, self.q)
+                stores, changelog_from = TaskStores(env.processor.stores(), env.psettings.state_errors, files), None
             resets_before = stores.resets
             progress: dict[str, int] = {}
             self.restoring = progress
@@ -215,8 +217,9 @@ class Task(Processing):
         except Exception:
             await self.close()
             raise
-        log.debug("opened %s at %s in %.3f s: %d keys, %d changelog records read from %s", self, starts,
-                  time.monotonic() - began, stores.keys(), restored.applied, changelog_from)
+        if log.isEnabledFor(logging.DEBUG):  # counting keys scans a store on disk
+            log.debug("opened %s at %s in %.3f s: %d keys, %d changelog records read from %s", self, starts,
+                      time.monotonic() - began, stores.keys(), restored.applied, changelog_from)
 
     async def close(self) -> None:
         """Close the task: tell the processor (its context is dropped), abort the open transaction, stop the
@@ -235,6 +238,8 @@ class Task(Processing):
         if cp is not None:
             # Nothing open, nothing committing: the store is exactly what the changelog holds up to our last commit.
             self._previous = cp if cp.state is CheckpointState.IDLE and cp.sealed is None else None
+            if self.stores is not None:  # stores on disk: a checkpoint only when everything they hold is committed
+                self.stores.close(cp.changelog_position if self._previous is cp else None)
             try:
                 await cp.close()
             except Exception:  # noqa: BLE001 - the producer is gone either way; its successor fences it

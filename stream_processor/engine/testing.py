@@ -40,6 +40,7 @@ from .memory import MemoryBroker, MemoryConsumer, MemoryProducer, MemoryRecord
 from .partition_group import is_progress
 from .processor import Processor, encode_key, encode_value
 from .registry import build_processor
+from .replicas import feed_from, sources
 from .settings import Settings
 from .state import OFFSET_KEY
 from .task import AgentAwaitsIO, TaskEnv
@@ -146,12 +147,15 @@ class TestDriver:
         self._stale: set[tuple[str, int]] = set()  # tasks whose changelog was written from outside
         self.broker = MemoryBroker(self.partitions, lambda: self.now_ms)
         types = app.types if app is not None else None
+        self._topics: dict[str, Any] = dict(getattr(app, "topics", None) or {})
         names = processors or [n for n, p in settings.stream_processors.items() if p.enabled]
         self.processors: dict[str, Processor] = {n: build_processor(n, settings, types) for n in names}
         self._returned: dict[str, set[tuple[int, int]]] = {}
         self._previous_clock = processor_module.wall_clock_ms
         processor_module.wall_clock_ms = lambda: self.now_ms
         self._runs = [_Processor(self, p) for p in self.processors.values()]
+        self._feeds = sources(settings, self.processors, getattr(app, "tables", None) or {})  # global tables
+        self._replicated: dict[tuple[str, int], int] = {}  # changelog partition -> next index to feed
         for run in self._runs:
             _sync(run.open())
 
@@ -181,22 +185,26 @@ class TestDriver:
 
     def _append(self, topic: str, value: Any, key: Any, headers: Any, timestamp: int | None, partition: int | None,
                 offset: int | None) -> TestRecord:
-        key_bytes = encode_key(key)
+        declared = self._topics.get(topic)  # an app's topic writes as its codecs do (Faust's wire format)
+        key_bytes = encode_key(key) if declared is None or isinstance(key, bytes) else declared.encode_key(key)
+        value_bytes = (encode_value(value) if declared is None or isinstance(value, bytes)
+                       else declared.encode_value(value))
         if partition is None:
             n = self.partitions(topic)
             parts = list(range(n))
             partition = 0 if key_bytes is None else _PARTITIONER(key_bytes, parts, parts)
-        record = self.broker.append(TopicPartition(topic, partition), key_bytes, encode_value(value), headers or (),
+        record = self.broker.append(TopicPartition(topic, partition), key_bytes, value_bytes, headers or (),
                                     self.now_ms if timestamp is None else timestamp, offset=offset)
         return _test_record(record)
 
     def pipe(self, topic: str, value: Any, key: Any = None, *, timestamp: int | None = None,
              headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
              offset: int | None = None) -> TestRecord:
-        """Write one record to ``topic`` (value and key encoded like ``context.send`` does) and process it, and
-        everything it causes, to the end. ``partition``/``offset``: where it lands (default: by key; the next
-        offset), e.g. to replay records read from Kafka at their own offsets. A record written to a processor's
-        changelog topic (state of an earlier version, say) is restored into its task before that task's next record.
+        """Write one record to ``topic`` (value and key encoded by the topic's codecs when the app declared it,
+        else like ``context.send``) and process it, and everything it causes, to the end. ``partition``/``offset``:
+        where it lands (default: by key; the next offset), e.g. to replay records read from Kafka at their own
+        offsets. A record written to a processor's changelog topic (state of an earlier version, say) is restored
+        into its task before that task's next record.
         Raises RuntimeError if an agent awaits real I/O (use :meth:`apipe`), ValueError for an offset below the
         partition's next one, StateRestoreError when a changelog cannot be read and its store is set to fail."""
         record = self._append(topic, value, key, headers, timestamp, partition, offset)
@@ -310,6 +318,7 @@ class TestDriver:
             moved = False
             for run in self._runs:
                 moved |= await self._step(run, force)
+            self._replicate()
             if moved:
                 force = False
                 continue
@@ -320,6 +329,18 @@ class TestDriver:
             if force or not any(len(t.group) for run in self._runs for t in run.manager.tasks.values()):
                 return
             force = True
+
+    def _replicate(self) -> None:
+        """Feed the global tables' replicas the changelog records committed since the last call (as the worker's
+        read_committed replica reader does); a partition is read up to its first record still in a transaction."""
+        for topic in self._feeds:
+            for q, partition_log in enumerate(self.broker.logs.get(topic, [])):
+                start = i = self._replicated.get((topic, q), 0)
+                while i < len(partition_log) and (partition_log[i].txn is None
+                                                  or partition_log[i].txn.state != "open"):  # type: ignore[union-attr]
+                    i += 1
+                feed_from(self._feeds, (r for r in partition_log[start:i] if r.visible))
+                self._replicated[(topic, q)] = i
 
     async def _step(self, run: _Processor, force: bool) -> bool:
         moved = False

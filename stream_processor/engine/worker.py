@@ -19,13 +19,14 @@ import threading
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 
 from .exceptions import ConfigError
 from .health import health_app, metrics_app, serve
 from .kafka_internals import metadata_update
 from .metrics import Metrics
 from .registry import build_processor
+from .replicas import Replicator, sources
 from .retry import with_retry
 from .runner import ProcessorRunner
 from .security import auth_failure, client_options, diagnose
@@ -189,10 +190,14 @@ class Worker:
                  ", ".join(f"{p['name']} ({p['type']}, {p['processing_mode']})" for p in summary["processors"]),
                  mon.host, self.health_port, mon.host, self.metrics_port, extra={"config": summary})
         probe = asyncio.create_task(self.probe.run(), name="broker-probe")
-        timers = asyncio.create_task(self.app.run_timers(self._stop), name="timers") if self.app is not None else None
+        timers: asyncio.Task[None] | None = None  # the app's tasks and timers: once the topics exist, as Faust
         tasks: dict[asyncio.Task[None], ProcessorRunner] = {}
+        replicator: asyncio.Task[None] | None = None
         try:
             if await self._until_started("creating topics", lambda: ensure_topics(self.settings, self.topics)):
+                replicator = await self._replicate()
+                if self.app is not None:
+                    timers = asyncio.create_task(self.app.run_timers(self._stop), name="timers")
                 for runner in self.runners:
                     if not await self._until_started(f"starting processor {runner.name}", runner.start, runner):
                         break
@@ -213,18 +218,43 @@ class Worker:
             stop.cancel()
         finally:
             await self._shutdown(list(tasks))
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await probe
+            for background in (probe, replicator):
+                if background is not None:
+                    background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await background
             if timers is not None:
                 timers.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await timers
+            if self.app is not None:
                 with contextlib.suppress(Exception):
                     await self.app.close()
             for site in http:
                 await site.cleanup()
             log.info("stream-processor stopped after %.1f s", time.monotonic() - self.started)
+
+    async def _replicate(self) -> asyncio.Task[None] | None:
+        """Start reading the changelogs of the app's global tables into their replicas (every worker holds every
+        partition), and wait until it has read them to their ends (or a stop). None: no global table."""
+        feeds = sources(self.settings, {r.name: r.processor for r in self.runners},
+                        getattr(self.app, "tables", None) or {})
+        if not feeds:
+            return None
+        consumer = AIOKafkaConsumer(isolation_level="read_committed", enable_auto_commit=False,
+                                    auto_offset_reset="earliest", client_id=self.settings.processor_id,
+                                    **client_options(self.settings.kafka))
+        replicator = Replicator(feeds, consumer)
+        task = asyncio.create_task(replicator.run(self._stop), name="global-tables")
+        waits = [asyncio.create_task(replicator.ready.wait()), asyncio.create_task(self._stop.wait())]
+        await asyncio.wait([*waits, task], return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("global tables: their changelogs could not be read: %s", task.exception())
+        log.info("global tables %s: replicas read from %s", sorted({t.name for f in feeds.values() for _, t in f}),
+                 sorted(feeds))
+        return task
 
     def summary(self) -> dict[str, Any]:
         """The configuration in brief, for the start line (no secrets: the SASL user, never the password)."""

@@ -42,7 +42,8 @@ app = App("eos-agent")
 source = app.topic(INPUT)
 sink = app.topic(OUTPUT)
 TOTALS = app.Table("eos_agent_totals")
-WINDOWS = app.Table("eos_agent_windows", default=int).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field("ts")
+WINDOWS = app.Table("eos_agent_windows", default=int).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field(
+    lambda record: record["ts"] / 1000)  # Faust's times are seconds
 
 
 @app.agent(source, name=AGENT, sink=[sink])
@@ -56,7 +57,7 @@ async def eosagent(stream: Any) -> Any:
         WINDOWS[key] += 1
         ts = record["ts"]
         yield {"id": record["id"], "key": key, "count": total["count"], "sum": total["sum"],
-               "window": ts - ts % int(WINDOW_S * 1000), "window_count": WINDOWS[key].current()}
+               "window": ts - ts % int(WINDOW_S * 1000), "window_count": WINDOWS[key].value()}
 
 
 def expected_outputs(records: Iterable[tuple[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:

@@ -73,9 +73,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_processor.engine.partition_group import is_progress
 from stream_processor.engine.settings import Settings
-from stream_processor.engine.table import WINDOW_SEP
 from stream_processor.engine.testing import TestDriver
 from stream_processor.engine.topics import changelog_topic, ensure_topics, required_topics
+from stream_processor.engine.windows import window_store_key
 from stream_processor.market.models import Trade
 from stream_processor.market.processors.trades import SymbolTrades
 from stream_processor.market.serde.decode import decode
@@ -873,7 +873,8 @@ def verify_agent_state(inputs: list[Any], changelog: list[Any], topic: str) -> O
         elif got != want:
             wrong(f"total of {key!r}: {got} != {want}")
     for (key, window), count in windows.items():
-        got = state.pop((check_app.WINDOWS.name.encode(), f"{key}{WINDOW_SEP}{window}"), None)
+        got = state.pop((check_app.WINDOWS.name.encode(), window_store_key(key, window / 1000, check_app.WINDOW_S)),
+                        None)
         last = latest[partition_of[key]]
         if got is None and window > last - horizon:
             lost(f"live window {key!r}@{window} missing")

@@ -43,8 +43,10 @@ import examples.trades_with_book.app as trades_with_book_example
 from stream_processor.engine.app import App
 from stream_processor.engine.kafka_internals import force_metadata_update
 from stream_processor.engine.settings import ENV_OVERRIDES, ProcessorSettings
+from stream_processor.engine.table import _skey
 from stream_processor.engine.testing import TestDriver
 from stream_processor.engine.topics import changelog_topic
+from stream_processor.engine.windows import window_store_key
 from stream_processor.engine.worker import Worker
 from stream_processor.market.replay import replay
 from tests.conftest import FEEDS, ROOT
@@ -291,12 +293,15 @@ async def test_trade_counts_count_each_minute_of_trade_time(kafka_bootstrap, sha
     deleted = {k[len(prefix):].decode() for k, v in final.items() if k.startswith(prefix) and v is None}
     horizon = {p: t - size_ms - expires_ms for p, t in latest.items()}
     partition_of = {f"binance/spot/{t['symbol']}": t["partition"] for t in map(raw_trade, inputs)}
-    live = {f"{key}\x1e{start}": running_count[(key, start)] for key, start in running_count
+    def store_key(key: str, start: int) -> str:  # Faust's window key, (key, (start, end)) in seconds
+        return window_store_key(key, start / 1000, size_ms / 1000)
+
+    live = {store_key(key, start): running_count[(key, start)] for key, start in running_count
             if start > horizon[partition_of[key]]}
-    assert kept == live == driver_counts
-    expired = {f"{key}\x1e{start}" for key, start in running_count} - set(live)
-    assert deleted == expired
-    assert {key.partition("\x1e")[0] for key in expired} == {"binance/spot/BTCUSDT", "binance/spot/ETHUSDT"}
+    assert kept == live == {_skey(k): v for k, v in driver_counts.items()}
+    expired = {(key, start) for key, start in running_count if store_key(key, start) not in live}
+    assert deleted == {store_key(key, start) for key, start in expired}
+    assert {key for key, _ in expired} == {"binance/spot/BTCUSDT", "binance/spot/ETHUSDT"}
 
 
 # ---- trades_with_book ------------------------------------------------------------------------------------------

@@ -122,23 +122,6 @@ def test_a_table_another_agent_owns_is_refused_while_processing(drive) -> None:
     assert "not a table of agent 'intruder'" in driver.dead_letters()[0].header("error")
 
 
-def test_two_agents_sharing_a_table_are_refused_at_finalize() -> None:
-    app = make_app()
-    shared = app.Table("shared", default=int)
-
-    @app.agent("a")
-    async def one(stream):
-        async for value in stream:
-            shared[value] += 1
-
-    @app.agent("b")
-    async def two(stream):
-        async for value in stream:
-            shared[value] -= 1
-
-    with pytest.raises(ValueError, match="'shared' is used by agents 'one' and 'two'"):
-        app.finalize()
-
 
 def test_a_table_name_is_declared_once_and_must_be_usable() -> None:
     app = make_app()
@@ -150,109 +133,6 @@ def test_a_table_name_is_declared_once_and_must_be_usable() -> None:
     with pytest.raises(ValueError, match="without NUL"):
         app.Table("a\x00b")
 
-
-# ---- windowed tables --------------------------------------------------------------------------------
-
-
-def windows_app(**windows: Any) -> Any:
-    app = make_app()
-    tumbling = app.Table("tumbling", default=int).tumbling(10, expires=20)
-    hopping = app.Table("hopping", default=int).hopping(10, 5, expires=10)
-    by_field = app.Table("by_field", default=int).tumbling(10).relative_to_field("ts")
-
-    @app.agent("clicks", sink=["out"])
-    async def count(stream):
-        async for click in stream:
-            page = click["page"]
-            tumbling[page] += 1
-            hopping[page] += 1
-            by_field[page] += 1
-            window = tumbling[page]
-            yield {"current": window.current(), "value": window.value(), "previous": window.delta(10),
-                   "now": window.now(), "hopping": hopping[page].current(), "by_field": by_field[page].current()}
-
-    return app
-
-
-def windows(driver: Any, table: str) -> dict[int, Any]:
-    """A windowed table's contents as {window start relative to T0: value} (one key, "p")."""
-    return {int(k.rpartition("\x1e")[2]) - T0: v for k, v in driver.table(table).items()}
-
-
-def test_tumbling_and_hopping_windows_count_by_record_time(drive) -> None:
-    driver = drive(windows_app(), start_ms=T0 + 5_000)
-    for t in [0, 1_000, 9_000, 10_000, 12_000]:
-        driver.pipe("clicks", {"page": "p", "ts": T0 + 2 * t}, key="p", timestamp=T0 + t)
-    out = driver.values("out")
-    assert [o["current"] for o in out] == [1, 2, 3, 1, 2]
-    assert [o["value"] for o in out] == [o["current"] for o in out]
-    assert [o["previous"] for o in out] == [0, 0, 0, 3, 3]  # the window 10 s earlier
-    assert [o["now"] for o in out] == [1, 2, 3, 3, 3]  # the window of the wall clock (T0 + 5 s)
-    assert windows(driver, "tumbling") == {0: 3, 10_000: 2}
-    # Hopping windows of 10 s every 5 s: each record counts in two windows; current() is the latest-starting one.
-    assert [o["hopping"] for o in out] == [1, 2, 1, 1, 2]
-    assert windows(driver, "hopping") == {-5_000: 2, 0: 3, 5_000: 3, 10_000: 2}
-    # relative_to_field: the value's ts (2 x the Kafka timestamp) picks the window.
-    assert [o["by_field"] for o in out] == [1, 2, 1, 1, 2]
-    # Its windows expire after their size (the default): [0, 10 s) ended 14 s before the latest time, 24 s.
-    assert windows(driver, "by_field") == {10_000: 1, 20_000: 2}
-
-
-def test_windows_survive_a_restart(drive) -> None:
-    driver = drive(windows_app())
-    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
-    driver.restart()
-    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 1_000)
-    assert driver.values("out")[-1]["current"] == 2
-    assert windows(driver, "tumbling") == {0: 2}
-
-
-def test_expired_windows_are_tombstoned_and_read_as_the_default(drive) -> None:
-    driver = drive(windows_app(), start_ms=T0)
-    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
-    driver.pipe("clicks", {"page": "p", "ts": T0 + 10_000}, key="p", timestamp=T0 + 10_000)
-    assert windows(driver, "tumbling") == {0: 1, 10_000: 1}
-    # 40 s: the window [0, 10 s) ended 30 s ago, past expires (20 s); [10 s, 20 s) ended 20 s ago: just expired too.
-    driver.pipe("clicks", {"page": "p", "ts": T0 + 40_000}, key="p", timestamp=T0 + 40_000)
-    assert windows(driver, "tumbling") == {40_000: 1}
-    tombstones = {r.key for r in driver.changelog("count") if r.value is None}
-    assert {b"\x01tumbling\x00p\x1e" + str(T0 + s).encode() for s in (0, 10_000)} <= tombstones
-    out = driver.values("out")[-1]
-    assert (out["current"], out["previous"], out["now"]) == (1, 0, 0)  # the stale windows read as 0
-    # A window the stream time has not left yet is kept: [40 s, 50 s) is current.
-    assert not {r.key for r in driver.changelog("count") if r.value is None} & {
-        b"\x01tumbling\x00p\x1e" + str(T0 + 40_000).encode()}
-
-
-def test_a_late_record_reads_its_expired_window_as_the_default(drive) -> None:
-    driver = drive(windows_app())
-    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
-    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 45_000)
-    driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 1_000)  # late: its window expired
-    assert [o["current"] for o in driver.values("out")] == [1, 1, 0]
-
-
-def test_a_late_record_is_counted_the_same_with_or_without_a_restart(drive) -> None:
-    def run(restart: bool) -> tuple[list[Any], dict[int, Any]]:
-        driver = drive(windows_app())
-        driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0)
-        driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 45_000)
-        if restart:
-            driver.restart()
-        driver.pipe("clicks", {"page": "p", "ts": T0}, key="p", timestamp=T0 + 1_000)
-        return [o["current"] for o in driver.values("out")], windows(driver, "tumbling")
-
-    assert run(True) == run(False) == ([1, 1, 0], {40_000: 1})
-
-
-def test_window_parameters_are_checked() -> None:
-    table = make_app().Table("t", default=int)
-    with pytest.raises(ValueError, match="step <= size"):
-        table.hopping(10, 20)
-    with pytest.raises(ValueError):
-        table.tumbling(0)
-    assert table.hopping(10, 5).ranges(12_000) == [5_000, 10_000]
-    assert table.tumbling(10).ranges(12_000) == [10_000]
 
 
 # ---- records as values ---------------------------------------------------------------------------------

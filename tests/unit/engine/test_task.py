@@ -47,7 +47,7 @@ class Counter(Processor):
         n = (store.get(key) or 0) + 1
         store.put(key, n)
         if record == "unwritable":
-            store.put("junk", {1, 2})  # no JSON form
+            store.put("junk", object())  # no JSON form
         ctx.send("out", {"key": key, "n": n, "value": record, "enforced": sorted(ctx.enforced)}, key=key)
 
 
