@@ -123,7 +123,8 @@ DEFAULT_KAFKA_PORT = 9092  # aiokafka's (and Kafka's) port for a host given with
 def broker_addresses(value: Any, *, what: str = "broker") -> list[str]:
     """``host:port`` addresses of a Faust broker argument: ``'kafka://h1:9092;h2:9092'`` (``;`` or ``,`` between
     URLs, as faust.utils.urls.urllist), a list of such strings (or yarl URLs), ``aiokafka://`` and ``confluent://``
-    (the same Kafka hosts), or bare ``h:p``; a host without a port gets 9092.
+    (the same Kafka hosts), or bare ``h:p``; a host without a port gets 9092, a URL without a host is
+    ``127.0.0.1:9092`` (as faust's ``server_list``).
 
     Raises ValueError for another scheme (naming it) or an empty value.
     """
@@ -139,9 +140,7 @@ def broker_addresses(value: Any, *, what: str = "broker") -> list[str]:
         if scheme not in _SCHEMES:
             raise ValueError(f"{what}: {url!r}: the transport {scheme!r} is not offered (Kafka only: "
                              f"{', '.join(s + '://' for s in _SCHEMES)} or bare host:port)")
-        host = rest.split("/", 1)[0]
-        if not host:
-            raise ValueError(f"{what}: {url!r} names no host")
+        host = rest.split("/", 1)[0] or "127.0.0.1"  # 'kafka://' alone: Faust's server_list gives 127.0.0.1:9092
         out.append(host if host.rpartition(":")[2].isdigit() and not host.endswith("]") else
                    f"{host}:{DEFAULT_KAFKA_PORT}")
     return out

@@ -38,6 +38,9 @@ class Stream:
     ``stream.params`` the agent's validated ``params`` from the YAML.
     """
 
+    def __class_getitem__(cls, item: Any) -> Any:  # noqa: D105 - ``faust.Stream[Request]`` in an annotation
+        return cls
+
     def __init__(self, driver: AgentDriver | None, ctx: ProcessorContext | None, params: Any = None,
                  app: Any = None) -> None:
         self._driver = driver

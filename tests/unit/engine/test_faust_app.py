@@ -92,6 +92,13 @@ def test_broker_urls_are_read_as_faust_reads_them(broker: Any, expected: list[st
     assert [f"{u.host}:{u.port or 9092}" for u in urls] == expected
 
 
+def test_a_broker_url_without_a_host_is_fausts_default_host() -> None:
+    from faust.transport.drivers.aiokafka import server_list
+
+    assert broker_addresses("aiokafka://") == server_list(faust.App("b", broker="aiokafka://").conf.broker, 9092)
+    assert broker_addresses("aiokafka://") == ["127.0.0.1:9092"]
+
+
 def test_a_broker_of_another_transport_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match="'redis' is not offered"):
         App("b", broker="redis://h:6379")
