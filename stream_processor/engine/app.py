@@ -104,6 +104,9 @@ class App:
         self._settings: Settings | None = None
         self._producer: Any = None
         self._finalized = False
+        #: Faust's ``app.rebalancing`` (a timer skips its table dump while it is True): always False here, since a
+        #: table read outside a record sees the partitions this worker's tasks hold at that moment (local_tables).
+        self.rebalancing = False
 
     def __repr__(self) -> str:
         return f"<App {self.id}>"

@@ -329,7 +329,7 @@ class TaskStores:
     memory); None: every store in memory.
     """
 
-    __slots__ = ("stores", "files", "_by_prefix")
+    __slots__ = ("stores", "files", "_by_prefix", "__weakref__")  # weakly held by local_tables
 
     def __init__(self, specs: list[StoreSpec], on_error: str = "reset", files: TaskFiles | None = None) -> None:
         self.files = files

@@ -3,8 +3,9 @@
 A table is one store per task (partition q of its agent's input): ``table[key]`` inside the agent reads and writes
 the store of the partition whose record is being processed, and every change is written to partition q of the
 agent's changelog topic in that record's transaction (under the key ``\\x01<table>\\x00<key>``); a delete is a
-tombstone. On assignment the store is restored from the changelog. A table is only usable while an agent
-processes a record (:class:`RuntimeError` elsewhere, e.g. in an ``app.timer``).
+tombstone. On assignment the store is restored from the changelog. A table is written only while an agent
+processes a record; elsewhere (an ``app.timer``, a task) it reads the partitions this process's tasks hold now and
+a write raises :class:`RuntimeError` (see :mod:`~stream_processor.engine.local_tables`).
 
 Keys are ``str`` (stored as they are) or any JSON value (stored as ``\\x02`` + its JSON). Values are JSON values
 (a :class:`~stream_processor.engine.records.Record` among them stays that Record after a restore: its class is
@@ -25,8 +26,9 @@ from typing import Any
 
 import orjson
 
+from .local_tables import LocalView
 from .processor import current_context
-from .state import ChangelogStore, StoreSpec
+from .state import StoreSpec
 
 _IMMUTABLE = (int, float, str, bool, type(None), tuple, bytes, frozenset)
 _MISSING = object()
@@ -79,11 +81,12 @@ class Table(MutableMapping[Any, Any]):
     def __repr__(self) -> str:
         return f"<Table {self.name}>"
 
-    def _store(self) -> ChangelogStore:
+    def _store(self) -> Any:
+        """The store of the record's task; outside a record, a read-only view of the partitions this process's
+        tasks hold (:mod:`~stream_processor.engine.local_tables`: writes raise RuntimeError)."""
         ctx = current_context.get()
         if ctx is None:
-            raise RuntimeError(f"table {self.name!r} used outside an agent's record (tables are partitioned like "
-                               "their agent's input: only the agent can read and write them, while it processes)")
+            return LocalView(self.name)
         try:
             return ctx.stores.stores[self.name]
         except KeyError:
@@ -98,7 +101,7 @@ class Table(MutableMapping[Any, Any]):
             if self.default is None:
                 raise KeyError(key)
             value = self.default()
-            if not isinstance(value, _IMMUTABLE):
+            if not isinstance(value, _IMMUTABLE) and not getattr(store, "read_only", False):
                 store.put(skey, value)  # a mutable default (list, dict) may be changed in place: keep it
             return value
         if not isinstance(value, _IMMUTABLE):

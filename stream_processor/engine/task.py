@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from .breaker import TaskHealth
 from .checkpoint import Checkpoint, CheckpointState, Sealed, transactional_id
 from .collector import RecordCollector, Refused
+from .local_tables import attach, detach
 from .partition_group import PROGRESS_HEADER, PartitionGroup
 from .processor import Processor, ProcessorContext
 from .rocksdb_store import task_files
@@ -210,6 +211,7 @@ class Task(Processing):
         ctx.refused_before = {tp.topic: processed[tp.topic] for tp in self.inputs
                               if processed.get(tp.topic, -1) > starts[tp]}
         self.checkpoint, self.context, self.stores = cp, ctx, stores
+        attach(env.name, self.q, stores)  # what its tables read outside a record (a timer)
         self._stamps = []
         self._progress_time = self._progress_written = -1
         try:
@@ -226,6 +228,8 @@ class Task(Processing):
         producer. The task can be opened again; what it had not committed is read again then."""
         cp, ctx = self.checkpoint, self.context
         self.checkpoint = self.context = None
+        if self.stores is not None:
+            detach(self.env.name, self.q, self.stores)
         self._stamps = []
         self.group.clear()
         self.commit_now = False

@@ -324,3 +324,28 @@ def test_the_yaml_state_errors_setting_makes_an_unreadable_snapshot_fail(drive) 
     driver.pipe(topic, b"not json", key=b"\x01balances\x00a", partition=0)
     with pytest.raises(StateRestoreError):
         driver.pipe("payments", {"account": "a"})
+
+
+# ---- outside a record ----------------------------------------------------------------------------------------------
+
+
+def test_a_timer_reads_the_partitions_this_process_holds_and_cannot_write(drive: Any) -> None:
+    app = make_app(topics={"src": {"partitions": 2}})
+    counts = app.Table("counts", default=int)
+
+    @app.agent("src")
+    async def count(stream):
+        async for value in stream:
+            counts[value] += 1
+
+    driver = drive(app)
+    for key in ("a", "b", "a"):
+        driver.pipe("src", key, key=key)
+    driver.flush()
+    # Read as a timer does (no record being processed): both tasks' partitions, as they hold them now.
+    assert dict(counts.items()) == {"a": 2, "b": 1} and len(counts) == 2 and "a" in counts
+    assert counts["never"] == 0 and "never" not in counts  # a default read is not written back
+    with pytest.raises(RuntimeError, match="written outside an agent's record"):
+        counts["a"] = 5
+    driver.close()
+    assert dict(counts.items()) == {}  # its tasks closed: this process holds no partition of it
