@@ -63,7 +63,8 @@ class LocalView:
         """Nothing: a value read outside a record is not written back."""
 
     def put(self, key: str, value: Any) -> None:
+        self.delete(key)
+
+    def delete(self, key: str) -> None:
         raise RuntimeError(f"table {self.name!r} written outside an agent's record: a table is written in the "
                            "transaction of the record that changes it (read it from a timer; write it from an agent)")
-
-    delete = put

@@ -114,7 +114,7 @@ class Table(MutableMapping[Any, Any]):
     def __delitem__(self, key: Any) -> None:
         store = self._store()
         skey = _skey(key)
-        if skey not in store:
+        if skey not in store and not getattr(store, "read_only", False):  # outside a record: delete() raises
             raise KeyError(key)
         store.delete(skey)
 

@@ -136,9 +136,11 @@ class Message:
 
 def current_event(table: Table) -> Event:
     """The event being processed, with ``table``'s store of its partition. Raises RuntimeError outside a record."""
-    store = table._store()  # noqa: SLF001 - raises RuntimeError outside an agent's record
     ctx = current_context.get()
-    assert ctx is not None
+    if ctx is None:  # Faust raises the same outside of a stream's iteration
+        raise RuntimeError(f"windowed table {table.name!r} used outside an agent's record: a window is of the "
+                           "record being processed")
+    store = table._store()  # noqa: SLF001
     if ctx.timestamp is None:
         raise RuntimeError(f"windowed table {table.name!r}: operation outside of stream iteration")
     driver = ctx.agent_state
