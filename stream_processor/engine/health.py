@@ -57,6 +57,12 @@ def health_document(worker: Worker, now: float | None = None) -> dict[str, Any]:
         problems.extend(own)
     if not worker.runners:
         problems.append("no processor enabled")
+    replicas = getattr(worker, "replicas", None)  # the global tables' replica reader (replicas.py), if any
+    if replicas is not None:
+        failure = replicas.exception() if replicas.done() and not replicas.cancelled() else None
+        if failure is not None:
+            problems.append(f"global tables: their replica reader stopped: {failure!r}"[:500])
+        checks["global_tables"] = {"healthy": failure is None, "details": {"reading": not replicas.done()}}
     return {
         "healthy": not problems,
         "checks": checks,

@@ -138,6 +138,7 @@ class Worker:
                  app: Any = None) -> None:
         self.settings = settings
         self.app = app  # an App: its processor types, topics and timers
+        self.replicas: asyncio.Task[None] | None = None  # the global tables' replica reader, once started
         self.metrics = metrics or Metrics()
         names = [n for n, p in settings.stream_processors.items() if p.enabled and (only is None or n in only)]
         if only:
@@ -245,12 +246,12 @@ class Worker:
                                     auto_offset_reset="earliest", client_id=self.settings.processor_id,
                                     **client_options(self.settings.kafka))
         replicator = Replicator(feeds, consumer)
-        task = asyncio.create_task(replicator.run(self._stop), name="global-tables")
+        task = self.replicas = asyncio.create_task(replicator.run(self._stop), name="global-tables")
         waits = [asyncio.create_task(replicator.ready.wait()), asyncio.create_task(self._stop.wait())]
         await asyncio.wait([*waits, task], return_when=asyncio.FIRST_COMPLETED)
         for wait in waits:
             wait.cancel()
-        if task.done() and not task.cancelled() and task.exception() is not None:
+        if task.done() and not task.cancelled() and task.exception() is not None:  # /health says so too
             log.error("global tables: their changelogs could not be read: %s", task.exception())
         log.info("global tables %s: replicas read from %s", sorted({t.name for f in feeds.values() for _, t in f}),
                  sorted(feeds))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import types
 from typing import Any
@@ -303,3 +304,22 @@ def test_a_partition_the_consumer_no_longer_holds_has_no_lag_mid_rebalance() -> 
     assert doc["checks"]["processor_trades"]["details"]["partitions"]["raw_trades-3"]["records_waiting"] == 0
     runner.manager.tasks[3].checkpoint = None  # partition_status reads an open task's transaction: none here
     assert runner.partition_status()[TopicPartition("raw_trades", 3)]["lag"] is None
+
+
+async def test_a_stopped_global_table_replica_reader_is_unhealthy_and_named() -> None:
+    settings = _settings()
+
+    async def fails() -> None:
+        raise ConnectionError("changelog unreadable")
+
+    worker = _worker([_runner(settings)], settings)
+    worker.replicas = asyncio.create_task(fails())
+    await asyncio.gather(worker.replicas, return_exceptions=True)
+    doc = health_document(worker)
+    assert doc["healthy"] is False and doc["checks"]["global_tables"]["healthy"] is False
+    assert doc["problems"] == ["global tables: their replica reader stopped: ConnectionError('changelog unreadable')"]
+    reading = asyncio.create_task(asyncio.sleep(10))
+    worker.replicas = reading
+    doc = health_document(worker)
+    assert doc["healthy"] is True and doc["checks"]["global_tables"] == {"healthy": True, "details": {"reading": True}}
+    reading.cancel()
