@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .channels import AgentChannel, encode_response, reply_topic_name, request_of, wants_replies
+from .durations import to_ms
 from .exceptions import RecordError
 from .kafka_internals import release_future
 from .processor import Processor, ProcessorContext, PunctuationType
 from .state import StoreSpec
 from .stream import EMPTY, TICK, WANT, Repartition, Stream, field_of, key_function, through_topic
+from .window_set import close_stale, wall_clock_expiring
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +427,15 @@ class AgentProcessor(Processor):
 
     def init(self, ctx: ProcessorContext) -> None:
         ctx.agent_state = AgentDriver(self.agent, self, ctx)
+        expiring = [t for t in map(wall_clock_expiring, self._tables) if t is not None]
+        if expiring:  # Faust's table cleanup: a wall-clock punctuation of the task, in its transaction
+            interval_ms = to_ms(self.agent.app.conf.table_cleanup_interval, what="table_cleanup_interval")
+
+            def cleanup(now_ms: int) -> None:
+                for table in expiring:
+                    close_stale(table, ctx.stores.stores[table.name], now_ms / 1000)
+
+            ctx.schedule(interval_ms, PunctuationType.WALL_CLOCK, cleanup)
 
     def process(self, record: Any, ctx: ProcessorContext) -> Any:
         return ctx.agent_state.deliver(record, self._raw, self._request)

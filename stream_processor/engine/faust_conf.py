@@ -56,6 +56,8 @@ APPLIED: dict[str, str] = {
     "broker_session_timeout": "kafka.session_timeout_ms (a duration)",
     "broker_heartbeat_interval": "kafka.heartbeat_interval_ms (a duration)",
     "broker_max_poll_records": "kafka.max_poll_records",
+    "table_cleanup_interval": "how often (a duration; Faust's default 30 s) each task closes the expired windows of "
+                              "its windowed tables that expire by the wall clock (Faust's table cleanup)",
     "consumer_group_instance_id": "kafka.group_instance_id (static membership)",
     "consumer_auto_offset_reset": "'earliest' only (what every group here starts from)",
     "producer_acks": "-1 / 'all' only (a transaction needs every replica's acknowledgement)",
@@ -77,7 +79,7 @@ INERT: frozenset[str] = frozenset({
     "producer_max_request_size", "producer_request_timeout", "producer_threaded", "producer_metadata_max_age_ms",
     "producer_connections_max_idle_ms", "reply_create_topic", "reply_expires", "reply_to", "reply_to_prefix",
     "stream_buffer_maxsize", "stream_processing_timeout", "stream_publish_on_commit", "stream_recovery_delay",
-    "stream_wait_empty", "stream_ack_cancelled_tasks", "stream_ack_exceptions", "table_cleanup_interval",
+    "stream_wait_empty", "stream_ack_cancelled_tasks", "stream_ack_exceptions",
     "table_key_index_size", "table_standby_replicas", "topic_disable_leader", "recovery_consistency_check",
     "store_check_exists", "crash_app_on_aerospike_exception", "aerospike_retries_on_exception",
     "aerospike_sleep_seconds_between_retries_on_exception", "cache", "canonical_url", "web", "web_transport",
@@ -206,6 +208,7 @@ class FaustConf:
         self.web_bind: str | None = values.get("web_bind")
         self.timezone = _timezone(values.get("timezone"))
         self.autodiscover = values.get("autodiscover", False)
+        self.table_cleanup_interval: Any = values.get("table_cleanup_interval") or 30.0  # Faust's default
         self.origin: str | None = values.get("origin")
         self._check_fixed(values)
 

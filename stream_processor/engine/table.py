@@ -146,16 +146,19 @@ class Table(MutableMapping[Any, Any]):
         self.spec = window_spec(self)
         return WindowedTable(self, window)
 
-    def tumbling(self, size: Duration, expires: Duration | None = None, key_index: bool = False) -> WindowedTable:
+    def tumbling(self, size: Duration, expires: Duration | None = None, key_index: bool = False, *,
+                 expire_by: str = "wall_clock") -> WindowedTable:
         """This table as tumbling windows of ``size`` (a duration: timedelta, seconds, ``"10s"``), expiring
-        ``expires`` after their end (None: never, as Faust), see :mod:`~stream_processor.engine.windows`."""
-        return self.using_window(TumblingWindow(size, expires), key_index=key_index)
+        ``expires`` after their end (None: never, as Faust) by Faust's wall-clock cleanup, or by the table's stream
+        time with ``expire_by="stream_time"``; see :mod:`~stream_processor.engine.windows`. Raises ValueError for
+        another ``expire_by``."""
+        return self.using_window(TumblingWindow(size, expires, expire_by=expire_by), key_index=key_index)
 
     def hopping(self, size: Duration, step: Duration, expires: Duration | None = None,
-                key_index: bool = False) -> WindowedTable:
+                key_index: bool = False, *, expire_by: str = "wall_clock") -> WindowedTable:
         """This table as hopping windows of ``size`` every ``step`` (durations), expiring ``expires`` after their
-        end (None: never, as Faust), see :mod:`~stream_processor.engine.windows`."""
-        return self.using_window(HoppingWindow(size, step, expires), key_index=key_index)
+        end as :meth:`tumbling` says."""
+        return self.using_window(HoppingWindow(size, step, expires, expire_by=expire_by), key_index=key_index)
 
 
 def _title(text: str) -> str:

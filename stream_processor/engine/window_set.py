@@ -89,7 +89,7 @@ class WindowedTable:
         return _skey((key, window))
 
     def _stale(self, store: ChangelogStore, window: WindowRange) -> bool:
-        expires = self.window.expires
+        expires = self.window.expires if self.window.expire_by == "stream_time" else 0.0
         return bool(expires) and window[0] + self.window.size + expires <= store.meta.get("latest_s", -math.inf)
 
     def _get(self, store: ChangelogStore, key: Any, window: WindowRange) -> Any:
@@ -115,7 +115,7 @@ class WindowedTable:
             return
         store.meta["latest_s"] = t
         w = self.window
-        if not w.expires:
+        if not w.expires or w.expire_by != "stream_time":
             return
         horizon = t - w.size - w.expires  # windows starting at or before it have expired
         offset = (w.step - w.size) % w.step  # window starts lie on this grid
@@ -169,6 +169,41 @@ class WindowedTable:
         return 0
 
     keys = items = values = __iter__
+
+
+def wall_clock_expiring(table: Any) -> Table | None:
+    """The table of ``table`` (a Table or a WindowedTable) if it is windowed and expires by the wall clock."""
+    table = getattr(table, "table", table)
+    window = getattr(table, "window", None)
+    return table if window is not None and window.expires and window.expire_by == "wall_clock" else None
+
+
+def close_stale(table: Table, store: ChangelogStore, now_s: float) -> int:
+    """Faust's table cleanup (``Table._del_old_keys``) of one partition's ``store`` at ``now_s`` (the wall clock,
+    s): close every window ending at or before ``window.stale_before(now_s)``, oldest first, calling
+    ``on_window_close(key, value)`` for those starting after the last window closed before; returns how many were
+    deleted. See :mod:`~stream_processor.engine.windows`."""
+    from .table import _ukey
+
+    window = table.window
+    assert window is not None
+    stale_before = window.stale_before(now_s)
+    last = store.meta.get("last_closed", 0.0)  # Faust's last_closed_window starts at 0.0
+    callback = table.on_window_close
+    latest = last
+    closed = 0
+    for start, skey in scan_expired(store, stale_before - window.size + 0.1):
+        if start + window.size - 0.1 > stale_before:  # a float's last digit past the horizon: not stale yet
+            continue
+        value = store.get(skey)
+        store.delete(skey)
+        closed += 1
+        latest = max(latest, start)
+        if callback is not None and start > last:  # oldest first: every earlier start closed was <= this one
+            run_callback(callback, _ukey(skey), value)
+    if closed:
+        store.meta["last_closed"] = latest
+    return closed
 
 
 class WindowSet:

@@ -30,14 +30,25 @@ is kept in the changelog with the table (Faust keeps it in memory only, so after
 the epoch window until the partition's next write; here it reads what it read before the crash, and a replay gives
 the same outputs).
 
-Expiry (``expires``; Faust: none without it): Faust deletes windows from a wall-clock timer
-(``table_cleanup_interval``, comparing window ends with ``time.time()``), which would make a replay of old data
-delete what a first run kept. Here a window ``(start, end)`` expires when ``start + size + expires`` is at or
-before the latest relative time the table has seen in this partition (its stream time, kept in the changelog): at
-that moment, inside the processing (and the transaction) of the record that moved that time, each expiring
-window's ``on_window_close(key, value)`` is called, as Faust calls it, with ``key`` = ``(key, (start, end))``, then
-the window is deleted (a changelog tombstone). A late record's read of an expired window gives the default and its
-write is dropped (Faust would re-create the window until its next cleanup).
+Expiry (``expires``; Faust: none without it), two ways, chosen per window (``expire_by``):
+
+- ``"wall_clock"`` (the default: Faust's): every ``app.conf.table_cleanup_interval`` (a duration; Faust's default
+  30 s) of the worker's wall clock, each task of the table's agent closes the windows of its partition whose end is
+  at or before ``stale_before(now)``: the start of the latest window containing ``now - expires`` (Faust's cython
+  ``HoppingWindow.stale``, ``Table._del_old_keys``), ``now`` the wall clock in seconds. The oldest window ends go
+  first; each closed window's ``on_window_close(key, value)`` is called (``key`` = ``(key, (start, end))``) unless a
+  window starting at or after it was closed before in that partition (Faust's ``last_closed_window``), then the
+  window is deleted. Until then a window is read and written as any other (a late record re-creates a closed
+  window, which the next cleanup deletes without calling ``on_window_close`` again, as Faust). The cleanup runs in a
+  wall-clock punctuation of the task: its deletions (changelog tombstones) and what ``on_window_close`` sends are in
+  one transaction, exactly once; WHEN it runs is the wall clock's (a replay of old data closes its windows at the
+  first cleanup, as under Faust).
+- ``"stream_time"`` (opt-in: ``.tumbling(size, expires, expire_by="stream_time")``; results that do not depend on
+  timing): a window ``(start, end)`` expires when ``start + size + expires`` is at or before the latest relative
+  time the table has seen in this partition (its stream time, kept in the changelog): at that moment, inside the
+  processing (and the transaction) of the record that moved that time, each expiring window's
+  ``on_window_close(key, value)`` is called, then the window is deleted. A late record's read of an expired window
+  gives the default and its write is dropped.
 """
 
 from __future__ import annotations
@@ -64,7 +75,8 @@ if TYPE_CHECKING:
 WindowRange = tuple[float, float]
 _MISSING = object()
 _MAX_SECONDS = 1e11  # year 5138: a larger "seconds since the epoch" is milliseconds (or nanoseconds) by mistake
-META = ("latest_s", "latest_end", "closed")
+META = ("latest_s", "latest_end", "closed", "last_closed")
+EXPIRE_BY = ("wall_clock", "stream_time")
 
 
 class HoppingWindow:
@@ -72,10 +84,14 @@ class HoppingWindow:
     size``. Durations as :mod:`~stream_processor.engine.durations` reads them. Raises ValueError unless
     ``0 < step <= size`` and both are whole seconds (Faust's ``ranges`` truncates them with ``int()``)."""
 
-    def __init__(self, size: Duration, step: Duration, expires: Duration | None = None) -> None:
+    def __init__(self, size: Duration, step: Duration, expires: Duration | None = None, *,
+                 expire_by: str = "wall_clock") -> None:
         self.size = to_seconds(size, what="window size")
         self.step = to_seconds(step, what="window step")
         self.expires = to_seconds(expires, what="window expires") if expires else 0.0
+        if expire_by not in EXPIRE_BY:
+            raise ValueError(f"expire_by {expire_by!r}: one of {', '.join(EXPIRE_BY)}")
+        self.expire_by = expire_by
         if not 0 < self.step <= self.size:
             raise ValueError(f"windows need 0 < step <= size, got size {self.size}, step {self.step}")
         if not (self.size.is_integer() and self.step.is_integer()):
@@ -83,7 +99,13 @@ class HoppingWindow:
                              "(Faust's windows truncate them with int())")
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} size={self.size} step={self.step} expires={self.expires}>"
+        return (f"<{type(self).__name__} size={self.size} step={self.step} expires={self.expires} "
+                f"expire_by={self.expire_by}>")
+
+    def stale_before(self, now: float) -> float:
+        """Faust's ``HoppingWindow.stale``: windows ending at or before this (s) are stale at ``now`` (s): the start
+        of the latest window containing ``now - expires``."""
+        return self.current(now - self.expires)[0]
 
     def _initial(self, t: float) -> float:
         return math.floor(t / self.step) * self.step - self.size + self.step
@@ -111,8 +133,8 @@ class HoppingWindow:
 class TumblingWindow(HoppingWindow):
     """Fixed-size, gap-less, non-overlapping windows (faust.windows.TumblingWindow)."""
 
-    def __init__(self, size: Duration, expires: Duration | None = None) -> None:
-        super().__init__(size, size, expires)
+    def __init__(self, size: Duration, expires: Duration | None = None, *, expire_by: str = "wall_clock") -> None:
+        super().__init__(size, size, expires, expire_by=expire_by)
 
 
 class Event:

@@ -42,7 +42,8 @@ app = App("eos-agent")
 source = app.topic(INPUT)
 sink = app.topic(OUTPUT)
 TOTALS = app.Table("eos_agent_totals")
-WINDOWS = app.Table("eos_agent_windows", default=int).tumbling(WINDOW_S, expires=EXPIRES_S).relative_to_field(
+WINDOWS = app.Table("eos_agent_windows", default=int).tumbling(
+    WINDOW_S, expires=EXPIRES_S, expire_by="stream_time").relative_to_field(
     lambda record: record["ts"] / 1000)  # Faust's times are seconds
 
 

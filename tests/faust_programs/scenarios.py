@@ -179,14 +179,16 @@ def hopping() -> Scenario:
     table after Faust's table cleanup at the end (expired windows go then: a worker runs it every 30 s)."""
     end = START_MS + 3_600_000 + 40_000
     return Scenario(_every_2s("hopping_topic", "publish_every_2secs"), tables=("hopping_table",), prints=True,
-                    setup=_seeded(2), faust_after=lambda m: _cleanup_at(m, "hopping_table", end))
+                    setup=_seeded(2), faust_after=lambda m: _cleanup_at(m, "hopping_table", end),
+                    ours_after=lambda m, d: d.advance_time(end - d.now_ms))
 
 
 def tumbling() -> Scenario:
     """As :func:`hopping`, tumbling windows."""
     end = START_MS + 3_600_000 + 40_000
     return Scenario(_every_2s("tumbling_topic", "publish_every_2secs"), tables=("tumbling_table",), prints=True,
-                    setup=_seeded(2), faust_after=lambda m: _cleanup_at(m, "tumbling_table", end))
+                    setup=_seeded(2), faust_after=lambda m: _cleanup_at(m, "tumbling_table", end),
+                    ours_after=lambda m, d: d.advance_time(end - d.now_ms))
 
 
 def leader() -> Scenario:

@@ -39,20 +39,11 @@ EXCLUDED = {
 #: Programs that do not run here yet, or give other results: the reason today (the lead flips them as the engine
 #: work lands: G App arguments/CLI/on_leader, H tables/windows, I serializers/Records, J agents/streams/channels).
 BEFORE: dict[str, str] = {
-    "withdrawals": "H: runs, differs in country_to_total (tumbling 10 s, expires 10 s): ours expires windows by the "
-                   "table's stream time as records come, Faust only when its wall-clock cleanup runs (every 30 s; "
-                   "not within this input), and then against every partition's latest time, not the window's own",
     "tableofset": "prints in another order: the two agents share the SetTable, so here they run as one processor whose "
                   "task of partition q takes both topics' records in timestamp order, waiting for an empty input; "
                   "each place's (partition's) joins and leaves come in Faust's order, but the interleaving of the "
                   "prints across partitions, and the timer's dump (partition by partition), differ from "
                   "test_context's put-by-put order",
-    "windowed_aggregation": "H: the last window (30-40 s) is never closed: Faust's table cleanup (every "
-                            "table_cleanup_interval) closes a window stale by the wall clock (Table._del_old_keys: "
-                            "window.stale(ts, time.time())) and calls on_window_close; here, 60 s of wall clock "
-                            "later (driver.advance_time), 3 of 4 windows are closed and the table still holds the last",
-    "hopping_2": "H: no window is closed 70 s of wall clock after the last reading (expires=60 s): Faust's cleanup "
-                 "closes all 9 (on_window_close prints 9 lines) and empties the table; here the table keeps them",
     "bound_agent": "J: ImportError: cannot import name 'ChannelT' from 'stream_processor'; then app.channel(), agents "
                    "over channels with sink=[channel], functools.partial agents and timers",
     "service": "G: AttributeError: 'App' object has no attribute 'service' (@app.service, faust.Service: mode "

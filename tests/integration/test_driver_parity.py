@@ -350,7 +350,8 @@ def clicks_app(bootstrap: str) -> tuple[App, dict[str, str]]:
     }
     app = App(app_id, settings=retention_off(doc))
     clicks = app.topic(names["source"], value_type=Click)
-    windows = app.Table("clicks_per_minute", default=int).tumbling(60.0, expires=3600.0).relative_to_stream()
+    windows = app.Table("clicks_per_minute", default=int).tumbling(
+        60.0, expires=3600.0, expire_by="stream_time").relative_to_stream()
 
     @app.agent(clicks, sink=[names["sink"]])
     async def per_session(stream: Any) -> Any:
@@ -457,7 +458,8 @@ def stats_app(bootstrap: str) -> tuple[App, dict[str, str]]:
     }
     app = App(app_id, settings=retention_off(doc))
     readings = app.topic(names["source"], value_type=Reading)
-    stats = app.Table("sensor_stats", default=Stats).hopping(60.0, 20.0, expires=3600.0).relative_to_stream()
+    stats = app.Table("sensor_stats", default=Stats).hopping(
+        60.0, 20.0, expires=3600.0, expire_by="stream_time").relative_to_stream()
 
     @app.agent(readings, sink=[names["sink"]])
     async def sensor_stats(stream: Any) -> Any:

@@ -47,7 +47,7 @@ def bank_app(bootstrap: str) -> tuple[App, dict[str, str]]:
         await closed.send(key=key[0], value={"account": key[0], "window": key[1][0], "withdrawals": count})
 
     per_window = app.tables["per_window"] = Table("per_window", default=int, on_window_close=on_close)
-    windows = per_window.tumbling(10, expires=5)
+    windows = per_window.tumbling(10, expires=5, expire_by="stream_time")
 
     @app.agent(app.topic(names["deposits"]))
     async def deposit(stream: Any) -> Any:

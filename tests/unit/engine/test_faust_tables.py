@@ -122,8 +122,10 @@ def test_window_arithmetic_is_fausts() -> None:
 
     times = [0.0, 0.05, 4.99, 5.0, 9.9, 9.95, 10.0, 12.3, 1_600_000_003.0, 1_600_000_009.95, 1_600_000_010.0]
     for size, step in [(10, 10), (10, 5), (6, 3), (10, 3), (60, 20)]:
-        ours, theirs = HoppingWindow(size, step), FaustHopping(size, step)
+        ours, theirs = HoppingWindow(size, step, 7), FaustHopping(size, step, expires=7)
         for t in times:
+            for end in (t - 17.1, t - 16.9, t - 7.1, t - 7.0, t - 0.1, t):  # the cleanup at t: which ends are stale
+                assert (end <= ours.stale_before(t)) == theirs.stale(end, t), (size, step, t, end)
             assert ours.ranges(t) == theirs.ranges(t), (size, step, t)
             assert ours.current(t) == theirs.current(t), (size, step, t)
             assert ours.earliest(t) == theirs.earliest(t), (size, step, t)
@@ -355,12 +357,12 @@ async def print_windowed_events(stream):
 '''
 
 
-def closing_app(callback: Any) -> Any:
+def closing_app(callback: Any, expire_by: str = "stream_time") -> Any:
     from stream_processor.engine.table import Table
 
     app = our_app("closing")
     table = app.tables["w"] = Table("w", default=int, on_window_close=callback)
-    windows = table.tumbling(10, expires=5)
+    windows = table.tumbling(10, expires=5, expire_by=expire_by)
 
     @app.agent("clicks", sink=["out"])
     async def count(stream: Any) -> Any:
@@ -404,21 +406,55 @@ def test_on_window_close_runs_as_stream_time_passes_in_that_records_transaction(
 
 def test_on_window_close_gets_what_faust_passes() -> None:
     """Faust closes windows from a wall-clock timer (``_del_old_keys``), which test_context does not run: it is
-    called here by hand, when every replayed window is past ``expires``; the (key, value) pairs of the windows both
-    close are the same."""
+    called here by hand; ours at the first cleanup of the driver's wall clock. Replayed old data: every window is
+    stale at both, both close the same windows with the same values in the same order, and keep none."""
     inputs = [("raw-event", orjson.dumps({"value": float(i)}), None, T_OLD + 4.0 * i) for i in range(8)]
     faust_run = run_faust(CLOSING, ["print_windowed_events"], inputs)
     asyncio.run(faust_run.tumbling_table.table._del_old_keys())  # noqa: SLF001
     ours, driver = run_ours(CLOSING, inputs)
     with driver:
+        assert ours.rows == []  # nothing closes as records come: the cleanup is a wall-clock timer, as Faust's
+        driver.advance_time(30_000)  # table_cleanup_interval: Faust's default 30 s
         assert driver.dead_letters() == []
-    faust_closed = {k: v for k, v in faust_run.rows}
-    assert ours.rows, "windows closed as stream time passed"
-    for key, value in ours.rows:
-        assert faust_closed[key] == value
-    # [2020-09-13 12:26:40, +10 s) closed when the stream reached 15 s past its start, the next one too.
-    assert [k[1][0] - T_OLD for k, _ in ours.rows] == [-3.0, 7.0]
-    assert [len(v) for _, v in ours.rows] == [2, 3]
+        assert driver.table("tumbling_table") == {} == dict(faust_run.tumbling_table.table.data)
+    assert ours.rows == faust_run.rows
+    assert [k[1][0] - T_OLD for k, _ in ours.rows] == [-3.0, 7.0, 17.0, 27.0]
+    assert [len(v) for _, v in ours.rows] == [2, 3, 2, 1]
+
+
+def test_the_wall_clock_cleanup_is_fausts_in_one_transaction(drive: Any) -> None:
+    """``expire_by="wall_clock"`` (the default): windows close at the cleanup of the wall clock, at Faust's
+    horizon (the start of the window containing ``now - expires``), their on_window_close outputs and tombstones in
+    that punctuation's transaction; a late write re-creates a closed window, which the next cleanup deletes without
+    calling on_window_close again (Faust's last_closed_window); a restart keeps that memory."""
+    closed: list[tuple[Any, Any]] = []
+
+    async def on_close(key: Any, value: Any) -> None:
+        closed.append((key, value))
+        await app.topics["out"].send(key=key[0], value={"closed": key[1][0], "count": value})
+
+    app = closing_app(on_close, expire_by="wall_clock")
+    app.conf.table_cleanup_interval = 5.0  # as windowed_aggregation.py sets it: every 5 s of the wall clock
+    driver = drive(app)
+    start = driver.now_ms // 10_000 * 10  # a window boundary (s) just before the clock
+    t0 = start * 1000
+    for ms, page in [(0, "a"), (1_000, "b"), (2_000, "a"), (12_000, "a"), (25_000, "b")]:
+        driver.pipe("clicks", {"page": page}, key="k", timestamp=t0 + ms)
+    assert closed == []  # records never close windows: only the cleanup does
+    assert len(driver.table("w")) == 4
+    now = t0 + 24_000  # now - expires 5 s = 19 s: stale before 10 s, so [0 s, 10 s) closes, [10 s, 20 s) stays
+    driver.advance_time(now - driver.now_ms)
+    assert closed == [(("a", win(start)), 2), (("b", win(start)), 1)]
+    sent = [r for r in driver.read("out") if "closed" in (r.json() or {})]
+    assert [r.json() for r in sent] == [{"closed": start, "count": 2}, {"closed": start, "count": 1}]
+    assert {r.timestamp for r in sent} == {now}  # the punctuation's time
+    assert driver.table("w") == {("a", win(start + 10)): 1, ("b", win(start + 20)): 1}
+    driver.restart()
+    driver.pipe("clicks", {"page": "a"}, key="k", timestamp=t0 + 3_000)  # late: re-creates [0 s, 10 s)
+    assert ("a", win(start)) in driver.table("w")
+    driver.advance_time(30_000)  # now 54 s: stale before 40 s, every window closes
+    assert closed[2:] == [(("a", win(start + 10)), 1), (("b", win(start + 20)), 1)]  # not [0 s, 10 s) again
+    assert driver.table("w") == {}
 
 
 def test_a_window_callback_awaiting_io_fails_loudly(drive: Any) -> None:
@@ -587,12 +623,12 @@ def test_set_table_values_and_refusals(drive: Any) -> None:
 
 
 
-# ---- expiry, restarts, late records (stream time; Faust's expiry is a wall-clock timer) ----------------------------
+# ---- expire_by="stream_time": expiry, restarts, late records (the opt-in deterministic expiry) -------------
 
 
 def expiring_app() -> Any:
     app = our_app("expiring")
-    tumbling = app.Table("tumbling", default=int).tumbling(10, expires=20)
+    tumbling = app.Table("tumbling", default=int).tumbling(10, expires=20, expire_by="stream_time")
     forever = app.Table("forever", default=int).tumbling("10s")  # no expires: kept, as Faust keeps them
 
     @app.agent("clicks", sink=["out"])

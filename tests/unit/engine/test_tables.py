@@ -150,7 +150,7 @@ class Click(Record):
 
 def stats_app() -> Any:
     app = make_app()
-    stats = app.Table("stats", default=dict).hopping(10, 5, expires=10)
+    stats = app.Table("stats", default=dict).hopping(10, 5, expires=10, expire_by="stream_time")
     last = app.Table("last")
 
     @app.agent("clicks", sink=["out"])
