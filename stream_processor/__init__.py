@@ -9,6 +9,7 @@ public names are re-exported here, so a Faust agent ports by changing ``import f
 from .engine import (
     Agent,
     App,
+    ChannelT,
     Event,
     GlobalTable,
     HoppingWindow,
@@ -20,6 +21,7 @@ from .engine import (
     Snapshot,
     StoreSpec,
     Stream,
+    StreamT,
     Table,
     Topic,
     TumblingWindow,
@@ -32,6 +34,16 @@ from .engine import (
 )
 from .engine.version import __version__ as __version__
 
-__all__ = ["Agent", "App", "Event", "GlobalTable", "HoppingWindow", "Processor", "ProcessorContext", "PunctuationType",
-           "Record", "SetTable", "Snapshot", "StoreSpec", "Stream", "Table", "Topic", "TumblingWindow",
-           "VersionedRecord", "VersionedStore", "WindowedTable", "current_event", "register_serde", "uuid"]
+__all__ = ["Agent", "App", "ChannelT", "Event", "GlobalTable", "HoppingWindow", "Processor", "ProcessorContext",
+           "PunctuationType", "Record", "Service", "SetTable", "Snapshot", "StoreSpec", "Stream", "StreamT", "Table",
+           "Topic", "TumblingWindow", "VersionedRecord", "VersionedStore", "WindowedTable", "current_event",
+           "register_serde", "uuid"]
+
+
+def __getattr__(name: str) -> object:
+    """``Service``: mode's ``Service``, as ``faust.Service`` is (see :mod:`stream_processor.engine`)."""
+    if name == "Service":
+        from .engine import Service
+
+        return Service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

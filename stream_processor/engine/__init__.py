@@ -27,6 +27,21 @@ def uuid() -> str:
     return str(_uuid.uuid4())
 
 
-__all__ = ["Agent", "App", "Event", "GlobalTable", "HoppingWindow", "Processor", "ProcessorContext", "PunctuationType",
-           "Record", "SetTable", "Snapshot", "StoreSpec", "Stream", "Table", "Topic", "TumblingWindow",
-           "VersionedRecord", "VersionedStore", "WindowedTable", "current_event", "register_serde", "uuid"]
+#: Faust's type names, for the annotations of ported programs: a channel here is a topic (``app.channel()``).
+ChannelT = Topic
+StreamT = Stream
+
+
+def __getattr__(name: str) -> object:
+    """``Service``: mode's ``Service`` (faust.Service is mode's too), imported when first asked for."""
+    if name == "Service":
+        from mode import Service
+
+        return Service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Agent", "App", "ChannelT", "Event", "GlobalTable", "HoppingWindow", "Processor", "ProcessorContext",
+           "PunctuationType", "Record", "Service", "SetTable", "Snapshot", "StoreSpec", "Stream", "StreamT", "Table",
+           "Topic", "TumblingWindow", "VersionedRecord", "VersionedStore", "WindowedTable", "current_event",
+           "register_serde", "uuid"]

@@ -27,6 +27,7 @@ its effect outside Kafka is not exactly once: on a retry it happens again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import re
@@ -269,7 +270,7 @@ class Agent(AgentChannel):
         self.fun = fun
         self.name = name
         if topics is None:
-            topics = [app.topic(f"{app.id}-{_faust_name(fun) if name == fun.__name__ else name}",
+            topics = [app.topic(f"{app.id}-{_faust_name(fun) if name == getattr(fun, '__name__', None) else name}",
                                 value_type=value_type, key_type=key_type)]
         self.topics = topics
         self.sinks = sinks
@@ -348,7 +349,12 @@ def _faust_name(fun: Callable[..., Any]) -> str:
 
 
 def _referenced(fun: Callable[..., Any]) -> Iterable[Any]:
-    """Objects a function's code names: its globals and closure cells, in nested code too."""
+    """Objects a function's code names: its globals and closure cells, in nested code too; for a
+    ``functools.partial``, also the arguments it binds."""
+    while isinstance(fun, functools.partial):
+        yield from fun.args
+        yield from fun.keywords.values()
+        fun = fun.func
     code = fun.__code__
     names: set[str] = set()
     stack = [code]

@@ -41,8 +41,8 @@ from pydantic import BaseModel
 
 from . import processor as _processor
 from .agent import Agent, AgentProcessor
-from .app_services import SIGNALS, AppTask, Page, Signal, click_command, discover, run_services
-from .channels import close_replies
+from .app_services import SIGNALS, AppTask, Page, Signal, click_command, discover, fun_name, run_services
+from .channels import app_channel, close_replies
 from .durations import Duration, to_seconds
 from .faust_conf import FaustConf
 from .global_table import GlobalTable, global_table_method
@@ -95,6 +95,8 @@ class App:
         self.tasks: list[AppTask] = []
         self.commands: dict[str, Any] = {}  # click commands of @app.command, by name
         self.pages: list[Page] = []
+        self.services: list[Any] = []  # @app.service: mode Services started with the worker (app_services)
+        self.channels = 0  # app.channel() topics declared so far (channels.app_channel names them by this count)
         self.pages_served = False  # the worker's web server serves them (app_services.page_routes)
         self.signals = {name: Signal(name) for name in SIGNALS}
         for name, signal in self.signals.items():
@@ -174,9 +176,9 @@ class App:
 
         def register(fun: Callable[..., Any]) -> Agent:
             if not (inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)):
-                raise TypeError(f"agent {name or fun.__name__}: must be an async def function (with or without "
+                raise TypeError(f"agent {name or fun_name(fun)}: must be an async def function (with or without "
                                 "yield)")
-            agent_name = name or fun.__name__
+            agent_name = name or fun_name(fun)
             if agent_name in self.agents or agent_name in self.types:
                 raise ValueError(f"agent {agent_name!r} is already registered")
             agent = Agent(self, fun, topics, agent_name, sinks, tables, params, **types)
@@ -184,6 +186,17 @@ class App:
             return agent
 
         return register
+
+    def channel(self, value_type: type | None = None, key_type: type | None = None, **faust: Any) -> Topic:
+        """Faust's ``app.channel()``: here a topic of the app, so what goes through it is exactly once (see
+        :func:`~.channels.app_channel`)."""
+        return app_channel(self, value_type, key_type, **faust)
+
+    def service(self, service: Any) -> Any:
+        """Faust's ``@app.service``: a mode ``Service`` class (or instance) started when the worker starts, before
+        the tasks and timers, and stopped after them (:mod:`~.app_services`)."""
+        self.services.append(service)
+        return service
 
     def processor(self, type_name: str | None = None, *, settings: type[ProcessorSettings] = AgentSettings,
                   implicit: bool = False, output_roles: tuple[tuple[str, ...], ...] = (),
@@ -223,7 +236,7 @@ class App:
             raise ValueError(f"timer interval must be positive, got {interval!r}")
 
         def register(fun: Callable[[], Any]) -> Callable[[], Any]:
-            self.timers.append((name or fun.__name__, lambda: seconds, self._leading(fun, on_leader)))
+            self.timers.append((name or fun_name(fun), lambda: seconds, self._leading(fun, on_leader)))
             return fun
 
         return register
@@ -237,7 +250,7 @@ class App:
         async def when_leader() -> Any:
             return await fun() if self.is_leader() else None
 
-        when_leader.__name__ = fun.__name__
+        when_leader.__name__ = fun_name(fun)
         return when_leader
 
     def is_leader(self) -> bool:
@@ -434,7 +447,9 @@ class App:
         if self._producer is None:
             from aiokafka import AIOKafkaProducer
 
-            producer = AIOKafkaProducer(**client_options(self.settings.kafka),
+            from .kafka_internals import Partitioner
+
+            producer = AIOKafkaProducer(**client_options(self.settings.kafka), partitioner=Partitioner(),
                                         enable_idempotence=True, acks="all",
                                         client_id=f"{self.settings.processor_id}-timers")
             await producer.start()

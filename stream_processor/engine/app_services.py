@@ -3,7 +3,8 @@
 :func:`run_services` is the App's part of a worker's life (``App.run_timers``): it logs the App() settings that have
 no effect here and the registrations not served (once, at start), starts leader election when an ``on_leader`` timer
 or task needs it (:mod:`~stream_processor.engine.leader`), runs every ``@app.task`` once and every timer until the
-worker stops. Everything here runs outside any partition's transaction: what it sends goes out at least once
+worker stops; the ``@app.service`` services (mode's ``Service``, as Faust's) start before them and stop after them.
+Everything here runs outside any partition's transaction: what it sends goes out at least once
 (:meth:`~stream_processor.engine.topic.Topic.send` through the app's idempotent producer).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -182,11 +184,40 @@ def _startup_notes(app: App) -> None:
                     "/status and /metrics only", page.path, page.name)
 
 
+def fun_name(fun: Any) -> str:
+    """The name of a function, or of the function a ``functools.partial`` wraps (Faust takes partials as agents
+    and timers)."""
+    while isinstance(fun, functools.partial):
+        fun = fun.func
+    return str(getattr(fun, "__name__", None) or repr(fun))
+
+
+async def _start_services(app: App) -> list[Any]:
+    """Start every ``@app.service`` (a mode Service class, instantiated here, or an instance), in order, as Faust
+    starts them with the app; returns the running instances."""
+    running: list[Any] = []
+    for service in app.services:
+        instance: Any = service() if inspect.isclass(service) else service
+        await instance.start()
+        running.append(instance)
+    return running
+
+
+async def _stop_services(running: list[Any]) -> None:
+    for instance in reversed(running):
+        try:
+            await instance.stop()
+        except Exception:  # noqa: BLE001 - one service failing to stop does not keep the others running
+            log.exception("app.service %r failed to stop", instance)
+
+
 async def run_services(app: App, stopping: asyncio.Event) -> None:
-    """Run ``app``'s tasks once and its timers until ``stopping`` is set (see the module docstring)."""
+    """Run ``app``'s services, its tasks once and its timers until ``stopping`` is set (see the module docstring).
+    Raises what a service's ``start`` raised (the worker does not run without it, as Faust's)."""
     from .leader import LeaderElector
 
     _startup_notes(app)
+    services = await _start_services(app)
     elector = LeaderElector(app.settings) if app.needs_leader else None
     app.elector = elector
     jobs = [asyncio.create_task(elector.run(stopping), name="leader")] if elector is not None else []
@@ -203,6 +234,7 @@ async def run_services(app: App, stopping: asyncio.Event) -> None:
         if elector is not None:
             await elector.close()
         app.elector = None
+        await _stop_services(services)
 
 
 async def _run_task(app: App, task: AppTask, stopping: asyncio.Event) -> None:

@@ -31,20 +31,41 @@ import asyncio
 import uuid
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .events import send_in_transaction
 from .processor import current_context, encode_value
 
-__all__ = ["REQUEST_NS", "RESPONSE_NS", "AgentChannel", "ReplyConsumer", "close_replies", "reply_topic_name",
-           "request_of", "response_value", "wants_replies"]
+if TYPE_CHECKING:
+    from .app import App
+    from .topic import Topic
+
+__all__ = ["REQUEST_NS", "RESPONSE_NS", "AgentChannel", "ReplyConsumer", "app_channel", "close_replies",
+           "reply_topic_name", "request_of", "response_value", "wants_replies"]
 
 REQUEST_NS = "@ReqRepRequest"
 RESPONSE_NS = "@ReqRepResponse"
 _REQUEST_MARK = b'"' + REQUEST_NS.encode() + b'"'
 _CONSUMERS: weakref.WeakKeyDictionary[Any, dict[str, ReplyConsumer]] = weakref.WeakKeyDictionary()
+
+
+def app_channel(app: App, value_type: type | None = None, key_type: type | None = None, *, maxsize: int | None = None,
+                **faust: Any) -> Topic:
+    """Faust's ``app.channel()`` (an in-memory queue there, lost with the process) as a topic of the app:
+    ``<app id>-channel-<n>``, n counting the app's channels in the order the program declares them (the same in
+    every worker of one program), one partition (a channel has no partitions: one keeps its order). Agents read it,
+    ``send`` writes it and a sink names it as a topic: exactly once inside an agent, at least once elsewhere.
+    ``maxsize`` (an in-memory queue's bound) has no effect. Raises TypeError for a keyword Faust's channel does not
+    take."""
+    del maxsize
+    unknown = set(faust) - {"schema", "loop", "active_partitions", "is_iterator"}
+    if unknown:
+        raise TypeError(f"app.channel() got unexpected keyword arguments {sorted(unknown)}")
+    name = f"{app.id}-channel-{app.channels}"
+    app.channels += 1
+    return app.topic(name, value_type=value_type, key_type=key_type, partitions=1)
 
 
 def reply_topic_name(app: Any) -> str:

@@ -48,7 +48,7 @@ from typing import Any
 from aiokafka import OffsetAndMetadata, TopicPartition
 
 from .exceptions import TransactionStateError
-from .kafka_internals import BatchBuilder, DefaultPartitioner
+from .kafka_internals import BatchBuilder, Partitioner
 from .state import TaskStores, offset_marker
 
 
@@ -73,7 +73,7 @@ _TRANSITIONS: dict[CheckpointState, frozenset[CheckpointState]] = {
 
 
 # Kafka's default partitioner (murmur2 of the key), so keyed outputs land where any Kafka client puts them.
-_PARTITIONER = DefaultPartitioner()
+_PARTITIONER = Partitioner()
 
 
 class Sealed:

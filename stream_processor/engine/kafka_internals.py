@@ -21,6 +21,7 @@ AttributeError from the functions that act or whose answer has no safe default, 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Iterable
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -45,7 +46,23 @@ __all__ = [
     "AIOKafkaAdminClient", "AbstractPartitionAssignor", "BatchBuilder", "ClusterMetadata", "ConfigResource",
     "ConfigResourceType", "ConsumerProtocolMemberAssignment", "ConsumerProtocolMemberMetadata", "DefaultPartitioner",
     "NewTopic", "RecordMetadata", "create_conn", "create_ssl_context",
+    # ours
+    "Partitioner",
 ]
+
+
+class Partitioner(DefaultPartitioner):
+    """aiokafka's DefaultPartitioner (murmur2 of the key, as Kafka's Java client), drawing the partition of a keyless
+    record from its own ``random.Random``: the program's global ``random`` state is left alone (a program that seeds
+    it draws what it would draw without the engine; aiokafka's draws from the global one)."""
+
+    def __init__(self) -> None:
+        self._random = random.Random()  # noqa: S311 - a partition, not a secret
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:  # type: ignore[override]
+        if key is None:
+            return self._random.choice(available or all_partitions)
+        return int(DefaultPartitioner.__call__(key, all_partitions, available))
 
 
 def consumed_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:

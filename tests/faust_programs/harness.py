@@ -139,6 +139,12 @@ class Scenario:
     faust_after: Callable[[types.ModuleType], Any] | None = None
     #: Called with (module, driver) after the steps of our run (the same moment, in this engine's terms).
     ours_after: Callable[[types.ModuleType, Any], None] | None = None
+    #: What of the printed lines is compared (default: every line, in order): for a program whose prints come from
+    #: several partitions, each partition's lines in order (Faust orders a partition's records, not two partitions').
+    printed_as: Callable[[list[str]], Any] | None = None
+
+    def compared_prints(self, printed: list[str]) -> Any:
+        return printed if self.printed_as is None else self.printed_as(printed)
 
 
 @dataclass

@@ -52,8 +52,8 @@ def test_an_installed_wheel_finds_its_default_config_without_the_checkout(tmp_pa
     requires = [line.split(":", 1)[1].strip() for line in (info / "METADATA").read_text().splitlines()
                 if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert {r.split(">")[0].split("<")[0].lower() for r in requires} == {
-        "aiohttp", "aiokafka", "click", "croniter", "numpy", "orjson", "prometheus_client", "pydantic", "pyyaml",
-        "rocksdict", "tqdm", "tzdata"}
+        "aiohttp", "aiokafka", "click", "croniter", "mode-streaming", "numpy", "orjson", "prometheus_client",
+        "pydantic", "pyyaml", "rocksdict", "tqdm", "tzdata"}
     assert all(">=" in r for r in requires)
 
     # Run from another folder with the installed copy first on the path (the checkout's editable install after).

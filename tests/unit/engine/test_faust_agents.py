@@ -491,3 +491,55 @@ def load_module(name: str, source: str, app: Any) -> Any:
     module.app = app
     exec(compile(source, f"<{name}>", "exec", dont_inherit=True), module.__dict__)  # noqa: S102 - the source under test
     return module
+
+
+# ---- app.channel, partial agents (examples/bound_agent.py), the keyless partitioner -------------------------------
+
+
+def test_a_channel_is_a_one_partition_topic_of_the_app_and_partial_agents_read_it(drive) -> None:
+    """``app.channel()`` is ``<app id>-channel-<n>`` (n in declaration order), one partition; a ``functools.partial``
+    agent over it, with the partial's bound channel as a sink of its own sends, runs as Faust's does."""
+    import functools
+
+    app = make_app()
+    actions, passed, dead = app.channel(value_type=int), app.channel(), app.channel()
+    assert [c.name for c in (actions, passed, dead)] == [f"{app.id}-channel-{i}" for i in range(3)]
+    assert actions.partitions == 1
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        app.channel(partitions=4)
+
+    async def stage(dead_letters: Any, stream: Any) -> Any:
+        async for action in stream:
+            if action % 3 == 0:
+                await dead_letters.send(value={"dead": action})
+            else:
+                yield action
+
+    app.agent(actions, name="stage", sink=[passed])(functools.partial(stage, dead))
+    driver = drive(app)
+    for i in range(7):
+        driver.pipe(actions.name, i)
+    assert driver.values(passed.name) == [1, 2, 4, 5]
+    assert driver.values(dead.name) == [{"dead": 0}, {"dead": 3}, {"dead": 6}]
+
+
+def test_keyless_records_leave_the_programs_random_state_alone(drive) -> None:
+    """A keyless output's partition is drawn from the engine's own generator: a program that seeds ``random``
+    draws what it would draw without the engine (aiokafka's partitioner draws from the global one)."""
+    import random
+
+    app = make_app(topics={"out": {"partitions": 4}})
+
+    @app.agent("src", sink=["out"])
+    async def spread(stream):
+        async for value in stream:
+            yield value
+
+    driver = drive(app)
+    random.seed(5)
+    expected = [random.random() for _ in range(3)]
+    random.seed(5)
+    for i in range(20):
+        driver.pipe("src", i)  # no key: each output's partition drawn at random
+    assert [random.random() for _ in range(3)] == expected
+    assert len({r.partition for r in driver.read("out")}) > 1

@@ -548,3 +548,37 @@ async def test_page_routes_serve_views_and_answer_501_for_routed_ones(caplog: py
     assert "not served" not in caplog.text  # served: no warning
     with pytest.raises(TypeError, match="View classes are not offered"):
         app.page("/v")(type("V", (), {}))
+
+
+async def test_app_service_starts_with_the_worker_and_stops_after_its_timers() -> None:
+    """``@app.service`` on a ``faust.Service`` (mode's: examples/advanced/service.py): started before the tasks and
+    timers, its ``@Service.task`` running, stopped when the worker stops."""
+    app = App("svc")
+    events: list[str] = []
+
+    @app.service
+    class Beacon(stream_processor.Service):
+        async def on_start(self) -> None:
+            events.append("start")
+
+        async def on_stop(self) -> None:
+            events.append("stop")
+
+        @stream_processor.Service.task
+        async def _background(self) -> None:
+            events.append("task")
+
+    @app.task
+    async def after_start() -> None:
+        events.append("app task")
+
+    assert stream_processor.Service is faust.Service  # mode's, the same class
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(app.run_timers(stopping))
+    async with asyncio.timeout(5):
+        while "app task" not in events or "task" not in events:
+            await asyncio.sleep(0.01)
+    assert events[0] == "start" and "stop" not in events
+    stopping.set()
+    await runner
+    assert events[-1] == "stop"
