@@ -179,6 +179,13 @@ def _startup_notes(app: App) -> None:
             log.warning("app.%s has %d receiver(s) (%s): not called here (this engine's rebalances and start-up are "
                         "not Faust's; use a processor's init/close or an @app.task)", signal.name,
                         len(signal.receivers), ", ".join(getattr(f, "__name__", repr(f)) for f in signal.receivers))
+    faust_style = app.config is None and app.settings_doc is None  # built from Faust's arguments alone
+    for agent in app.agents.values() if faust_style else ():
+        topics = [sink.name for sink in agent.sinks if hasattr(sink, "encode_value")]
+        if topics:
+            log.warning("agent %s yields to %s: each value is keyed like the input record it came from (Faust sends "
+                        "a yielded value without a key); for no key, `await topic.send(value=...)` in the agent",
+                        agent.name, ", ".join(topics))
     for page in app.pages if not app.pages_served else ():
         log.warning("app.page %s (%s) is registered but not served: the worker's web server serves /health, /ready, "
                     "/status and /metrics only", page.path, page.name)

@@ -582,3 +582,14 @@ async def test_app_service_starts_with_the_worker_and_stops_after_its_timers() -
     stopping.set()
     await runner
     assert events[-1] == "stop"
+
+
+async def test_a_faust_app_is_told_at_start_that_yielded_values_are_keyed(caplog: pytest.LogCaptureFixture) -> None:
+    """The one difference of an agent's results from Faust's that is not refused: a value yielded to a topic sink
+    is keyed like its input record (Faust: no key). A Faust-style App (no YAML) is told so when the worker starts."""
+    app = _with_agent(App("keyed"))
+    stopping = asyncio.Event()
+    stopping.set()
+    with caplog.at_level(logging.WARNING):
+        await app.run_timers(stopping)
+    assert "agent copy yields to out: each value is keyed like the input record" in caplog.text
