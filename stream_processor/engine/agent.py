@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .agent_test import AgentTestWrapper
 from .channels import AgentChannel, encode_response, reply_topic_name, request_of, wants_replies
 from .durations import to_ms
 from .exceptions import RecordError
@@ -92,6 +93,8 @@ class AgentDriver:
         """The agent raised ``exc`` (its instance is over): start a new one for the next record, and say what the
         runtime must do. A RecordError while a take() batch is buffered becomes a processing error, so the
         transaction is rolled back and the buffered records are read again instead of skipped."""
+        for wrapper in self.agent.test_wrappers:  # agent.test_context(): put() raises it, as Faust's
+            wrapper.on_crash(exc)
         held = bool(self.ctx.held)
         self.ctx.held.clear()
         self._start()  # the old instance raised: it is finished
@@ -138,6 +141,9 @@ class AgentDriver:
         self.current, self.request = value, request
         self.stream.set_record((ctx.topic, ctx.partition, ctx.offset, ctx.timestamp, ctx.key, ctx.headers, raw, value))
         self.stream._pending = value  # noqa: SLF001
+        if self.agent.test_wrappers and not self.is_gen:  # test_context's results of an agent that does not yield
+            for wrapper in self.agent.test_wrappers:
+                wrapper.on_value(value)
         return self._run()
 
     def _advance(self) -> Any:
@@ -186,6 +192,8 @@ class AgentDriver:
         functions: called, async ones awaited before the agent goes on) and, for an ``ask``, reply."""
         ctx = self.ctx
         key = ctx.key
+        for wrapper in self.agent.test_wrappers:
+            wrapper.on_value(value)
         if self.request is not None:
             reply_to, correlation_id = self.request
             event = self.stream.current_event
@@ -280,6 +288,7 @@ class Agent(AgentChannel):
         self.through: Topic | None = None  # stream.through's topic: the second stage reads it
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
+        self.test_wrappers: list[AgentTestWrapper] = []  # open test_context()s: told what it yields and raises
         if wants_replies(app):  # it may answer ask(): its replies go to the app's reply topic
             app.topic(reply_topic_name(app))
 
@@ -288,6 +297,11 @@ class Agent(AgentChannel):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fun(*args, **kwargs)
+
+    def test_context(self, **faust: Any) -> AgentTestWrapper:
+        """Faust's ``agent.test_context()``: ``async with`` it, ``await wrapper.put(value)``, read
+        ``wrapper.results`` (see :mod:`~stream_processor.engine.agent_test`)."""
+        return AgentTestWrapper(self, **faust)
 
     @property
     def repartition_topic(self) -> str:

@@ -39,9 +39,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import processor as _processor
 from .agent import Agent, AgentProcessor
-from .app_services import SIGNALS, AppTask, Page, Signal, click_command, discover, fun_name, run_services
+from .app_services import (
+    SIGNALS,
+    AppTask,
+    FlowControl,
+    Page,
+    Signal,
+    click_command,
+    cron_delay,
+    discover,
+    fun_name,
+    run_services,
+)
 from .channels import app_channel, close_replies
 from .durations import Duration, to_seconds
 from .faust_conf import FaustConf
@@ -109,6 +119,7 @@ class App:
         #: Faust's ``app.rebalancing`` (a timer skips its table dump while it is True): always False here, since a
         #: table read outside a record sees the partitions this worker's tasks hold at that moment (local_tables).
         self.rebalancing = False
+        self.flow_control = FlowControl()  # Faust's; a test fixture resumes it (agent.test_context needs nothing)
 
     def __repr__(self) -> str:
         return f"<App {self.id}>"
@@ -308,19 +319,10 @@ class App:
         """Run an async function at the times of ``cron_format`` (``"*/5 * * * *"``; in ``timezone``, default
         ``app.conf.timezone``, UTC unless App(timezone=) says otherwise); like :meth:`timer` otherwise (``on_leader``
         included). Raises ValueError for a malformed expression."""
-        from croniter import croniter
-
-        if not croniter.is_valid(cron_format):
-            raise ValueError(f"not a cron expression: {cron_format!r}")
-        tz = timezone or self.conf.timezone
+        delay = cron_delay(cron_format, timezone or self.conf.timezone)
 
         def register(fun: Callable[[], Any]) -> Callable[[], Any]:
-            def delay() -> float:
-                now = dt.datetime.fromtimestamp(_processor.wall_clock_ms() / 1000, tz)
-                following: dt.datetime = croniter(cron_format, now).get_next(dt.datetime)
-                return max(0.0, (following - now).total_seconds())
-
-            self.timers.append((fun.__name__, delay, self._leading(fun, on_leader)))
+            self.timers.append((fun_name(fun), delay, self._leading(fun, on_leader)))
             return fun
 
         return register

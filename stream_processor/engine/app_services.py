@@ -191,6 +191,43 @@ def _startup_notes(app: App) -> None:
                     "/status and /metrics only", page.path, page.name)
 
 
+class FlowControl:
+    """Faust's ``app.flow_control`` (what its test fixtures resume): here nothing is held back, so ``resume`` and
+    ``suspend`` change only what ``is_active`` says."""
+
+    def __init__(self) -> None:
+        self.active = True
+
+    def resume(self) -> None:
+        self.active = True
+
+    def suspend(self) -> None:
+        self.active = False
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+def cron_delay(cron_format: str, tz: Any) -> Callable[[], float]:
+    """The seconds from the engine's wall clock to the next time of ``cron_format`` in ``tz`` (croniter), for
+    ``app.crontab``. Raises ValueError for a malformed expression."""
+    import datetime as dt
+
+    from croniter import croniter
+
+    from . import processor
+
+    if not croniter.is_valid(cron_format):
+        raise ValueError(f"not a cron expression: {cron_format!r}")
+
+    def delay() -> float:
+        now = dt.datetime.fromtimestamp(processor.wall_clock_ms() / 1000, tz)
+        following: dt.datetime = croniter(cron_format, now).get_next(dt.datetime)
+        return max(0.0, (following - now).total_seconds())
+
+    return delay
+
+
 def fun_name(fun: Any) -> str:
     """The name of a function, or of the function a ``functools.partial`` wraps (Faust takes partials as agents
     and timers)."""
