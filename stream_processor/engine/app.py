@@ -42,6 +42,7 @@ from pydantic import BaseModel
 from .agent import Agent, AgentProcessor
 from .app_services import (
     SIGNALS,
+    STREAM_OUTSIDE_AGENT,
     AppTask,
     FlowControl,
     Page,
@@ -50,6 +51,7 @@ from .app_services import (
     cron_delay,
     discover,
     fun_name,
+    routed,
     run_services,
 )
 from .channels import app_channel, close_replies
@@ -209,6 +211,10 @@ class App:
         self.services.append(service)
         return service
 
+    def stream(self, channel: Any, **faust: Any) -> Any:
+        """Refused (Faust's stream outside an agent). Raises NotImplementedError."""
+        raise NotImplementedError(STREAM_OUTSIDE_AGENT)
+
     def processor(self, type_name: str | None = None, *, settings: type[ProcessorSettings] = AgentSettings,
                   implicit: bool = False, output_roles: tuple[tuple[str, ...], ...] = (),
                   keywords: tuple[str, ...] = (), **defaults: Any) -> Callable[[type[Processor]], type[Processor]]:
@@ -308,11 +314,11 @@ class App:
     def table_route(self, table: Any, shard_param: str | None = None, **_faust: Any) -> Callable[[Any], Any]:
         """Faust's routing of a view to the worker holding a table key: accepted; the view answers 501 naming why
         (see :data:`~.app_services.ROUTED`)."""
-        return _routed("table")
+        return routed("table")
 
     def topic_route(self, topic: Any, shard_param: str | None = None, **_faust: Any) -> Callable[[Any], Any]:
         """Faust's routing of a view by a topic's partition: accepted; answers 501 as :meth:`table_route`."""
-        return _routed("topic")
+        return routed("topic")
 
     def crontab(self, cron_format: str, *, timezone: dt.tzinfo | None = None, on_leader: bool = False,
                 **_faust: Any) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
@@ -475,14 +481,6 @@ class App:
         from ..cli import main
 
         main(argv, obj=self)
-
-
-def _routed(kind: str) -> Callable[[Any], Any]:
-    def mark(fun: Any) -> Any:
-        fun._sp_route = kind  # noqa: SLF001 - read by App.page, which Faust stacks above it
-        return fun
-
-    return mark
 
 
 def _topic_name(topic: Topic | str) -> str:

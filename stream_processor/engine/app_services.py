@@ -191,6 +191,20 @@ def _startup_notes(app: App) -> None:
                     "/status and /metrics only", page.path, page.name)
 
 
+STREAM_OUTSIDE_AGENT = ("a stream outside an agent (app.stream, topic.stream) is not offered: its records would "
+                        "belong to no partition's task, so nothing it did could commit with its offsets; iterate the "
+                        "topic in an @app.agent(topic) instead")
+
+
+def routed(kind: str) -> Callable[[Any], Any]:
+    """``app.table_route``/``topic_route``: marks the view, which :meth:`App.page` (stacked above it) reads."""
+    def mark(fun: Any) -> Any:
+        fun._sp_route = kind  # noqa: SLF001
+        return fun
+
+    return mark
+
+
 class FlowControl:
     """Faust's ``app.flow_control`` (what its test fixtures resume): here nothing is held back, so ``resume`` and
     ``suspend`` change only what ``is_active`` says."""

@@ -135,6 +135,14 @@ class Stream:
             assert event is not None
             yield event
 
+    async def enumerate(self, start: int = 0) -> AsyncIterator[tuple[int, Any]]:
+        """``(i, value)`` pairs, ``i`` counting from ``start`` (Faust's ``Stream.enumerate``); the count is this
+        instance's, i.e. this partition's (one instance per partition here, one per worker under Faust)."""
+        i = start
+        async for value in self:
+            yield i, value
+            i += 1
+
     async def filter(self, predicate: Callable[[Any], bool]) -> AsyncIterator[Any]:
         """The values for which ``predicate(value)`` is true."""
         async for value in self:

@@ -93,6 +93,12 @@ class Topic:
         """The bytes of a key sent to this topic, as Faust writes them (None: no key)."""
         return codecs.encode(self.key_type, key, self.key_serializer, default_serializer(self.app, "key"), key=True)
 
+    def stream(self, **faust: Any) -> Any:
+        """Refused (Faust's stream outside an agent). Raises NotImplementedError."""
+        from .app_services import STREAM_OUTSIDE_AGENT
+
+        raise NotImplementedError(STREAM_OUTSIDE_AGENT)
+
     def send(self, key: Any = None, value: Any = None, headers: list[tuple[str, bytes]] | None = None,
              partition: int | None = None) -> Any:
         """Send one record; await the result.

@@ -543,3 +543,24 @@ def test_keyless_records_leave_the_programs_random_state_alone(drive) -> None:
         driver.pipe("src", i)  # no key: each output's partition drawn at random
     assert [random.random() for _ in range(3)] == expected
     assert len({r.partition for r in driver.read("out")}) > 1
+
+
+def test_stream_enumerate_counts_the_partitions_records(drive) -> None:
+    app = make_app()
+
+    @app.agent("src", sink=["out"])
+    async def numbered(stream):
+        async for i, value in stream.enumerate(start=1):
+            yield {"i": i, "value": value}
+
+    driver = drive(app)
+    for v in "abc":
+        driver.pipe("src", v)
+    assert driver.values("out") == [{"i": 1, "value": "a"}, {"i": 2, "value": "b"}, {"i": 3, "value": "c"}]
+
+
+def test_a_stream_outside_an_agent_is_refused_saying_why() -> None:
+    app = make_app()
+    for make in (lambda: app.stream(app.topic("src")), lambda: app.topic("src").stream()):
+        with pytest.raises(NotImplementedError, match=r"@app.agent\(topic\)"):
+            make()
