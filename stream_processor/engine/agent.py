@@ -340,14 +340,16 @@ class Agent(AgentChannel):
 
     def tables(self) -> list[Any]:
         """The tables this agent uses: declared, else found in its code (globals and closures it names)."""
-        if self.declared_tables is not None:
-            return list(self.declared_tables)
         from .table import Table, WindowedTable
 
         found: dict[str, Any] = {}
-        for obj in _referenced(self.fun):
+        objs = self.declared_tables if self.declared_tables is not None else _referenced(self.fun)
+        for obj in objs:
             if isinstance(obj, Table | WindowedTable):
                 found.setdefault(obj.name, obj)
+                index = getattr(getattr(obj, "table", obj), "key_index_table", None)  # key_index=True: its index too
+                if index is not None:
+                    found.setdefault(index.name, index)
         return list(found.values())
 
 

@@ -75,6 +75,7 @@ class Table(MutableMapping[Any, Any]):
         self.help = help
         self.on_window_close = on_window_close
         self.window: HoppingWindow | None = None
+        self.key_index_table: Table | None = None  # key_index=True: the keys ever set (using_window)
         snapshots = value_type is not None and callable(getattr(value_type, "from_state", None))
         self.spec = StoreSpec(name=name, value_type=value_type if snapshots else None, on_error=on_error)
 
@@ -138,10 +139,10 @@ class Table(MutableMapping[Any, Any]):
 
     def using_window(self, window: HoppingWindow, *, key_index: bool = False) -> WindowedTable:
         """This table as windows of ``window`` (Faust's ``Table.using_window``): its store keeps the windows' times
-        in the changelog. Raises NotImplementedError for ``key_index=True`` (not offered)."""
+        in the changelog. ``key_index``: keep the keys set in a second table, ``<name>-key_index`` (as Faust does),
+        so the windowed table has ``keys()``/``items()``/``values()``/``len()``."""
         if key_index:
-            raise NotImplementedError(f"table {self.name!r}: key_index=True (keys/items/len of a windowed table) "
-                                      "is not offered")
+            self.key_index_table = Table(f"{self.name}-key_index")
         self.window = window
         self.spec = window_spec(self)
         return WindowedTable(self, window)

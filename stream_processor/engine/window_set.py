@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .durations import Duration
+from .local_tables import LocalView
+from .processor import current_context
 from .state import ChangelogStore
 from .windows import (
     OPERATORS,
@@ -75,11 +77,14 @@ class WindowedTable:
         return WindowedTable(self.table, self.window, relative_event)
 
     def get_timestamp(self, event: Event | None = None) -> float:
-        """The relative time of ``event`` (default: the record being processed), in seconds."""
-        event = event or current_event(self.table)
+        """The relative time of ``event`` (default: the record being processed; outside one, a relative-time
+        handler gets None, as Faust's: ``relative_to_now`` reads the wall clock), in seconds."""
         handler = self.get_relative_timestamp
+        if event is None and (handler is None or current_context.get() is not None):
+            event = current_event(self.table)
         if handler is not None:
             return to_timestamp(handler(event))
+        assert event is not None
         return event.message.timestamp
 
     # ---- the store ---------------------------------------------------------------------------------------------
@@ -88,11 +93,12 @@ class WindowedTable:
 
         return _skey((key, window))
 
-    def _stale(self, store: ChangelogStore, window: WindowRange) -> bool:
+    def _stale(self, store: ChangelogStore | LocalView, window: WindowRange) -> bool:
         expires = self.window.expires if self.window.expire_by == "stream_time" else 0.0
-        return bool(expires) and window[0] + self.window.size + expires <= store.meta.get("latest_s", -math.inf)
+        latest = getattr(store, "meta", {}).get("latest_s", -math.inf)  # a LocalView (outside a record): none
+        return bool(expires) and window[0] + self.window.size + expires <= latest
 
-    def _get(self, store: ChangelogStore, key: Any, window: WindowRange) -> Any:
+    def _get(self, store: ChangelogStore | LocalView, key: Any, window: WindowRange) -> Any:
         value = _MISSING if self._stale(store, window) else store.get(self._skey(key, window), _MISSING)
         if value is _MISSING:
             default = self.table.default
@@ -104,6 +110,9 @@ class WindowedTable:
     def _put(self, store: ChangelogStore, key: Any, window: WindowRange, value: Any) -> None:
         if self._stale(store, window):
             return  # a late write to an expired window is dropped
+        index = self.table.key_index_table
+        if index is not None and key not in index:  # Faust's on_set_key
+            index[key] = 1
         store.put(self._skey(key, window), value)
         if window[1] > store.meta.get("latest_end", 0):
             store.meta["latest_end"] = window[1]
@@ -150,6 +159,9 @@ class WindowedTable:
 
     def __delitem__(self, key: Any) -> None:
         event = self._event()
+        index = self.table.key_index_table
+        if index is not None:  # Faust's on_del_key
+            index.pop(key, None)
         for window in self.window.ranges(self.get_timestamp(event)):
             skey = self._skey(key, window)
             if skey not in event.store:
@@ -161,14 +173,83 @@ class WindowedTable:
         window = self.window.current(self.get_timestamp(event))
         return not self._stale(event.store, window) and self._skey(key, window) in event.store
 
+    # ---- key_index=True: the keys, and their values in a window (Faust's WindowWrapper._items*) -----------------
+    def _index(self) -> Any:
+        index = self.table.key_index_table
+        if index is None:
+            no_keys(self.name)
+        return index
+
     def __iter__(self) -> Iterator[Any]:
-        return no_keys(self.name)
+        return iter(list(self._index()))
 
     def __len__(self) -> int:
-        no_keys(self.name)
-        return 0
+        return len(self._index())
 
-    keys = items = values = __iter__
+    def keys(self) -> WindowedView:
+        """The keys ever set (and not deleted) in this partition (outside a record: the partitions this process
+        holds), as Faust's key index keeps them. Raises NotImplementedError without ``key_index=True``."""
+        return WindowedView(self, None, "keys")
+
+    def items(self, event: Event | None = None) -> WindowedView:
+        """``(key, value)`` of each indexed key in the window of the relative time (``.now()``, ``.current()``,
+        ``.delta(d)`` on the view choose another), keys without that window (and no default) left out."""
+        return WindowedView(self, event, "items")
+
+    def values(self, event: Event | None = None) -> WindowedView:
+        """The values of :meth:`items`."""
+        return WindowedView(self, event, "values")
+
+    def _items(self, pick: Callable[[Event | None, Any], WindowRange], event: Event | None) -> Iterator[Any]:
+        index = self._index()
+        if event is None and current_context.get() is not None:
+            event = current_event(self.table)
+        store = event.store if event is not None else LocalView(self.name)
+        for key in list(index):
+            try:
+                yield key, self._get(store, key, pick(event, key))
+            except KeyError:
+                continue
+
+    def as_ansitable(self, title: str = "{table.name}", **kwargs: Any) -> str:
+        """The items of the relative time drawn as :meth:`Table.as_ansitable` draws a table."""
+        from .table import _title, ascii_table
+
+        rows = [(k, v) for k, v in self.items()]
+        return ascii_table([("Key", "Value"), *rows], _title(title.format(table=self.table)))
+
+
+class WindowedView:
+    """``windowed_table.keys()``/``items()``/``values()`` (Faust's ``Windowed*View``): iterating uses the table's
+    relative time; ``now()``, ``current(event)`` and ``delta(d, event)`` another window."""
+
+    def __init__(self, wrapper: WindowedTable, event: Event | None, kind: str) -> None:
+        self.wrapper, self.event, self.kind = wrapper, event, kind
+
+    def _shape(self, pairs: Iterator[Any]) -> Iterator[Any]:
+        for key, value in pairs:
+            yield key if self.kind == "keys" else value if self.kind == "values" else (key, value)
+
+    def __iter__(self) -> Iterator[Any]:
+        w = self.wrapper
+        if self.kind == "keys":
+            return iter(list(w._index()))  # noqa: SLF001
+        return self._shape(w._items(lambda e, k: w.window.current(w.get_timestamp(e)), self.event))  # noqa: SLF001
+
+    def __len__(self) -> int:
+        return len(self.wrapper)
+
+    def now(self) -> Iterator[Any]:
+        w = self.wrapper
+        return self._shape(w._items(lambda e, k: w.window.earliest(relative_now(e)), self.event))  # noqa: SLF001
+
+    def current(self, event: Event | None = None) -> Iterator[Any]:
+        w = self.wrapper
+        return self._shape(w._items(lambda e, k: w.window.current(relative_event(e)), event or self.event))  # noqa: SLF001
+
+    def delta(self, d: Duration, event: Event | None = None) -> Iterator[Any]:
+        w = self.wrapper
+        return self._shape(w._items(lambda e, k: w.window.delta(relative_event(e), d), event or self.event))  # noqa: SLF001
 
 
 def wall_clock_expiring(table: Any) -> Table | None:

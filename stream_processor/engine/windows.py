@@ -333,8 +333,8 @@ OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 
 
 def no_keys(name: str) -> Iterator[Any]:
-    raise NotImplementedError(f"windowed table {name!r}: keys/items/values/len need Faust's key_index=True, which "
-                              "is not offered here")
+    raise NotImplementedError(f"windowed table {name!r}: keys/items/values/len need Faust's key_index=True "
+                              "(.tumbling(..., key_index=True)), which keeps the keys in a second table")
 
 
 __all__ = ["Event", "HoppingWindow", "Message", "TumblingWindow", "current_event", "field_name", "relative_event",

@@ -758,3 +758,52 @@ def test_window_store_key_is_the_key_the_table_writes(drive: Any) -> None:
     click(driver, 3)
     keys = {r.key for r in driver.changelog("count") if r.key and r.key.startswith(b"\x01tumbling\x00")}
     assert keys == {b"\x01tumbling\x00" + window_store_key("p", START, 10).encode()}
+
+
+# ---- key_index=True: keys/items/values/len of a windowed table ----------------------------------------------------
+
+KEY_INDEX = '''
+class Click(faust.Record):
+    page: str
+
+
+clicks = app.topic('clicks', value_type=Click)
+views = app.Table('views', default=int).tumbling(10, expires=3600, key_index=True).relative_to_stream()
+
+
+@app.agent(clicks)
+async def count(stream):
+    async for event in stream.events():
+        page = event.value.page
+        views[page] += 1
+        rows.append(('items', sorted(views.items())))
+        rows.append(('values', sorted(views.values())))
+        rows.append(('now', sorted(views.items().now())))
+        rows.append(('current', sorted(views.items().current())))
+        rows.append(('delta', sorted(views.items().delta(10))))
+        rows.append(('keys', sorted(views.keys()), len(views), 'a' in list(views)))
+        if page == 'gone':
+            del views['gone']
+'''
+
+
+def test_a_key_index_gives_fausts_keys_items_and_values() -> None:
+    pages = ["a", "b", "a", "gone", "c", "a", "b", "b", "c", "a"]
+    inputs = [("clicks", orjson.dumps({"page": p}), None, T_OLD + 4.0 * i) for i, p in enumerate(pages)]
+    faust_run = run_faust(KEY_INDEX, ["count"], inputs)
+    ours, driver = run_ours(KEY_INDEX, inputs)
+    with driver:
+        assert driver.dead_letters() == []
+        assert driver.table("views-key_index") == {"a": 1, "b": 1, "c": 1}  # 'gone' deleted from the index too
+    assert len(ours.rows) == 6 * len(pages)
+    assert ours.rows == faust_run.rows
+
+
+def test_windowed_keys_without_a_key_index_are_refused() -> None:
+    from stream_processor.engine.table import Table
+
+    windows = Table("plain", default=int).tumbling(10)
+    for read in (lambda: list(windows.keys()), lambda: list(windows.items()), lambda: list(windows),
+                 lambda: len(windows)):
+        with pytest.raises(NotImplementedError, match="key_index=True"):
+            read()
