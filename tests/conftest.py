@@ -41,7 +41,7 @@ FOLDERS = {"unit": "unit", "engine": "unit", "integration": "broker", "eos": "un
 # files. A path selects a file, a node id one test (with its parameters), as in KAFKA39.
 SLOW = (
     "tests/eos/test_exactly_once.py",  # 35-45 s each
-    "tests/faust_programs/test_broker.py",  # ~15 s: a worker killed with kill -9 and restarted
+    "tests/faust_programs/test_broker.py",  # 9-15 s each: a worker killed with kill -9 and restarted
     "tests/integration/test_trades_pipeline.py::test_real_trades_enriched_exactly_once_across_a_restart",  # 13-35 s
     "tests/integration/test_examples.py::test_trades_with_book_join_each_trade_with_a_book_written_before",  # 7-11 s
     "tests/integration/test_examples.py::test_trade_counts_count_each_minute_of_trade_time",  # 6-8 s
