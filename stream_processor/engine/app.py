@@ -440,7 +440,8 @@ class App:
                 if agent.group_by is not None and agent.repartition_topic not in settings.topics:
                     entry = settings.stream_processors.get(f"{agent.name}-repartition")
                     inputs = entry.input_topics if entry is not None else [t.name for t in agent.topics]
-                    more[agent.repartition_topic] = {"partitions": max(settings.topic(t).partitions for t in inputs)}
+                    more[agent.repartition_topic] = {"partitions": max(settings.topic(t).partitions for t in inputs),
+                                                     "repartition": True}
             if more:
                 settings = load_settings(self.config, types=self.types, doc=self.settings_doc, defaults=defaults,
                                          extra_topics={**topics, **more}, sections=self.sections)

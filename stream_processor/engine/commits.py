@@ -21,6 +21,7 @@ from . import processor as _processor
 from .checkpoint import Sealed
 from .metrics import Metrics
 from .observe import RunnerStats
+from .purge import purger_for
 from .task import Task
 from .task_manager import TaskManager
 
@@ -40,6 +41,7 @@ class CommitPipeline:
         env = manager.env
         env.on_committed = self.committed
         env.on_commit_failed = self._aborted
+        self.purger = purger_for(env.settings, env.psettings.input_topics)  # repartition inputs (engine/purge.py)
 
     @property
     def in_flight(self) -> bool:
@@ -96,6 +98,8 @@ class CommitPipeline:
                 await self.failed(task, exc, reopen)
         if wait:
             await self.harvest(wait=True, reopen=reopen)
+        if self.purger is not None:
+            await self.purger.maybe_purge()
 
     @property
     def commit_now(self) -> bool:
@@ -114,6 +118,8 @@ class CommitPipeline:
             times = np.concatenate([np.asarray(s, dtype=np.float64) for s in stamps])
             latencies_ms = np.maximum(now * 1000 - times[times > 0], 0.0)
             metrics.processing_latency.observe_many(name, latencies_ms / 1000)
+        if self.purger is not None:
+            self.purger.note(sealed.offsets)
         metrics.commits.labels(name, "committed").inc()
         metrics.last_commit.labels(name).set(now)
         count = sealed.count

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Iterable
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.conn import create_conn
 from aiokafka.consumer.group_coordinator import GroupCoordinator
@@ -45,7 +46,7 @@ __all__ = [
     # re-exports of non-public module paths
     "AIOKafkaAdminClient", "AbstractPartitionAssignor", "BatchBuilder", "ClusterMetadata", "ConfigResource",
     "ConfigResourceType", "ConsumerProtocolMemberAssignment", "ConsumerProtocolMemberMetadata", "DefaultPartitioner",
-    "NewTopic", "RecordMetadata", "create_conn", "create_ssl_context",
+    "NewTopic", "RecordMetadata", "RecordsToDelete", "create_conn", "create_ssl_context",
     # ours
     "Partitioner",
 ]

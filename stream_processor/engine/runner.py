@@ -243,6 +243,8 @@ class ProcessorRunner:
         for client in (self._consumer, self._restore_consumer):
             if client is not None:
                 await client.stop()
+        if self.pipeline.purger is not None:
+            await self.pipeline.purger.close()
         if self.state != "failed":
             self.state = "stopped"
 

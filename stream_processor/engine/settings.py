@@ -155,6 +155,9 @@ class TopicSettings(_Strict):
     partitions: int = Field(gt=0)
     compacted: bool = False
     retention_ms: int | None = None
+    #: An internal repartition topic (a group_by's): created with Kafka Streams' configs (retention.ms=-1) and
+    #: purged by its reader up to what it committed (engine/purge.py).
+    repartition: bool = False
 
 
 class ProcessorSettings(_Strict):

@@ -67,10 +67,19 @@ def is_changelog(name: str, spec: TopicSettings) -> bool:
     return spec.compacted and name.endswith(CHANGELOG_SUFFIX)
 
 
+#: The configs of a repartition topic (Kafka Streams' InternalTopicManager for repartition topics): records kept
+#: until their reader purges them (engine/purge.py), whatever their timestamps, in segments small enough to delete.
+REPARTITION_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "segment.bytes": str(50 * 1024 * 1024),
+                       "segment.ms": str(10 * 60 * 1000)}
+
+
 def topic_configs(name: str, spec: TopicSettings) -> dict[str, str]:
     """The topic configs ``name`` is created with: :data:`CHANGELOG_CONFIGS` for a changelog topic,
-    ``cleanup.policy=compact`` for another compacted one, ``retention.ms`` if the spec sets it."""
+    :data:`REPARTITION_CONFIGS` for a repartition topic, ``cleanup.policy=compact`` for another compacted one,
+    ``retention.ms`` if the spec sets it."""
     config = dict(CHANGELOG_CONFIGS) if is_changelog(name, spec) else {}
+    if spec.repartition:
+        config.update(REPARTITION_CONFIGS)
     if spec.compacted:
         config["cleanup.policy"] = "compact"
     if spec.retention_ms is not None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections import Counter
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_processor import App, Record
 from stream_processor.engine.testing import TestDriver
@@ -51,7 +52,10 @@ def grouped_app(bootstrap: str) -> tuple[App, str, str]:
     return app, source, sink
 
 
-async def test_group_by_counts_each_order_once_on_its_users_partition(kafka_bootstrap: str) -> None:
+async def test_group_by_counts_each_order_once_on_its_users_partition(kafka_bootstrap: str, monkeypatch: Any) -> None:
+    from stream_processor.engine import purge
+
+    monkeypatch.setattr(purge, "PURGE_INTERVAL_S", 3600.0)  # the repartition topic is read whole at the end
     app, source, sink = grouped_app(kafka_bootstrap)
     settings = app.settings
     repartition = f"{settings.app_id}-per_user-by_user-repartition"
@@ -111,3 +115,62 @@ async def test_group_by_counts_each_order_once_on_its_users_partition(kafka_boot
     expected = [orjson.loads(r.value) for r in driver.all(sink)]
     assert sorted(d["id"] for d in expected) == list(range(ORDERS))
     assert driver.table("orders_per_user") == dict(totals)
+
+
+async def test_replayed_old_records_stay_in_the_repartition_topic_until_read_then_are_purged(
+        kafka_bootstrap: str, monkeypatch: Any) -> None:
+    """Orders 30 days old (a replay) re-keyed through the repartition topic: the topic is created with
+    ``retention.ms=-1`` (Kafka's 7-day time retention would delete such records, whose timestamps are the input's,
+    before the second stage read them), every order is counted once, and what the second stage committed is
+    purged (its low watermark reaches the end)."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from stream_processor.engine import purge
+    from stream_processor.engine.kafka_internals import ConfigResource, ConfigResourceType
+
+    monkeypatch.setattr(purge, "PURGE_INTERVAL_S", 1.0)
+    app, source, sink = grouped_app(kafka_bootstrap)
+    settings = app.settings
+    repartition = f"{settings.app_id}-per_user-by_user-repartition"
+    await ensure_topics(settings, required_topics(settings))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, repartition)])
+        configs = {e[0]: e[1] for r in response.resources for e in r[4]}
+    finally:
+        await admin.close()
+    assert (configs["retention.ms"], configs["cleanup.policy"]) == ("-1", "delete")
+    month_ago = int(time.time() * 1000) - 30 * 86_400_000
+    n = 600
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send(source, orjson.dumps({"id": i, "user": f"u{i % USERS}", "amount": 1}),
+                                key=str(i).encode(), timestamp_ms=month_ago + i)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    worker = Worker(settings, app=app)
+    task = asyncio.create_task(worker.run())
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    await consumer.start()
+    tps = [TopicPartition(repartition, p) for p in range(4)]
+    try:
+        async def purged() -> bool:
+            assert not task.done(), task.exception()
+            body = next(r for r in worker.runners if r.name == "per_user")
+            if body.stats.messages_processed < n:
+                return False
+            low, high = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+            return sum(high.values()) > 0 and all(low[tp] >= high[tp] - 1 for tp in tps)  # -1: a commit marker
+
+        await wait_for(purged, timeout=120)
+    finally:
+        await consumer.stop()
+        worker.request_stop()
+        await asyncio.wait_for(task, timeout=60)
+    ids = Counter(orjson.loads(r.value)["id"] for r in await read_topic(kafka_bootstrap, sink))
+    assert set(ids) == set(range(n)) and max(ids.values()) == 1

@@ -4,6 +4,7 @@ from ssl import SSLContext
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin.config_resource import ConfigResource
 from aiokafka.admin.new_topic import NewTopic
+from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.protocol.api import Response
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -35,6 +36,9 @@ class AIOKafkaAdminClient:
     ) -> Response: ...
     async def delete_topics(self, topics: list[str], timeout_ms: int | None = None) -> Response: ...
     async def list_topics(self) -> list[str]: ...
+    async def delete_records(
+        self, records_to_delete: dict[TopicPartition, RecordsToDelete], timeout_ms: int | None = None
+    ) -> dict[TopicPartition, int]: ...
     async def describe_configs(
         self, config_resources: list[ConfigResource], include_synonyms: bool = False
     ) -> list[Response]: ...
