@@ -118,14 +118,13 @@ class WindowedTable:
             store.meta["latest_end"] = window[1]
 
     def _see(self, event: Event, t: float) -> None:
-        """Move the partition's latest relative time to ``t``; close the windows that expire with it."""
+        """Move the partition's latest relative time to ``t``; close the windows that expire with it (stream-time
+        expiry only: see :meth:`_event`)."""
         store = event.store
         if t <= store.meta.get("latest_s", -math.inf):
             return
         store.meta["latest_s"] = t
         w = self.window
-        if not w.expires or w.expire_by != "stream_time":
-            return
         horizon = t - w.size - w.expires  # windows starting at or before it have expired
         offset = (w.step - w.size) % w.step  # window starts lie on this grid
         horizon = math.floor((horizon - offset) / w.step) * w.step + offset
@@ -143,7 +142,9 @@ class WindowedTable:
 
     def _event(self) -> Event:
         event = current_event(self.table)
-        self._see(event, self.get_timestamp(event))
+        w = self.window
+        if w.expires and w.expire_by == "stream_time":  # only this expiry reads the table's latest relative time
+            self._see(event, self.get_timestamp(event))
         return event
 
     # ---- the mapping -----------------------------------------------------------------------------------------
