@@ -54,3 +54,10 @@ def test_a_repartition_topic_keeps_its_records_until_purged() -> None:
     assert topic_configs("x-repartition", TopicSettings(partitions=4, repartition=True)) == REPARTITION_CONFIGS
     assert REPARTITION_CONFIGS["retention.ms"] == "-1"
     assert topic_configs("plain", TopicSettings(partitions=4)) == {}
+
+
+def test_the_default_purge_interval_is_kafka_streams_30_s() -> None:
+    async def make() -> Admin:
+        return Admin()
+
+    assert RepartitionPurger({R0.topic}, make).interval_s == 30.0  # repartition.purge.interval.ms's default
